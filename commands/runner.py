@@ -1,0 +1,97 @@
+"""Running a command: load what it depends on, decide, append atomically, retry on conflict."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from domain.errors import VersionConflict
+from streams.keys import Keys
+from streams.store import AppendResult, EventStore, Guard, Meta, NewEvent, StreamWrite
+
+MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a decision writes: per aggregate, the version it was read at and its new events."""
+
+    writes: list[StreamWrite] = field(default_factory=list)
+    guards: list[Guard] = field(default_factory=list)
+    subject_version: int = 0  # the subject's version before the write
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What a command did: the subject's new version and the log position to wait for."""
+
+    id: str
+    version: int
+    position: str  # "<partition>:<log entry id>", "" if nothing was written
+    duplicate: bool = False
+    written: int = 0
+
+
+async def run_command(
+    store: EventStore,
+    subject_id: str,
+    decide: Callable[[], Awaitable[Plan]],
+    *,
+    meta: Meta,
+    command_id: str | None = None,
+    retry_on_conflict: bool = True,
+) -> CommandResult:
+    """Decide and append; on a version conflict re-read and decide again (unless the caller
+    pinned an expected version). A retried command id returns the first result."""
+    partition = store.keys.partition_of_id(subject_id)
+    if command_id is not None:
+        first = await store.command_record(partition, command_id)
+        if first is not None:
+            return _result(subject_id, first, first.versions[0] if first.versions else 0, 0)
+    for attempt in range(MAX_ATTEMPTS):
+        plan = await decide()
+        if not plan.writes:
+            return CommandResult(subject_id, plan.subject_version, "")
+        try:
+            appended = await store.append(
+                partition, plan.writes, guards=plan.guards, meta=meta, command_id=command_id
+            )
+        except VersionConflict:
+            if not retry_on_conflict or attempt == MAX_ATTEMPTS - 1:
+                raise
+            continue
+        version = appended.versions[0] if appended.versions else plan.subject_version
+        written = sum(len(w.events) for w in plan.writes)
+        return _result(subject_id, appended, version, written)
+    raise AssertionError("unreachable")
+
+
+def _result(subject_id: str, appended: AppendResult, version: int, written: int) -> CommandResult:
+    partition = subject_id.split("-")[1]
+    position = f"{int(partition)}:{appended.position}" if appended.position else ""
+    return CommandResult(subject_id, version, position, appended.duplicate, written)
+
+
+def command_id_for(action: str, subject: str, idempotency_key: str | None) -> str | None:
+    """The idempotency record name of a command, scoped to its action and subject."""
+    if not idempotency_key:
+        return None
+    return hashlib.blake2b(f"{action}\0{subject}\0{idempotency_key}".encode(), digest_size=16).hexdigest()
+
+
+def id_for_key(keys: Keys, kind: str, project: str, idempotency_key: str | None) -> str:
+    """A new aggregate id; the same idempotency key gives the same id, so retries converge."""
+    if not idempotency_key:
+        return keys.new_id(kind, project)
+    digest = hashlib.blake2b(f"{kind}\0{project}\0{idempotency_key}".encode(), digest_size=16)
+    return f"{kind}-{keys.partition_of(project):02d}-{digest.hexdigest()[:26]}"
+
+
+def writes_of(decision: dict[str, list[NewEvent]], versions: dict[str, int]) -> list[StreamWrite]:
+    """Stream writes for a decision, each expecting the version its aggregate was read at."""
+    return [StreamWrite(agg, versions.get(agg, 0), events) for agg, events in decision.items()]
+
+
+def guards_of(ids: Sequence[str], versions: dict[str, int], written: set[str]) -> list[Guard]:
+    return [Guard(i, versions[i]) for i in ids if i not in written and i in versions]

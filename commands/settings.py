@@ -1,0 +1,74 @@
+"""Configuration, read once at the edge from CAIRN_* variables and passed in from there."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from domain.errors import ValidationFailed
+from domain.task_states import Flags
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    redis_url: str | None = None
+    data_dir: Path = Path(".cairn")
+    prefix: str = "cairn"
+    partitions: int = 16
+    admin_token: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    flags: Flags = field(default_factory=Flags)
+    command_ttl_s: int = 86_400
+    read_your_writes_timeout_s: float = 5.0
+    default_repository: str | None = None
+    default_publish_mode: str = "pr"
+    default_runtime: str = "codex"
+    legacy_jobs_enabled: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from the environment; a bad value is an error naming the variable."""
+        env = os.environ if env is None else env
+        errors: list[dict[str, str]] = []
+
+        def number(name: str, default: float, kind: type = int) -> float:
+            raw = env.get(name)
+            if raw in (None, ""):
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                errors.append({"path": name, "reason": f"must be a {kind.__name__}, got {raw!r}"})
+                return default
+            if value <= 0:
+                errors.append({"path": name, "reason": "must be positive"})
+            return float(value) if kind is float else int(value)
+
+        settings = cls(
+            redis_url=env.get("CAIRN_REDIS_URL") or None,
+            data_dir=Path(env.get("CAIRN_DATA_DIR") or ".cairn"),
+            prefix=env.get("CAIRN_PREFIX") or "cairn",
+            partitions=int(number("CAIRN_PARTITIONS", 16)),
+            admin_token=env.get("CAIRN_ADMIN_TOKEN") or None,
+            host=env.get("CAIRN_HOST") or "127.0.0.1",
+            port=int(number("CAIRN_PORT", 8080)),
+            flags=Flags(auto_approve_review=_flag(env.get("FEATURE_PRD_AUTO_APPROVE_REVIEW"))),
+            command_ttl_s=int(number("CAIRN_COMMAND_TTL_S", 86_400)),
+            read_your_writes_timeout_s=float(number("CAIRN_READ_YOUR_WRITES_TIMEOUT_S", 5.0, float)),
+            default_repository=env.get("CAIRN_DEFAULT_REPOSITORY") or None,
+            default_publish_mode=env.get("CAIRN_DEFAULT_PUBLISH_MODE") or "pr",
+            default_runtime=env.get("CAIRN_DEFAULT_RUNTIME") or "codex",
+            legacy_jobs_enabled=(env.get("CAIRN_LEGACY_JOBS") or "on").lower() != "off",
+        )
+        if settings.partitions > 100:
+            errors.append({"path": "CAIRN_PARTITIONS", "reason": "must be at most 100"})
+        if errors:
+            raise ValidationFailed("the configuration is not valid", errors)
+        return settings

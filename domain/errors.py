@@ -1,0 +1,88 @@
+"""Cairn's error hierarchy: one root, each named for the condition, each with a stable code.
+
+Every error carries what a person needs to act: a message saying what was wrong and what
+would be allowed, and structured `details` (field paths, allowed targets, blockers) that the
+API puts into problem+json unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CairnError(Exception):
+    """Root of every error Cairn raises on purpose."""
+
+    code = "error"
+    status = 400
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class DomainError(CairnError):
+    """A command was refused by the rules of the domain; nothing was appended."""
+
+    code = "domain_error"
+    status = 409
+
+
+class InvalidTransition(DomainError):
+    code = "invalid_transition"
+
+
+class DependencyUnresolved(DomainError):
+    code = "dependency_unresolved"
+
+
+class ClaimRequired(DomainError):
+    code = "claim_required"
+
+
+class DependencyCycle(DomainError):
+    code = "dependency_cycle"
+
+
+class CrossProjectDependency(DomainError):
+    code = "cross_project_dependency"
+    status = 422
+
+
+class SelfDependency(DomainError):
+    code = "self_dependency"
+    status = 422
+
+
+class VersionConflict(DomainError):
+    code = "version_conflict"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    status = 404
+
+
+class StaleLease(DomainError):
+    """A worker wrote for a job whose lease it no longer holds (fencing)."""
+
+    code = "stale_lease"
+
+
+class ValidationFailed(CairnError):
+    """Input did not match the contract; `details['errors']` lists `{path, reason}` items."""
+
+    code = "validation_error"
+    status = 422
+
+    def __init__(self, message: str, errors: list[dict[str, str]]) -> None:
+        super().__init__(message, errors=errors)
+        self.errors = errors
+
+
+class InfrastructureError(CairnError):
+    """The store could not be reached or answered unexpectedly (translated driver errors)."""
+
+    code = "store_unavailable"
+    status = 503

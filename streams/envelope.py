@@ -1,0 +1,65 @@
+"""The event envelope: how one event is laid out as the fields of a stream entry.
+
+Fields are plain strings so `redis-cli XRANGE` is enough to audit the log: `id`, `type`, `agg`,
+`ver`, `ts`, `actor`, `corr`, `cause`, `schema`, `data` (a JSON object).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import orjson
+
+FIELDS = ("id", "type", "agg", "ver", "ts", "actor", "corr", "cause", "schema", "data")
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    id: str
+    type: str
+    agg: str
+    ver: int
+    ts: str
+    actor: str
+    corr: str
+    cause: str
+    schema: int
+    data: dict[str, Any]
+    position: str = ""  # the partition-log entry id once written; "" before
+
+    def to_fields(self) -> list[bytes | str]:
+        """Field/value pairs in a fixed order (Redis listpacks compress repeated field names)."""
+        return [
+            "id", self.id, "type", self.type, "agg", self.agg, "ver", str(self.ver),
+            "ts", self.ts, "actor", self.actor, "corr", self.corr, "cause", self.cause,
+            "schema", str(self.schema), "data", orjson.dumps(self.data),
+        ]  # fmt: skip
+
+
+def decode_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Envelope:
+    """Decode one stream entry; `position` is the entry id it was read at."""
+    return Envelope(
+        id=fields[b"id"].decode(),
+        type=fields[b"type"].decode(),
+        agg=fields[b"agg"].decode(),
+        ver=int(fields[b"ver"]),
+        ts=fields[b"ts"].decode(),
+        actor=fields[b"actor"].decode(),
+        corr=fields[b"corr"].decode(),
+        cause=fields[b"cause"].decode(),
+        schema=int(fields[b"schema"]),
+        data=orjson.loads(fields[b"data"]),
+        position=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+    )
+
+
+def now_rfc3339() -> str:
+    """The current UTC time, RFC 3339 with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def position_key(position: str) -> tuple[int, int]:
+    """A stream entry id as a comparable tuple ("0-0" sorts first)."""
+    ms, _, seq = position.partition("-")
+    return int(ms or 0), int(seq or 0)

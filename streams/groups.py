@@ -1,0 +1,72 @@
+"""Consumer-group helpers: create groups, read own pending entries first, then new ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from domain.errors import InfrastructureError
+from streams.envelope import Envelope, decode_entry
+
+
+async def ensure_group(client: aioredis.Redis, key: str, group: str, start: str = "0") -> None:
+    """Create `group` on stream `key` (and the stream) unless it exists."""
+    try:
+        await client.xgroup_create(key, group, id=start, mkstream=True)
+    except ResponseError as e:
+        if "BUSYGROUP" not in str(e):
+            raise InfrastructureError(f"cannot create group {group} on {key}: {e}") from e
+    except RedisError as e:
+        raise InfrastructureError(f"cannot create group {group} on {key}: {e}") from e
+
+
+async def read_group(
+    client: aioredis.Redis,
+    key: str,
+    group: str,
+    consumer: str,
+    *,
+    count: int = 500,
+    block_ms: int | None = 1000,
+) -> list[Envelope]:
+    """This consumer's pending entries (left by a crash) if any, else new ones."""
+    try:
+        pending = await client.xreadgroup(group, consumer, {key: "0"}, count=count)
+        entries = _entries(pending)
+        if entries:
+            return entries
+        fresh = await client.xreadgroup(group, consumer, {key: ">"}, count=count, block=block_ms)
+    except RedisError as e:
+        raise InfrastructureError(f"read of group {group} on {key} failed: {e}") from e
+    return _entries(fresh)
+
+
+async def group_lag(client: aioredis.Redis, key: str) -> dict[str, dict[str, Any]]:
+    """`XINFO GROUPS` of a stream as {group: {lag, pending, last_delivered}}."""
+    try:
+        groups = await client.xinfo_groups(key)
+    except ResponseError:
+        return {}
+    except RedisError as e:
+        raise InfrastructureError(f"XINFO GROUPS {key} failed: {e}") from e
+    return {
+        _text(g["name"]): {
+            "lag": g.get("lag"),
+            "pending": g.get("pending"),
+            "last_delivered": _text(g.get("last-delivered-id", b"0-0")),
+        }
+        for g in groups
+    }
+
+
+def _entries(reply: Any) -> list[Envelope]:
+    entries: list[Envelope] = []
+    for _key, items in reply or []:
+        entries.extend(decode_entry(entry_id, fields) for entry_id, fields in items if fields)
+    return entries
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,90 @@
+"""The Redis key layout: the one place that knows how Cairn names its keys.
+
+Every key of a partition carries the hash tag `{pNN}`, so one script may touch all of them on a
+single server and on a cluster alike. Aggregate ids embed their partition, so a stream key is
+computable from the id alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import zlib
+from dataclasses import dataclass
+
+_ID_RE = re.compile(r"^(?P<kind>[a-z]+)-(?P<part>\d{2,4})-(?P<rest>[0-9a-z]{16,40})$")
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_ulid() -> str:
+    """A 26-character, time-sortable, lowercase Crockford base32 identifier."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names for one install (`prefix`) with `partitions` partitions."""
+
+    prefix: str = "cairn"
+    partitions: int = 16
+
+    def partition_of(self, project: str) -> int:
+        """The stable partition of a project (crc32, independent of the process)."""
+        return zlib.crc32(project.encode()) % self.partitions
+
+    def new_id(self, kind: str, project: str) -> str:
+        """A fresh aggregate id that carries its project's partition."""
+        return f"{kind}-{self.partition_of(project):02d}-{new_ulid()}"
+
+    def partition_of_id(self, aggregate_id: str) -> int:
+        """The partition embedded in an aggregate id; ValueError if it is not one of ours."""
+        match = _ID_RE.match(aggregate_id)
+        if match is None or int(match["part"]) >= self.partitions:
+            raise ValueError(f"not a Cairn aggregate id: {aggregate_id!r}")
+        return int(match["part"])
+
+    def is_aggregate_id(self, aggregate_id: str) -> bool:
+        try:
+            self.partition_of_id(aggregate_id)
+        except ValueError:
+            return False
+        return True
+
+    def tag(self, partition: int) -> str:
+        return f"{self.prefix}:{{p{partition:02d}}}"
+
+    def log(self, partition: int) -> str:
+        return f"{self.tag(partition)}:log"
+
+    def stream(self, aggregate_id: str) -> str:
+        return f"{self.tag(self.partition_of_id(aggregate_id))}:s:{aggregate_id}"
+
+    def command(self, partition: int, command_id: str) -> str:
+        return f"{self.tag(partition)}:cmd:{command_id}"
+
+    def read_model(self, partition: int, projection: str, *parts: str) -> str:
+        return ":".join((self.tag(partition), "rm", projection, *parts))
+
+    def projection_lock(self, partition: int, projection: str) -> str:
+        return f"{self.tag(partition)}:lock:{projection}"
+
+    def tokens(self) -> str:
+        return f"{self.prefix}:tokens"
+
+    def dispatch(self, signature: str) -> str:
+        return f"{self.prefix}:{{dispatch}}:q:{signature}"
+
+    def signatures(self) -> str:
+        return f"{self.prefix}:{{dispatch}}:signatures"
+
+    def system(self, name: str) -> str:
+        return f"{self.prefix}:sys:{name}"
+
+    def all_partitions(self) -> range:
+        return range(self.partitions)

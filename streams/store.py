@@ -1,0 +1,192 @@
+"""The event store: atomic appends to aggregate streams and the partition log, and reads."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from domain.errors import InfrastructureError, VersionConflict
+from streams.envelope import Envelope, decode_entry, now_rfc3339
+from streams.keys import Keys
+
+APPEND_LUA = resources.files("streams").joinpath("append.lua").read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event about to be written; id, version and time are assigned at append."""
+
+    type: str
+    data: dict[str, Any]
+    schema: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StreamWrite:
+    aggregate_id: str
+    expected_version: int  # -1: no check
+    events: Sequence[NewEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """A stream that must still be at `expected_version` for the append to happen."""
+
+    aggregate_id: str
+    expected_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    actor: str = "system"
+    correlation_id: str = ""
+    causation_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    position: str  # partition-log id of the last event written ("" when nothing was)
+    versions: list[int] = field(default_factory=list)
+    duplicate: bool = False
+
+
+class EventStore:
+    """Redis Streams event store for one install (key prefix) and partition count."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, command_ttl_s: int = 86_400) -> None:
+        self.redis = client
+        self.keys = keys
+        self.command_ttl_s = command_ttl_s
+        self._append = client.register_script(APPEND_LUA)
+
+    async def append(
+        self,
+        partition: int,
+        writes: Sequence[StreamWrite],
+        *,
+        guards: Sequence[Guard] = (),
+        meta: Meta = Meta(),
+        command_id: str | None = None,
+    ) -> AppendResult:
+        """Append all writes or none; VersionConflict names the stream that moved.
+
+        With a command id, a retry returns the first append's result and writes nothing.
+        """
+        keys = [self.keys.log(partition), self.keys.command(partition, command_id or "-")]
+        args: list[Any] = ["1" if command_id else "0", self.command_ttl_s, len(writes), len(guards)]
+        corr = meta.correlation_id or command_id or ""
+        ts = now_rfc3339()
+        for write in writes:
+            keys.append(self._stream_key(write.aggregate_id, partition))
+            args += [write.expected_version, len(write.events)]
+            for event in write.events:
+                args += [
+                    str(uuid.uuid4()), event.type, write.aggregate_id, 0, ts, meta.actor,
+                    corr, meta.causation_id, event.schema, orjson.dumps(event.data),
+                ]  # fmt: skip
+        for guard in guards:
+            keys.append(self._stream_key(guard.aggregate_id, partition))
+        args += [guard.expected_version for guard in guards]
+        try:
+            reply = await self._append(keys=keys, args=args)
+        except RedisError as e:
+            raise InfrastructureError(f"append failed: {e}") from e
+        return _parse_reply(reply)
+
+    def _stream_key(self, aggregate_id: str, partition: int) -> str:
+        if self.keys.partition_of_id(aggregate_id) != partition:
+            raise ValueError(f"{aggregate_id} is not in partition {partition}")
+        return self.keys.stream(aggregate_id)
+
+    async def read_aggregate(self, aggregate_id: str, after_version: int = 0) -> list[Envelope]:
+        """Every event of one aggregate in version order (entry id `0-<ver>`)."""
+        try:
+            entries = await self.redis.xrange(
+                self.keys.stream(aggregate_id), min=f"0-{after_version + 1}"
+            )
+        except RedisError as e:
+            raise InfrastructureError(f"read of {aggregate_id} failed: {e}") from e
+        return [decode_entry(entry_id, fields) for entry_id, fields in entries]
+
+    async def read_aggregates(self, aggregate_ids: Sequence[str]) -> dict[str, list[Envelope]]:
+        """Several aggregates in one round trip."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for aggregate_id in aggregate_ids:
+                    pipe.xrange(self.keys.stream(aggregate_id))
+                replies = await pipe.execute()
+        except RedisError as e:
+            raise InfrastructureError(f"read of aggregates failed: {e}") from e
+        return {
+            aggregate_id: [decode_entry(entry_id, fields) for entry_id, fields in entries]
+            for aggregate_id, entries in zip(aggregate_ids, replies, strict=True)
+        }
+
+    async def read_log(self, partition: int, after: str = "0-0", count: int = 1000) -> list[Envelope]:
+        """Up to `count` events of a partition log strictly after position `after`."""
+        try:
+            entries = await self.redis.xrange(self.keys.log(partition), min=f"({after}", count=count)
+        except RedisError as e:
+            raise InfrastructureError(f"read of log {partition} failed: {e}") from e
+        return [decode_entry(entry_id, fields) for entry_id, fields in entries]
+
+    async def tail(
+        self, positions: dict[int, str], *, block_ms: int = 1000, count: int = 500
+    ) -> AsyncIterator[tuple[int, Envelope]]:
+        """Follow partition logs from `positions` (updated in place) forever."""
+        by_key = {self.keys.log(p): p for p in positions}
+        while True:
+            streams: dict[Any, Any] = {self.keys.log(p): pos for p, pos in positions.items()}
+            try:
+                replies = await self.redis.xread(streams, count=count, block=block_ms)
+            except RedisError as e:
+                raise InfrastructureError(f"tail failed: {e}") from e
+            for key, entries in replies or []:
+                partition = by_key[key.decode() if isinstance(key, bytes) else key]
+                for entry_id, fields in entries:
+                    envelope = decode_entry(entry_id, fields)
+                    positions[partition] = envelope.position
+                    yield partition, envelope
+
+    async def command_record(self, partition: int, command_id: str) -> AppendResult | None:
+        """The stored result of an already-applied command, if any."""
+        try:
+            record = await self.redis.get(self.keys.command(partition, command_id))
+        except RedisError as e:
+            raise InfrastructureError(f"read of command {command_id} failed: {e}") from e
+        return None if record is None else _parse_record(record, duplicate=True)
+
+
+def _parse_reply(reply: list[Any]) -> AppendResult:
+    tag = _text(reply[0])
+    if tag == "ok":
+        return AppendResult(position=_text(reply[1]), versions=[int(v) for v in reply[2:]])
+    if tag == "dup":
+        return _parse_record(reply[1], duplicate=True)
+    key, expected, actual = _text(reply[1]), int(reply[2]), int(reply[3])
+    aggregate_id = key.rsplit(":s:", 1)[-1]
+    raise VersionConflict(
+        f"{aggregate_id} is at version {actual}, not the expected {expected}; "
+        "reload it and try again",
+        aggregate_id=aggregate_id,
+        expected_version=expected,
+        actual_version=actual,
+    )
+
+
+def _parse_record(record: bytes | str, *, duplicate: bool) -> AppendResult:
+    values = orjson.loads(record)
+    return AppendResult(
+        position=str(values[1]), versions=[int(v) for v in values[2:]], duplicate=duplicate
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,52 @@
+"""Fixtures: one throwaway embedded server per test session; a fresh key prefix per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from commands.settings import Settings
+from streams.keys import Keys
+from streams.server import EmbeddedServer, start_server
+from streams.store import EventStore
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    srv = start_server(Path(tmp_path_factory.mktemp("redis")), persist=False)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def settings(server: EmbeddedServer, prefix: str, tmp_path: Path) -> Settings:
+    return Settings(
+        redis_url=server.url, prefix=prefix, partitions=4, data_dir=tmp_path,
+        admin_token="test-admin-token", read_your_writes_timeout_s=5.0,
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def client(server: EmbeddedServer) -> AsyncIterator[aioredis.Redis]:
+    conn = aioredis.Redis.from_url(server.url)
+    yield conn
+    await conn.aclose()
+
+
+@pytest.fixture
+def keys(settings: Settings) -> Keys:
+    return Keys(settings.prefix, settings.partitions)
+
+
+@pytest.fixture
+def store(client: aioredis.Redis, keys: Keys) -> EventStore:
+    return EventStore(client, keys)
