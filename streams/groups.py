@@ -28,19 +28,20 @@ async def read_group(
     group: str,
     consumer: str,
     *,
+    pending: bool = False,
     count: int = 500,
     block_ms: int | None = 1000,
 ) -> list[Envelope]:
-    """This consumer's pending entries (left by a crash) if any, else new ones."""
+    """New entries for this consumer, or with `pending` the ones it was given and never
+    acknowledged (read those first after a crash, until none are left)."""
     try:
-        pending = await client.xreadgroup(group, consumer, {key: "0"}, count=count)
-        entries = _entries(pending)
-        if entries:
-            return entries
-        fresh = await client.xreadgroup(group, consumer, {key: ">"}, count=count, block=block_ms)
+        if pending:
+            reply = await client.xreadgroup(group, consumer, {key: "0"}, count=count)
+        else:
+            reply = await client.xreadgroup(group, consumer, {key: ">"}, count=count, block=block_ms)
     except RedisError as e:
         raise InfrastructureError(f"read of group {group} on {key} failed: {e}") from e
-    return _entries(fresh)
+    return _entries(reply)
 
 
 async def group_lag(client: aioredis.Redis, key: str) -> dict[str, dict[str, Any]]:

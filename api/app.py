@@ -1,0 +1,83 @@
+"""The Starlette application: routes, auth, problem+json errors, health."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from api import tasks
+from api.auth import BearerAuth, store_token
+from api.context import Context, context, json_response
+from api.openapi import build_openapi
+from api.problems import handle_cairn_error, handle_http, handle_unexpected, problem
+from commands.settings import Settings
+from domain.errors import CairnError
+from projections.board import Board
+from streams.keys import Keys
+from streams.store import EventStore
+
+BODIES: dict[str, type[BaseModel]] = {
+    "post_task": tasks.CreateBody,
+    "patch_task": tasks.PatchBody,
+    "post_transition": tasks.TransitionBody,
+    "post_dependencies": tasks.DependencyBody,
+}
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    try:
+        await context(request).client.ping()
+    except RedisError as e:
+        return problem(503, "store_unavailable", f"the store does not answer: {e}", "/readyz")
+    return json_response({"status": "ready"})
+
+
+def create_app(settings: Settings, client: aioredis.Redis | None = None) -> Starlette:
+    """The API for one install; `client` is made from settings.redis_url when not given."""
+    conn = client or aioredis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
+    keys = Keys(settings.prefix, settings.partitions)
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz), Route("/readyz", readyz), *tasks.ROUTES,
+    ]  # fmt: skip
+    document = build_openapi(routes, BODIES)
+
+    async def openapi(request: Request) -> Response:
+        return json_response(document)
+
+    routes.append(Route("/openapi.json", openapi))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.admin_token:
+            await store_token(conn, keys, settings.admin_token, "admin", "admin")
+        yield
+        if client is None:
+            await conn.aclose()
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(BearerAuth, client=conn, keys=keys)],
+        exception_handlers={
+            CairnError: handle_cairn_error,
+            HTTPException: handle_http,
+            Exception: handle_unexpected,
+        },
+    )
+    app.state.ctx = Context(settings, conn, keys, EventStore(conn, keys, settings.command_ttl_s),
+                            Board(conn, keys))  # fmt: skip
+    return app

@@ -1,0 +1,82 @@
+"""What every route needs, built once per app: settings, the store, the read models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+from commands.runner import CommandResult
+from commands.settings import Settings
+from domain.errors import ValidationFailed
+from domain.task_spec import parse_model
+from projections.board import NAME as BOARD, Board
+from projections.runner import wait_for_position
+from streams.keys import Keys
+from streams.store import EventStore
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    client: aioredis.Redis
+    keys: Keys
+    store: EventStore
+    board: Board
+
+    async def caught_up(self, position: str, projection: str = BOARD) -> bool:
+        """Wait (bounded) until a projection has applied `position`: read-your-writes."""
+        return await wait_for_position(
+            self.client, self.keys, projection, position, self.settings.read_your_writes_timeout_s
+        )
+
+
+def context(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+def actor(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("actor", "anonymous"))
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+async def read_json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise ValidationFailed("the body is not valid JSON", [{"path": "body", "reason": str(e)}]) from None
+
+
+async def read_body(request: Request, model: type[M]) -> M:
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise ValidationFailed("the body must be a JSON object", [{"path": "body", "reason": "not an object"}])
+    return parse_model(model, data)
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not (1 <= len(key) <= 200):
+        raise ValidationFailed("Idempotency-Key must be 1 to 200 characters",
+                               [{"path": "headers.Idempotency-Key", "reason": "length 1 to 200"}])  # fmt: skip
+    return key
+
+
+def command_body(result: CommandResult) -> dict[str, Any]:
+    return {"id": result.id, "version": result.version, "position": result.position,
+            "duplicate": result.duplicate}  # fmt: skip

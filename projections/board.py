@@ -1,0 +1,165 @@
+"""The board read model: every task's current state, columns per project and status ordered
+by priority then age, and per-project counts. Queries read it; nothing here folds streams."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from domain.priority import priority_sort_key
+from domain.task import Task, can_become_ready, evolve, unresolved
+from domain.task_events import task_event_from
+from domain.task_states import RESOLVED, Status
+from streams.envelope import Envelope
+from streams.keys import Keys
+
+from projections.runner import Space, current_space
+
+NAME = "board"
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Task).decode
+
+
+def card_member(task: Task) -> str:
+    """A column member that sorts by priority desc, then created_at asc, then id."""
+    return f"{priority_sort_key(task.priority)}|{task.created_at}|{task.id}"
+
+
+class BoardProjection:
+    name = NAME
+
+    async def load(
+        self, client: aioredis.Redis, space: Space, events: list[Envelope]
+    ) -> dict[str, Task]:
+        ids = list(dict.fromkeys(e.agg for e in events if e.type.startswith("task.")))
+        if not ids:
+            return {}
+        docs = await client.hmget(space.key("tasks"), ids)
+        return {i: _decode(d) for i, d in zip(ids, docs, strict=True) if d is not None}
+
+    def apply(self, pipe: Any, space: Space, events: list[Envelope], loaded: Any) -> None:
+        before: dict[str, Task] = loaded
+        after = dict(before)
+        for e in events:
+            if not e.type.startswith("task."):
+                continue
+            state = after.get(e.agg)
+            if state is not None and e.ver <= state.version:
+                continue  # already applied
+            after[e.agg] = evolve(state, task_event_from(e.type, e.data), e.agg, e.ver, e.ts)
+        changed = {i: t for i, t in after.items() if before.get(i) is not t}
+        if not changed:
+            return
+        pipe.hset(space.key("tasks"), mapping={i: _encode(t) for i, t in changed.items()})
+        for task_id, new in changed.items():
+            old = before.get(task_id)
+            if old is not None and (old.project, old.status, card_member(old)) == (
+                new.project, new.status, card_member(new)
+            ):  # fmt: skip
+                continue
+            if old is not None:
+                pipe.zrem(space.key("col", old.project, old.status), card_member(old))
+                pipe.hincrby(space.key("counts", old.project), old.status, -1)
+            pipe.zadd(space.key("col", new.project, new.status), {card_member(new): 0})
+            pipe.hincrby(space.key("counts", new.project), new.status, 1)
+            if old is None:
+                pipe.sadd(space.key("projects"), new.project)
+
+
+class Board:
+    """Queries over the board read model."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self.client, self.keys = client, keys
+
+    async def _space(self, partition: int) -> Space:
+        return await current_space(self.client, self.keys, NAME, partition)
+
+    async def get_tasks(self, ids: Iterable[str]) -> dict[str, Task]:
+        """Tasks by id (unknown ids left out), grouped into one HMGET per partition."""
+        by_partition: dict[int, list[str]] = {}
+        for i in dict.fromkeys(ids):
+            if self.keys.is_aggregate_id(i):
+                by_partition.setdefault(self.keys.partition_of_id(i), []).append(i)
+        found: dict[str, Task] = {}
+        for partition, wanted in by_partition.items():
+            space = await self._space(partition)
+            docs = await self.client.hmget(space.key("tasks"), wanted)
+            found.update({i: _decode(d) for i, d in zip(wanted, docs, strict=True) if d})
+        return found
+
+    async def project_tasks(self, project: str) -> list[Task]:
+        """Every task of a project, each column in card order, columns in state order."""
+        space = await self._space(self.keys.partition_of(project))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for status in Status:
+                pipe.zrange(space.key("col", project, status.value), 0, -1)
+            columns = await pipe.execute()
+        ids = [m.decode().rsplit("|", 1)[1] for column in columns for m in column]
+        if not ids:
+            return []
+        docs = await self.client.hmget(space.key("tasks"), ids)
+        return [_decode(d) for d in docs if d is not None]
+
+    async def column_page(
+        self, project: str, status: str, after: str | None, limit: int
+    ) -> list[tuple[str, Task]]:
+        """Up to `limit` cards of one column after cursor member `after`, with their members."""
+        space = await self._space(self.keys.partition_of(project))
+        low = f"({after}" if after else "-"
+        members = await self.client.zrangebylex(
+            space.key("col", project, status), low, "+", start=0, num=limit
+        )
+        if not members:
+            return []
+        names = [m.decode() for m in members]
+        docs = await self.client.hmget(space.key("tasks"), [n.rsplit("|", 1)[1] for n in names])
+        return [(n, _decode(d)) for n, d in zip(names, docs, strict=True) if d is not None]
+
+    async def projects(self) -> list[dict[str, Any]]:
+        """Every project with its task counts per status."""
+        result = []
+        for partition in self.keys.all_partitions():
+            space = await self._space(partition)
+            for raw in sorted(await self.client.smembers(space.key("projects"))):
+                name = raw.decode()
+                counts = await self.client.hgetall(space.key("counts", name))
+                by_status = {s.value: 0 for s in Status}
+                by_status.update({k.decode(): int(v) for k, v in counts.items()})
+                result.append(
+                    {"project": name, "counts": by_status, "total": sum(by_status.values())}
+                )
+        return sorted(result, key=lambda p: str(p["project"]))
+
+
+def card(task: Task, tasks: dict[str, Task]) -> dict[str, Any]:
+    """A task as the board shows it: blockers with their status, why it is blocked and what
+    would unblock it."""
+    doc = task_view(task)
+    doc["blockers"] = [
+        {"id": b, "title": tasks[b].title if b in tasks else None,
+         "status": tasks[b].status if b in tasks else "missing",
+         "resolved": b in tasks and tasks[b].status in RESOLVED}
+        for b in task.blocked_by
+    ]  # fmt: skip
+    waiting = unresolved(task, tasks)
+    doc["waiting_on"] = [w["id"] for w in waiting]
+    doc["can_move_to_ready"] = can_become_ready(task, tasks)
+    if task.status == Status.BLOCKED:
+        reason = task.blocked_reason or {"code": "manual", "message": "blocked"}
+        if waiting:
+            unblock = "finish or cancel " + ", ".join(w["id"] for w in waiting)
+        elif doc["can_move_to_ready"]:
+            unblock = "every blocker is resolved: it can now be moved to ready"
+        else:
+            unblock = "resolve the reason, then move it to ready"
+        doc["blocked"] = {"reason": reason, "to_unblock": unblock}
+    return doc
+
+
+def task_view(task: Task) -> dict[str, Any]:
+    doc: dict[str, Any] = msgspec.to_builtins(task)
+    return doc

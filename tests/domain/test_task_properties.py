@@ -1,0 +1,76 @@
+"""Random command sequences against the pure decider never break an invariant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.errors import DomainError
+from domain.graph import find_cycle
+from domain.task import (
+    Decision,
+    Task,
+    decide_add_dependency,
+    decide_create,
+    decide_remove_dependency,
+    decide_transition,
+    evolve,
+)
+from domain.task_spec import TaskSpec
+from domain.task_states import RESOLVED, Flags, Status
+
+N = 6
+IDS = [f"task-00-{i:016d}" for i in range(N)]
+
+commands = st.lists(
+    st.one_of(
+        st.tuples(st.just("transition"), st.integers(0, N - 1), st.sampled_from(list(Status)),
+                  st.booleans()),
+        st.tuples(st.just("depend"), st.integers(0, N - 1), st.integers(0, N - 1), st.just(False)),
+        st.tuples(st.just("undepend"), st.integers(0, N - 1), st.integers(0, N - 1),
+                  st.just(False)),
+    ),
+    max_size=60,
+)  # fmt: skip
+
+
+def apply(tasks: dict[str, Task], decision: Decision) -> None:
+    for agg, events in decision.items():
+        for event in events:
+            state = tasks.get(agg)
+            tasks[agg] = evolve(state, event, agg, (state.version if state else 0) + 1, "t")
+
+
+def check_invariants(tasks: dict[str, Task]) -> None:
+    for t in tasks.values():
+        for b in t.blocked_by:
+            assert t.id in tasks[b].blocks, "blocks mirrors blocked_by"
+        for d in t.blocks:
+            assert t.id in tasks[d].blocked_by, "blocked_by mirrors blocks"
+        if t.status == Status.READY and not t.forced:
+            assert all(tasks[b].status in RESOLVED for b in t.blocked_by), t
+    assert not find_cycle({t.id: t.blocked_by for t in tasks.values()})
+
+
+@settings(max_examples=300, deadline=None)
+@given(commands, st.booleans())
+def test_random_sequences_keep_invariants(cmds: list[tuple[Any, ...]], auto: bool) -> None:
+    flags = Flags(auto_approve_review=auto)
+    tasks: dict[str, Task] = {}
+    for task_id in IDS:
+        spec = TaskSpec(title=task_id, task_type="chore", priority=1)  # type: ignore[arg-type]
+        apply(tasks, decide_create(task_id, spec, tasks, force=False))
+    for kind, a, b, force in cmds:
+        try:
+            if kind == "transition":
+                decision = decide_transition(tasks[IDS[a]], b, tasks, flags, force=force)
+            elif kind == "depend":
+                decision = decide_add_dependency(tasks[IDS[a]], IDS[b], tasks)
+            else:
+                decision = decide_remove_dependency(tasks[IDS[a]], IDS[b])
+        except DomainError:
+            continue
+        apply(tasks, decision)
+        check_invariants(tasks)
