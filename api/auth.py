@@ -37,7 +37,9 @@ async def has_admin_token(client: aioredis.Redis, keys: Keys) -> bool:
 class BearerAuth:
     """ASGI middleware: `/api/*` needs a known bearer token; the actor name goes into scope."""
 
-    def __init__(self, app: ASGIApp, client: aioredis.Redis, keys: Keys, cache_s: float = 10) -> None:
+    def __init__(
+        self, app: ASGIApp, client: aioredis.Redis, keys: Keys, cache_s: float = 10
+    ) -> None:
         self.app, self.client, self.keys, self.cache_s = app, client, keys, cache_s
         self._cache: dict[str, tuple[float, str]] = {}
 
@@ -49,9 +51,12 @@ class BearerAuth:
         scheme, _, token = header.partition(" ")
         actor = await self._actor(token.strip()) if scheme.lower() == "bearer" else None
         if actor is None:
-            response = problem(401, "unauthorized",
-                               "send Authorization: Bearer <token> with a valid token",
-                               scope["path"])  # fmt: skip
+            response = problem(
+                401,
+                "unauthorized",
+                "send Authorization: Bearer <token> with a valid token",
+                scope["path"],
+            )
             response.headers["WWW-Authenticate"] = 'Bearer realm="cairn"'
             await response(scope, receive, send)
             return

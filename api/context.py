@@ -15,11 +15,11 @@ from commands.runner import CommandResult
 from commands.settings import Settings
 from domain.errors import ValidationFailed
 from domain.task_spec import parse_model
-from projections.board import NAME as BOARD, Board
+from projections.board import NAME as BOARD
+from projections.board import Board
 from projections.runner import wait_for_position
 from streams.keys import Keys
 from streams.store import EventStore
-
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -59,24 +59,32 @@ async def read_json(request: Request) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        raise ValidationFailed("the body is not valid JSON", [{"path": "body", "reason": str(e)}]) from None
+        raise ValidationFailed(
+            "the body is not valid JSON", [{"path": "body", "reason": str(e)}]
+        ) from None
 
 
 async def read_body(request: Request, model: type[M]) -> M:
     data = await read_json(request)
     if not isinstance(data, dict):
-        raise ValidationFailed("the body must be a JSON object", [{"path": "body", "reason": "not an object"}])
+        raise ValidationFailed(
+            "the body must be a JSON object", [{"path": "body", "reason": "not an object"}]
+        )
     return parse_model(model, data)
 
 
 def idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is not None and not (1 <= len(key) <= 200):
-        raise ValidationFailed("Idempotency-Key must be 1 to 200 characters",
-                               [{"path": "headers.Idempotency-Key", "reason": "length 1 to 200"}])  # fmt: skip
+        errors = [{"path": "headers.Idempotency-Key", "reason": "length 1 to 200"}]
+        raise ValidationFailed("Idempotency-Key must be 1 to 200 characters", errors)
     return key
 
 
 def command_body(result: CommandResult) -> dict[str, Any]:
-    return {"id": result.id, "version": result.version, "position": result.position,
-            "duplicate": result.duplicate}  # fmt: skip
+    return {
+        "id": result.id,
+        "version": result.version,
+        "position": result.position,
+        "duplicate": result.duplicate,
+    }

@@ -58,7 +58,11 @@ def build_openapi(routes: list[BaseRoute], bodies: dict[str, type[BaseModel]]) -
             paths.setdefault(route.path, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Cairn", "version": "2", "description": "Task orchestration for AI coding agents"},
+        "info": {
+            "title": "Cairn",
+            "version": "2",
+            "description": "Task orchestration for AI coding agents",
+        },
         "paths": paths,
         "components": {
             "schemas": schemas,

@@ -13,9 +13,7 @@ from domain.errors import CairnError
 PROBLEM_BASE = "https://cairn.dev/problems/"
 
 
-def problem(
-    status: int, code: str, detail: str, instance: str = "", **extra: Any
-) -> Response:
+def problem(status: int, code: str, detail: str, instance: str = "", **extra: Any) -> Response:
     body = {
         "type": PROBLEM_BASE + code,
         "title": code.replace("_", " ").capitalize(),
@@ -38,8 +36,9 @@ async def handle_cairn_error(request: Request, exc: Exception) -> Response:
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    return problem(500, "internal_error", "an unexpected error occurred; see the server log",
-                   request.url.path)  # fmt: skip
+    return problem(
+        500, "internal_error", "an unexpected error occurred; see the server log", request.url.path
+    )
 
 
 async def handle_http(request: Request, exc: Exception) -> Response:

@@ -9,14 +9,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from commands.runner import CommandResult
-from commands.tasks import add_dependency, create_task, remove_dependency, transition_task, update_task
-from domain.errors import NotFound, ValidationFailed
-from domain.priority import parse_priority
-from domain.task import Task
-from domain.task_spec import Ref, TaskPatch, TaskSpec
-from domain.task_states import Status, describe
-from projections.board import card, task_view
 from api.context import (
     actor,
     command_body,
@@ -25,6 +17,20 @@ from api.context import (
     json_response,
     read_body,
 )
+from commands.runner import CommandResult
+from commands.tasks import (
+    add_dependency,
+    create_task,
+    remove_dependency,
+    transition_task,
+    update_task,
+)
+from domain.errors import NotFound, ValidationFailed
+from domain.priority import parse_priority
+from domain.task import Task
+from domain.task_spec import Ref, TaskPatch, TaskSpec
+from domain.task_states import Status, describe
+from projections.board import card, task_view
 
 MAX_LIMIT = 500
 
@@ -68,7 +74,9 @@ async def _card(request: Request, task: Task) -> dict[str, Any]:
 
 async def _task_or_404(request: Request, task_id: str) -> Task:
     ctx = context(request)
-    await ctx.caught_up(request.headers.get("cairn-position") or request.query_params.get("min_position", ""))
+    await ctx.caught_up(
+        request.headers.get("cairn-position") or request.query_params.get("min_position", "")
+    )
     task = (await ctx.board.get_tasks([task_id])).get(task_id)
     if task is None:
         raise NotFound(f"task {task_id} does not exist", task_id=task_id)
@@ -78,8 +86,13 @@ async def _task_or_404(request: Request, task_id: str) -> Task:
 async def post_task(request: Request) -> Response:
     body = await read_body(request, CreateBody)
     spec = TaskSpec.model_validate(body.model_dump(exclude={"force"}))
-    result = await create_task(context(request).store, spec, actor=actor(request),
-                               idempotency_key=idempotency_key(request), force=body.force)  # fmt: skip
+    result = await create_task(
+        context(request).store,
+        spec,
+        actor=actor(request),
+        idempotency_key=idempotency_key(request),
+        force=body.force,
+    )
     return await _written(request, result, 201)
 
 
@@ -90,11 +103,17 @@ async def get_task(request: Request) -> Response:
 
 async def patch_task(request: Request) -> Response:
     body = await read_body(request, PatchBody)
-    patch = TaskPatch.model_validate(body.model_dump(exclude={"expected_version"}, exclude_unset=True))
+    patch = TaskPatch.model_validate(
+        body.model_dump(exclude={"expected_version"}, exclude_unset=True)
+    )
     result = await update_task(
-        context(request).store, request.path_params["task_id"], patch, actor=actor(request),
-        expected_version=body.expected_version, idempotency_key=idempotency_key(request),
-    )  # fmt: skip
+        context(request).store,
+        request.path_params["task_id"],
+        patch,
+        actor=actor(request),
+        expected_version=body.expected_version,
+        idempotency_key=idempotency_key(request),
+    )
     return await _written(request, result)
 
 
@@ -102,10 +121,16 @@ async def post_transition(request: Request) -> Response:
     body = await read_body(request, TransitionBody)
     ctx = context(request)
     result = await transition_task(
-        ctx.store, request.path_params["task_id"], body.to, ctx.settings.flags,
-        actor=actor(request), reason=body.reason, force=body.force,
-        expected_version=body.expected_version, idempotency_key=idempotency_key(request),
-    )  # fmt: skip
+        ctx.store,
+        request.path_params["task_id"],
+        body.to,
+        ctx.settings.flags,
+        actor=actor(request),
+        reason=body.reason,
+        force=body.force,
+        expected_version=body.expected_version,
+        idempotency_key=idempotency_key(request),
+    )
     return await _written(request, result)
 
 
@@ -115,16 +140,24 @@ async def post_dependencies(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     result = CommandResult(task_id, 0, "")
     for blocker in dict.fromkeys(blockers):
-        result = await add_dependency(context(request).store, task_id, blocker, actor=actor(request),
-                                      idempotency_key=idempotency_key(request))  # fmt: skip
+        result = await add_dependency(
+            context(request).store,
+            task_id,
+            blocker,
+            actor=actor(request),
+            idempotency_key=idempotency_key(request),
+        )
     return await _written(request, result)
 
 
 async def delete_dependency(request: Request) -> Response:
     result = await remove_dependency(
-        context(request).store, request.path_params["task_id"], request.path_params["dep_id"],
-        actor=actor(request), idempotency_key=idempotency_key(request),
-    )  # fmt: skip
+        context(request).store,
+        request.path_params["task_id"],
+        request.path_params["dep_id"],
+        actor=actor(request),
+        idempotency_key=idempotency_key(request),
+    )
     return await _written(request, result)
 
 
@@ -140,9 +173,18 @@ async def get_task_events(request: Request) -> Response:
 
 
 def _event_view(e: Any) -> dict[str, Any]:
-    return {"id": e.id, "type": e.type, "version": e.ver, "ts": e.ts, "actor": e.actor,
-            "correlation_id": e.corr, "causation_id": e.cause, "schema": e.schema,
-            "position": e.position, "data": e.data}  # fmt: skip
+    return {
+        "id": e.id,
+        "type": e.type,
+        "version": e.ver,
+        "ts": e.ts,
+        "actor": e.actor,
+        "correlation_id": e.corr,
+        "causation_id": e.cause,
+        "schema": e.schema,
+        "position": e.position,
+        "data": e.data,
+    }
 
 
 async def get_board(request: Request) -> Response:
@@ -170,7 +212,9 @@ async def list_tasks(request: Request) -> Response:
     priority = None
     if "priority" in q:
         try:
-            priority = parse_priority(int(q["priority"]) if q["priority"].lstrip("-").isdigit() else q["priority"])
+            priority = parse_priority(
+                int(q["priority"]) if q["priority"].lstrip("-").isdigit() else q["priority"]
+            )
         except ValueError as e:
             errors.append({"path": "query.priority", "reason": str(e)})
     try:
@@ -185,7 +229,9 @@ async def list_tasks(request: Request) -> Response:
         errors.append({"path": "query.cursor", "reason": "not a cursor this API gave"})
     if errors:
         raise ValidationFailed("the query is not valid", errors)
-    projects = [q["project"]] if "project" in q else [p["project"] for p in await ctx.board.projects()]
+    projects = (
+        [q["project"]] if "project" in q else [p["project"] for p in await ctx.board.projects()]
+    )
     label = q.get("label")
     items: list[dict[str, Any]] = []
     next_cursor = None
@@ -202,7 +248,9 @@ async def list_tasks(request: Request) -> Response:
                 break
             for member, task in page:
                 after = member
-                if (label is None or label in task.labels) and (priority is None or task.priority == priority):
+                if (label is None or label in task.labels) and (
+                    priority is None or task.priority == priority
+                ):
                     items.append(task_view(task))
                     if len(items) == limit:
                         next_cursor = f"{project}~{status}~{member}"

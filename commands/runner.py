@@ -77,7 +77,9 @@ def command_id_for(action: str, subject: str, idempotency_key: str | None) -> st
     """The idempotency record name of a command, scoped to its action and subject."""
     if not idempotency_key:
         return None
-    return hashlib.blake2b(f"{action}\0{subject}\0{idempotency_key}".encode(), digest_size=16).hexdigest()
+    return hashlib.blake2b(
+        f"{action}\0{subject}\0{idempotency_key}".encode(), digest_size=16
+    ).hexdigest()
 
 
 def id_for_key(keys: Keys, kind: str, project: str, idempotency_key: str | None) -> str:

@@ -61,7 +61,9 @@ class Settings:
             port=int(number("CAIRN_PORT", 8080)),
             flags=Flags(auto_approve_review=_flag(env.get("FEATURE_PRD_AUTO_APPROVE_REVIEW"))),
             command_ttl_s=int(number("CAIRN_COMMAND_TTL_S", 86_400)),
-            read_your_writes_timeout_s=float(number("CAIRN_READ_YOUR_WRITES_TIMEOUT_S", 5.0, float)),
+            read_your_writes_timeout_s=float(
+                number("CAIRN_READ_YOUR_WRITES_TIMEOUT_S", 5.0, float)
+            ),
             default_repository=env.get("CAIRN_DEFAULT_REPOSITORY") or None,
             default_publish_mode=env.get("CAIRN_DEFAULT_PUBLISH_MODE") or "pr",
             default_runtime=env.get("CAIRN_DEFAULT_RUNTIME") or "codex",

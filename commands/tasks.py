@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from commands.runner import (
+    CommandResult,
+    Plan,
+    command_id_for,
+    guards_of,
+    id_for_key,
+    run_command,
+    writes_of,
+)
 from domain.errors import CrossProjectDependency, NotFound, VersionConflict
 from domain.task import (
     Decision,
@@ -20,16 +30,6 @@ from domain.task_states import DEPENDENCY_GUARDED, RESOLVED, Flags
 from streams.envelope import Envelope
 from streams.store import EventStore, Meta, NewEvent
 
-from commands.runner import (
-    CommandResult,
-    Plan,
-    command_id_for,
-    guards_of,
-    id_for_key,
-    run_command,
-    writes_of,
-)
-
 
 def fold_task(events: list[Envelope]) -> Task | None:
     """A task's state from its stream (None if it has no events)."""
@@ -41,7 +41,9 @@ def fold_task(events: list[Envelope]) -> Task | None:
 
 async def load_tasks(store: EventStore, ids: Iterable[str]) -> dict[str, Task]:
     """The current state of each existing task among `ids` (unknown ids are left out)."""
-    wanted = [i for i in dict.fromkeys(ids) if store.keys.is_aggregate_id(i) and i.startswith("task-")]
+    wanted = [
+        i for i in dict.fromkeys(ids) if store.keys.is_aggregate_id(i) and i.startswith("task-")
+    ]
     if not wanted:
         return {}
     streams = await store.read_aggregates(wanted)
@@ -60,7 +62,9 @@ async def load_task(store: EventStore, task_id: str) -> Task:
     return task
 
 
-def _plan(decision: Decision, tasks: dict[str, Task], guard_ids: Iterable[str], subject: str) -> Plan:
+def _plan(
+    decision: Decision, tasks: dict[str, Task], guard_ids: Iterable[str], subject: str
+) -> Plan:
     versions = {i: t.version for i, t in tasks.items()}
     new_events = {
         agg: [NewEvent(e.TYPE, task_event_data(e), e.SCHEMA) for e in events]

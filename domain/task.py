@@ -102,9 +102,7 @@ def _apply(s: Task, e: TaskEvent) -> Task:
         case TaskUpdated(changes=changes):
             return replace(s, **changes)
         case TaskTransitioned():
-            return replace(
-                s, status=e.to_status, forced=e.forced, blocked_reason=e.blocked_reason
-            )
+            return replace(s, status=e.to_status, forced=e.forced, blocked_reason=e.blocked_reason)
         case TaskDependencyAdded(blocker_id=b):
             return replace(s, blocked_by=[*s.blocked_by, b])
         case TaskDependencyRemoved(blocker_id=b):
@@ -169,7 +167,9 @@ def decide_create(task_id: str, spec: TaskSpec, tasks: Mapping[str, Task], force
     )  # fmt: skip
     if status == Status.READY:
         waiting = [
-            {"id": b, "status": tasks[b].status} for b in blockers if tasks[b].status not in RESOLVED
+            {"id": b, "status": tasks[b].status}
+            for b in blockers
+            if tasks[b].status not in RESOLVED
         ]
         if waiting and not force:
             raise DependencyUnresolved(

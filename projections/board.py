@@ -13,10 +13,9 @@ from domain.priority import priority_sort_key
 from domain.task import Task, can_become_ready, evolve, unresolved
 from domain.task_events import task_event_from
 from domain.task_states import RESOLVED, Status
-from streams.envelope import Envelope
-from streams.keys import Keys
-
 from projections.runner import Space, current_space
+from streams.envelope import Envelope, text
+from streams.keys import Keys
 
 NAME = "board"
 _encode = msgspec.json.Encoder().encode
@@ -98,7 +97,7 @@ class Board:
             for status in Status:
                 pipe.zrange(space.key("col", project, status.value), 0, -1)
             columns = await pipe.execute()
-        ids = [m.decode().rsplit("|", 1)[1] for column in columns for m in column]
+        ids = [text(m).rsplit("|", 1)[1] for column in columns for m in column]
         if not ids:
             return []
         docs = await self.client.hmget(space.key("tasks"), ids)
@@ -115,7 +114,7 @@ class Board:
         )
         if not members:
             return []
-        names = [m.decode() for m in members]
+        names = [text(m) for m in members]
         docs = await self.client.hmget(space.key("tasks"), [n.rsplit("|", 1)[1] for n in names])
         return [(n, _decode(d)) for n, d in zip(names, docs, strict=True) if d is not None]
 
@@ -125,10 +124,10 @@ class Board:
         for partition in self.keys.all_partitions():
             space = await self._space(partition)
             for raw in sorted(await self.client.smembers(space.key("projects"))):
-                name = raw.decode()
+                name = text(raw)
                 counts = await self.client.hgetall(space.key("counts", name))
                 by_status = {s.value: 0 for s in Status}
-                by_status.update({k.decode(): int(v) for k, v in counts.items()})
+                by_status.update({text(k): int(v) for k, v in counts.items()})
                 result.append(
                     {"project": name, "counts": by_status, "total": sum(by_status.values())}
                 )

@@ -4,6 +4,7 @@ log, one active consumer per partition (a fenced lease), apply + XACK in one MUL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
-from streams.envelope import Envelope, position_key
+from streams.envelope import Envelope, position_key, text
 from streams.groups import ensure_group, read_group
 from streams.keys import Keys
 
@@ -82,7 +83,7 @@ async def apply_batch(
                 values = dict(zip(watch, await pipe.mget(*watch), strict=True))
                 if not fence(values):
                     return False
-            pipe.multi()
+            pipe.multi()  # type: ignore[no-untyped-call]
             projection.apply(pipe, space, events, loaded)
             pipe.set(space.position_key, events[-1].position)
             pipe.xack(space.keys.log(space.partition), space.group, *[e.position for e in events])
@@ -106,7 +107,12 @@ class PartitionWorker:
         batch: int = 500,
         block_ms: int = 1_000,
     ) -> None:
-        self.client, self.keys, self.projection, self.partition = client, keys, projection, partition
+        self.client, self.keys, self.projection, self.partition = (
+            client,
+            keys,
+            projection,
+            partition,
+        )
         self.lease_ms, self.batch, self.block_ms = lease_ms, batch, block_ms
         self.me = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.lock = keys.projection_lock(partition, projection.name)
@@ -127,6 +133,11 @@ class PartitionWorker:
             " return 0", 1, self.lock, self.me,
         )  # fmt: skip
 
+    def _fence(self, space: Space) -> Callable[[dict[str, Any]], bool]:
+        """Writes go through only while we hold the lease and the generation is unchanged."""
+        me, gen = self.me.encode(), str(space.generation).encode()
+        return lambda values: values[self.lock] == me and (values[self.gen_key] or b"1") == gen
+
     async def _acquire(self) -> bool:
         got = await self.client.set(self.lock, self.me, nx=True, px=self.lease_ms)
         return bool(got) or (await self.client.get(self.lock)) == self.me.encode()
@@ -141,7 +152,9 @@ class PartitionWorker:
             if time.monotonic() - renewed > self.lease_ms / 3000:
                 if not await self.client.set(self.lock, self.me, xx=True, px=self.lease_ms):
                     return
-                if (await current_space(self.client, self.keys, space.projection, self.partition)) != space:
+                if (
+                    await current_space(self.client, self.keys, space.projection, self.partition)
+                ) != space:
                     return  # a rebuild switched generations: start over on the new one
                 renewed = time.monotonic()
             events = await read_group(
@@ -151,14 +164,9 @@ class PartitionWorker:
             if not events:
                 pending = False
                 continue
-            me, gen = self.me.encode(), str(space.generation).encode()
-
-            def fence(values: dict[str, Any]) -> bool:
-                return values[self.lock] == me and (values[self.gen_key] or b"1") == gen
-
             ok = await apply_batch(
                 self.client, self.projection, space, events,
-                watch=(self.lock, self.gen_key), fence=fence,
+                watch=(self.lock, self.gen_key), fence=self._fence(space),
             )  # fmt: skip
             if not ok:
                 return
@@ -211,10 +219,8 @@ async def rebuild(
 
 
 async def _drop_space(client: aioredis.Redis, space: Space) -> None:
-    try:
+    with contextlib.suppress(RedisError):  # no such group or stream: nothing to drop
         await client.xgroup_destroy(space.keys.log(space.partition), space.group)
-    except RedisError:
-        pass  # no such group or stream: nothing to drop
     async for key in client.scan_iter(match=space.key("*"), count=1000):
         await client.unlink(key)
 
@@ -225,7 +231,7 @@ async def positions(client: aioredis.Redis, keys: Keys, projection: str) -> dict
     for partition in keys.all_partitions():
         space = await current_space(client, keys, projection, partition)
         raw = await client.get(space.position_key)
-        result[partition] = raw.decode() if raw else "0-0"
+        result[partition] = text(raw) if raw else "0-0"
     return result
 
 
@@ -243,7 +249,7 @@ async def wait_for_position(
     while True:
         space = await current_space(client, keys, projection, partition)
         raw = await client.get(space.position_key)
-        if raw is not None and position_key(raw.decode()) >= target:
+        if raw is not None and position_key(text(raw)) >= target:
             return True
         if time.monotonic() >= deadline:
             return False
@@ -252,7 +258,5 @@ async def wait_for_position(
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass

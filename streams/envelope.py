@@ -37,7 +37,7 @@ class Envelope(msgspec.Struct, frozen=True):
         ]  # fmt: skip
 
 
-def decode_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Envelope:
+def decode_entry(entry_id: Any, fields: Any) -> Envelope:
     """Decode one stream entry; `position` is the entry id it was read at."""
     return Envelope(
         id=fields[b"id"].decode(),
@@ -52,6 +52,11 @@ def decode_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Envelope:
         data=orjson.loads(fields[b"data"]),
         position=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
     )
+
+
+def text(value: Any) -> str:
+    """A reply value as str (replies are bytes unless the client decodes them)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def now_rfc3339() -> str:

@@ -38,7 +38,9 @@ async def read_group(
         if pending:
             reply = await client.xreadgroup(group, consumer, {key: "0"}, count=count)
         else:
-            reply = await client.xreadgroup(group, consumer, {key: ">"}, count=count, block=block_ms)
+            reply = await client.xreadgroup(
+                group, consumer, {key: ">"}, count=count, block=block_ms
+            )
     except RedisError as e:
         raise InfrastructureError(f"read of group {group} on {key} failed: {e}") from e
     return _entries(reply)

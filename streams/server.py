@@ -58,6 +58,7 @@ class EmbeddedServer:
     process: subprocess.Popen[bytes]
     port: int
     data_dir: Path
+    binary: Path
 
     @property
     def url(self) -> str:
@@ -87,7 +88,7 @@ def start_server(
         "--loglevel", "warning", "--logfile", str((data_dir / "server.log").resolve()),
     ]  # fmt: skip
     process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
-    server = EmbeddedServer(process, port, data_dir)
+    server = EmbeddedServer(process, port, data_dir, Path(args[0]))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -108,7 +108,7 @@ class EventStore:
     async def read_aggregate(self, aggregate_id: str, after_version: int = 0) -> list[Envelope]:
         """Every event of one aggregate in version order (entry id `0-<ver>`)."""
         try:
-            entries = await self.redis.xrange(
+            entries: Any = await self.redis.xrange(
                 self.keys.stream(aggregate_id), min=f"0-{after_version + 1}"
             )
         except RedisError as e:
@@ -129,10 +129,14 @@ class EventStore:
             for aggregate_id, entries in zip(aggregate_ids, replies, strict=True)
         }
 
-    async def read_log(self, partition: int, after: str = "0-0", count: int = 1000) -> list[Envelope]:
+    async def read_log(
+        self, partition: int, after: str = "0-0", count: int = 1000
+    ) -> list[Envelope]:
         """Up to `count` events of a partition log strictly after position `after`."""
         try:
-            entries = await self.redis.xrange(self.keys.log(partition), min=f"({after}", count=count)
+            entries: Any = await self.redis.xrange(
+                self.keys.log(partition), min=f"({after}", count=count
+            )
         except RedisError as e:
             raise InfrastructureError(f"read of log {partition} failed: {e}") from e
         return [decode_entry(entry_id, fields) for entry_id, fields in entries]
@@ -145,7 +149,7 @@ class EventStore:
         while True:
             streams: dict[Any, Any] = {self.keys.log(p): pos for p, pos in positions.items()}
             try:
-                replies = await self.redis.xread(streams, count=count, block=block_ms)
+                replies: Any = await self.redis.xread(streams, count=count, block=block_ms)
             except RedisError as e:
                 raise InfrastructureError(f"tail failed: {e}") from e
             for key, entries in replies or []:

@@ -18,7 +18,9 @@ from streams.keys import Keys
 @pytest.fixture
 async def projector(client: aioredis.Redis, keys: Keys) -> AsyncIterator[None]:
     stop = asyncio.Event()
-    task = asyncio.create_task(run_projections(client, keys, [BoardProjection()], stop, lease_ms=3000))
+    task = asyncio.create_task(
+        run_projections(client, keys, [BoardProjection()], stop, lease_ms=3000)
+    )
     yield
     stop.set()
     await task
@@ -33,5 +35,7 @@ async def api(
     await store_token(client, keys, settings.admin_token, "admin", "admin")
     headers = {"Authorization": f"Bearer {settings.admin_token}"}
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://cairn", headers=headers) as c:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://cairn", headers=headers
+    ) as c:
         yield c

@@ -23,10 +23,31 @@ async def test_create_then_read_sees_the_write(api: httpx.AsyncClient) -> None:
     r = await api.get(f"/api/v2/tasks/{created['id']}")
     assert r.status_code == 200
     task = r.json()
-    for field in ("id", "version", "project", "title", "task_type", "priority", "description",
-                  "acceptance_criteria", "context_files", "blocked_by", "blocks", "parent_id",
-                  "children_ids", "labels", "assignee", "pipeline_template", "source",
-                  "current_step", "current_agent_id", "run_ids", "retry_count", "error", "status"):
+    for field in (
+        "id",
+        "version",
+        "project",
+        "title",
+        "task_type",
+        "priority",
+        "description",
+        "acceptance_criteria",
+        "context_files",
+        "blocked_by",
+        "blocks",
+        "parent_id",
+        "children_ids",
+        "labels",
+        "assignee",
+        "pipeline_template",
+        "source",
+        "current_step",
+        "current_agent_id",
+        "run_ids",
+        "retry_count",
+        "error",
+        "status",
+    ):
         assert field in task, field
 
 
@@ -144,7 +165,9 @@ async def test_list_filters_and_cursor(api: httpx.AsyncClient) -> None:
     for i in range(7):
         await create(api, title=f"t{i}", priority=i % 3, labels=["x"] if i % 2 else [])
     page1 = (await api.get("/api/v2/tasks", params={"limit": 4})).json()
-    page2 = (await api.get("/api/v2/tasks", params={"limit": 4, "cursor": page1["next_cursor"]})).json()
+    page2 = (
+        await api.get("/api/v2/tasks", params={"limit": 4, "cursor": page1["next_cursor"]})
+    ).json()
     titles = [t["title"] for t in page1["items"] + page2["items"]]
     assert len(titles) == 7 and len(set(titles)) == 7
     assert [t["priority"] for t in page1["items"] + page2["items"]] == [2, 2, 1, 1, 0, 0, 0]
@@ -156,7 +179,9 @@ async def test_list_filters_and_cursor(api: httpx.AsyncClient) -> None:
 
 async def test_state_machine_and_openapi(api: httpx.AsyncClient) -> None:
     machine = (await api.get("/api/v2/state-machine")).json()
-    assert machine["transitions"] == {s.value: [t.value for t in ts] for s, ts in TRANSITIONS.items()}
+    assert machine["transitions"] == {
+        s.value: [t.value for t in ts] for s, ts in TRANSITIONS.items()
+    }
     assert machine["flags"] == {"FEATURE_PRD_AUTO_APPROVE_REVIEW": False}
     doc = (await api.get("/openapi.json")).json()
     assert "/api/v2/tasks/{task_id}/transition" in doc["paths"]

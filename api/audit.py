@@ -1,0 +1,88 @@
+"""Reading the log for people: `cairn tail` and `cairn replay`."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import AsyncIterator
+
+import msgspec
+import orjson
+import redis.asyncio as aioredis
+
+from domain.errors import NotFound
+from domain.task import Task, evolve
+from domain.task_events import TASK_EVENTS, task_event_from
+from streams.envelope import Envelope, position_key
+from streams.keys import Keys
+from streams.store import EventStore
+
+
+async def follow_log(
+    client: aioredis.Redis,
+    keys: Keys,
+    *,
+    follow: bool = False,
+    type_glob: str | None = None,
+    aggregate: str | None = None,
+    project: str | None = None,
+) -> AsyncIterator[tuple[int, Envelope]]:
+    """Every event of the matching partitions in commit order, then (with follow) new ones."""
+    store = EventStore(client, keys)
+    if aggregate:
+        partitions = [keys.partition_of_id(aggregate)]
+    elif project:
+        partitions = [keys.partition_of(project)]
+    else:
+        partitions = list(keys.all_partitions())
+    in_project: set[str] = set()
+
+    def wanted(event: Envelope) -> bool:
+        if project is not None:
+            if event.data.get("project") == project:
+                in_project.add(event.agg)
+            if event.agg not in in_project:
+                return False
+        if aggregate is not None and event.agg != aggregate:
+            return False
+        return type_glob is None or fnmatch.fnmatchcase(event.type, type_glob)
+
+    positions = {p: "0-0" for p in partitions}
+    backlog: list[tuple[tuple[int, int], int, Envelope]] = []
+    for p in partitions:
+        while batch := await store.read_log(p, positions[p], count=5000):
+            positions[p] = batch[-1].position
+            backlog.extend((position_key(e.position), p, e) for e in batch)
+    backlog.sort(key=lambda item: item[0])
+    for _, p, event in backlog:
+        if wanted(event):
+            yield p, event
+    if follow:
+        async for p, event in store.tail(positions):
+            if wanted(event):
+                yield p, event
+
+
+def format_event(partition: int, event: Envelope, *, as_json: bool = False) -> str:
+    if as_json:
+        record = {"partition": partition, **msgspec.to_builtins(event)}
+        return orjson.dumps(record).decode()
+    data = orjson.dumps(event.data).decode()
+    where = f"p{partition:02d}  {event.type:<24} {event.agg} v{event.ver}"
+    return f"{event.ts}  {where}  {event.actor}  {data}"
+
+
+async def replay_lines(client: aioredis.Redis, keys: Keys, aggregate_id: str) -> list[str]:
+    """Each event of an aggregate followed by the aggregate's state after it."""
+    if not keys.is_aggregate_id(aggregate_id):
+        raise NotFound(f"{aggregate_id!r} is not an aggregate id", aggregate_id=aggregate_id)
+    events = await EventStore(client, keys).read_aggregate(aggregate_id)
+    if not events:
+        raise NotFound(f"{aggregate_id} has no events", aggregate_id=aggregate_id)
+    lines = []
+    state: Task | None = None
+    for e in events:
+        lines.append(format_event(keys.partition_of_id(aggregate_id), e))
+        if e.type in TASK_EVENTS:
+            state = evolve(state, task_event_from(e.type, e.data), e.agg, e.ver, e.ts)
+            lines.append("    state: " + orjson.dumps(msgspec.to_builtins(state)).decode())
+    return lines
