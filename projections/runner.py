@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
+from domain.errors import InfrastructureError
 from streams.envelope import Envelope, position_key, text
 from streams.groups import ensure_group, read_group
 from streams.keys import Keys
@@ -126,8 +127,9 @@ class PartitionWorker:
                 continue
             try:
                 await self._consume(stop)
-            except RedisError:
-                await _sleep_or_stop(stop, 0.5)  # the server restarts: take up again after
+            except (RedisError, InfrastructureError):
+                # The server restarts, or a rebuild dropped our generation's group: look again.
+                await _sleep_or_stop(stop, 0.2)
         await self.client.eval(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
             " return 0", 1, self.lock, self.me,

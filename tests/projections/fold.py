@@ -1,0 +1,60 @@
+"""Test helpers: the board as a fold of the log, and the board as the read model holds it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from domain.task import Task, evolve
+from domain.task_events import task_event_from
+from projections.board import NAME, card_member
+from projections.runner import current_space
+from streams.envelope import text
+from streams.keys import Keys
+from streams.store import EventStore
+
+
+async def fold_log(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
+    store = EventStore(client, keys)
+    tasks: dict[str, Task] = {}
+    for p in keys.all_partitions():
+        after = "0-0"
+        while batch := await store.read_log(p, after, count=5000):
+            after = batch[-1].position
+            for e in batch:
+                if e.type.startswith("task."):
+                    event = task_event_from(e.type, e.data)
+                    tasks[e.agg] = evolve(tasks.get(e.agg), event, e.agg, e.ver, e.ts)
+    return {i: msgspec.to_builtins(t) for i, t in tasks.items()}
+
+
+async def read_board(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
+    """The read model's tasks; also checks columns and counts agree with them."""
+    docs: dict[str, Any] = {}
+    for p in keys.all_partitions():
+        space = await current_space(client, keys, NAME, p)
+        raw = await client.hgetall(space.key("tasks"))
+        part = {text(k): msgspec.json.decode(v, type=Task) for k, v in raw.items()}
+        for project in {t.project for t in part.values()}:
+            for status in ("backlog", "ready", "in_progress", "in_review", "done", "blocked",
+                           "cancelled"):  # fmt: skip
+                members = {
+                    text(m) for m in await client.zrange(space.key("col", project, status), 0, -1)
+                }
+                expected = {card_member(t) for t in part.values()
+                            if t.project == project and t.status == status}  # fmt: skip
+                assert members == expected, (project, status)
+                count = await client.hget(space.key("counts", project), status)
+                assert int(count or 0) == len(expected)
+        docs.update({i: msgspec.to_builtins(t) for i, t in part.items()})
+    return docs
+
+
+async def log_ends(client: aioredis.Redis, keys: Keys) -> dict[int, str]:
+    ends = {}
+    for p in keys.all_partitions():
+        last = await client.xrevrange(keys.log(p), count=1)
+        ends[p] = text(last[0][0]) if last else "0-0"
+    return ends

@@ -1,0 +1,110 @@
+"""The board read model equals a fold of the log: in-process, after kill -9, after rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from projections.board import BoardProjection
+from projections.runner import positions, rebuild, run_projections
+from streams.keys import Keys
+from streams.server import EmbeddedServer
+from streams.store import EventStore
+from tests.projections.fold import fold_log, log_ends, read_board
+from tests.projections.workload import run_workload
+
+
+async def caught_up(client: aioredis.Redis, keys: Keys, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await positions(client, keys, "board") == await log_ends(client, keys):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the projector did not catch up")
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seed=st.integers(0, 2**32), n=st.integers(1, 80))
+def test_board_equals_fold_of_log(server: EmbeddedServer, seed: int, n: int) -> None:
+    async def scenario() -> None:
+        client = aioredis.Redis.from_url(server.url)
+        keys = Keys(f"h{uuid.uuid4().hex[:8]}", 4)
+        stop = asyncio.Event()
+        projector = asyncio.create_task(
+            run_projections(client, keys, [BoardProjection()], stop, lease_ms=2000)
+        )
+        await run_workload(EventStore(client, keys), random.Random(seed), n)
+        await caught_up(client, keys)
+        assert await read_board(client, keys) == await fold_log(client, keys)
+        stop.set()
+        await projector
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def _projector(server: EmbeddedServer, keys: Keys) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CAIRN_REDIS_URL": server.url, "CAIRN_PREFIX": keys.prefix,
+           "CAIRN_PARTITIONS": str(keys.partitions)}  # fmt: skip
+    return subprocess.Popen([sys.executable, "-m", "api.cli", "projector", "--lease-ms", "1000"],
+                            env=env)  # fmt: skip
+
+
+async def test_kill_9_of_the_projector_mid_batch_loses_and_repeats_nothing(
+    server: EmbeddedServer, client: aioredis.Redis, keys: Keys, store: EventStore
+) -> None:
+    rng = random.Random(7)
+    await run_workload(store, rng, 400)  # a backlog, so the first projector is mid-catch-up
+    first = _projector(server, keys)
+    try:
+        writer = asyncio.create_task(run_workload(store, rng, 600))
+        for _ in range(400):  # kill it as soon as it has applied something, mid-stream
+            if any(p != "0-0" for p in (await positions(client, keys, "board")).values()):
+                break
+            await asyncio.sleep(0.01)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        await writer
+    finally:
+        first.kill()
+    second = _projector(server, keys)
+    try:
+        await caught_up(client, keys)
+    finally:
+        second.terminate()
+        second.wait(10)
+    assert await read_board(client, keys) == await fold_log(client, keys)
+
+
+async def test_rebuild_into_a_new_generation_matches_the_fold(
+    client: aioredis.Redis, keys: Keys, store: EventStore
+) -> None:
+    await run_workload(store, random.Random(3), 300)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(
+        run_projections(client, keys, [BoardProjection()], stop, lease_ms=2000)
+    )
+    await caught_up(client, keys)
+    seen: list[int] = []
+    applied = await rebuild(client, keys, BoardProjection(), lambda done, total: seen.append(done))
+    assert applied == sum([await client.xlen(keys.log(p)) for p in keys.all_partitions()])
+    assert seen and seen[-1] == applied
+    await run_workload(store, random.Random(4), 50)  # the running projector follows the switch
+    await caught_up(client, keys)
+    assert await read_board(client, keys) == await fold_log(client, keys)
+    leftovers = [k async for k in client.scan_iter(match=f"{keys.prefix}:*:rm:board:g1:*")]
+    assert leftovers == []
+    stop.set()
+    await runner
