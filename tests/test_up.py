@@ -51,8 +51,8 @@ def test_up_serves_and_keeps_data_across_restart(tmp_path: Path) -> None:
         assert token, log.read_text()
         auth = {"Authorization": f"Bearer {token[1]}"}
         assert httpx.get(base + "/api/v2/projects").status_code == 401
-        created = httpx.post(base + "/api/v2/tasks", headers=auth,
-                             json={"title": "survive", "task_type": "chore", "priority": 1})  # fmt: skip
+        body = {"title": "survive", "task_type": "chore", "priority": 1}
+        created = httpx.post(base + "/api/v2/tasks", headers=auth, json=body)
         assert created.status_code == 201, created.text
     finally:
         stop(process)
