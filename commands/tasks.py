@@ -87,16 +87,21 @@ async def create_task(
 ) -> CommandResult:
     """Create a task (in backlog, or ready under the dependency guard)."""
     task_id = id_for_key(store.keys, "task", spec.project, idempotency_key)
-    for related in [*spec.blocked_by, *([spec.parent_id] if spec.parent_id else [])]:
-        if not store.keys.is_aggregate_id(related) or (
-            store.keys.partition_of_id(related) != store.keys.partition_of(spec.project)
+    related = [*spec.blocked_by, *([spec.parent_id] if spec.parent_id else [])]
+    for other in related:
+        if not store.keys.is_aggregate_id(other) or (
+            store.keys.partition_of_id(other) != store.keys.partition_of(spec.project)
         ):
             # A task of another partition is necessarily of another project (or unknown).
-            await _refuse_foreign(store, related, spec.project)
+            await _refuse_foreign(store, other, spec.project)
+    attempts = 0
 
     async def decide() -> Plan:
-        related = [*spec.blocked_by, *([spec.parent_id] if spec.parent_id else [])]
-        tasks = await load_tasks(store, [task_id, *related])
+        # The append expects version 0 of the new stream, so the first try need not read it;
+        # after a conflict, read it to tell "already exists" from a moved blocker.
+        nonlocal attempts
+        attempts += 1
+        tasks = await load_tasks(store, [*([task_id] if attempts > 1 else []), *related])
         if task_id in tasks:
             raise VersionConflict(
                 f"task {task_id} already exists (idempotency key reused after it expired?)",

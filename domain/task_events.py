@@ -7,12 +7,12 @@ from typing import Any, ClassVar
 import msgspec
 
 
-class TaskEvent(msgspec.Struct, frozen=True, kw_only=True):
+class TaskEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     TYPE: ClassVar[str] = ""
     SCHEMA: ClassVar[int] = 1
 
 
-class TaskCreated(TaskEvent, frozen=True, kw_only=True):
+class TaskCreated(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
     TYPE: ClassVar[str] = "task.created"
     project: str
     title: str
@@ -32,12 +32,12 @@ class TaskCreated(TaskEvent, frozen=True, kw_only=True):
     forced: bool = False
 
 
-class TaskUpdated(TaskEvent, frozen=True, kw_only=True):
+class TaskUpdated(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
     TYPE: ClassVar[str] = "task.updated"
     changes: dict[str, Any]
 
 
-class TaskTransitioned(TaskEvent, frozen=True, kw_only=True):
+class TaskTransitioned(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
     TYPE: ClassVar[str] = "task.transitioned"
     from_status: str
     to_status: str
@@ -46,34 +46,34 @@ class TaskTransitioned(TaskEvent, frozen=True, kw_only=True):
     blocked_reason: dict[str, Any] | None = None
 
 
-class TaskDependencyAdded(TaskEvent, frozen=True, kw_only=True):
+class TaskDependencyAdded(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
     TYPE: ClassVar[str] = "task.dependency_added"
     blocker_id: str
 
 
-class TaskDependencyRemoved(TaskEvent, frozen=True, kw_only=True):
+class TaskDependencyRemoved(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
     TYPE: ClassVar[str] = "task.dependency_removed"
     blocker_id: str
 
 
-class TaskDependentAdded(TaskEvent, frozen=True, kw_only=True):
+class TaskDependentAdded(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
     """The mirror edge on the blocker: `blocks` gains the dependent."""
 
     TYPE: ClassVar[str] = "task.dependent_added"
     dependent_id: str
 
 
-class TaskDependentRemoved(TaskEvent, frozen=True, kw_only=True):
+class TaskDependentRemoved(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
     TYPE: ClassVar[str] = "task.dependent_removed"
     dependent_id: str
 
 
-class TaskChildAdded(TaskEvent, frozen=True, kw_only=True):
+class TaskChildAdded(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
     TYPE: ClassVar[str] = "task.child_added"
     child_id: str
 
 
-class TaskRunStarted(TaskEvent, frozen=True, kw_only=True):
+class TaskRunStarted(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
     """A run (job) of this task was claimed by a worker."""
 
     TYPE: ClassVar[str] = "task.run_started"
@@ -81,7 +81,7 @@ class TaskRunStarted(TaskEvent, frozen=True, kw_only=True):
     agent_id: str
 
 
-class TaskRunFinished(TaskEvent, frozen=True, kw_only=True):
+class TaskRunFinished(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
     TYPE: ClassVar[str] = "task.run_finished"
     job_id: str
     outcome: str

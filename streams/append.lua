@@ -1,9 +1,11 @@
--- Atomic multi-stream append with expected versions, guard streams and idempotency.
--- KEYS[1] partition log, KEYS[2] command record, KEYS[3..] aggregate streams then guard streams.
--- ARGV: has_command, command_ttl_s, n_streams, n_guards, then per stream:
+-- Atomic multi-aggregate append with expected versions, guards and idempotency.
+-- An event is written once, to the partition log; an aggregate's key is a list whose
+-- element i is the log entry id of its version i (so its length is its version).
+-- KEYS[1] partition log, KEYS[2] command record, KEYS[3..] aggregate lists then guard lists.
+-- ARGV: has_command, command_ttl_s, n_streams, n_guards, then per aggregate:
 --   expected_version, n_events, then 10 envelope values per event
 --   (id, type, agg, ver, ts, actor, corr, cause, schema, data),
--- then per guard stream: expected_version.
+-- then per guard: expected_version.
 -- Returns {"ok", position, v1, v2, ...} | {"dup", record} | {"conflict", key, expected, actual}.
 local fields = {'id', 'type', 'agg', 'ver', 'ts', 'actor', 'corr', 'cause', 'schema', 'data'}
 local has_command = ARGV[1] == '1'
@@ -20,7 +22,7 @@ for i = 1, n_streams do
   local expected = tonumber(ARGV[cursor])
   local n_events = tonumber(ARGV[cursor + 1])
   if expected >= 0 then
-    local actual = redis.call('XLEN', KEYS[2 + i])
+    local actual = redis.call('LLEN', KEYS[2 + i])
     if actual ~= expected then return {'conflict', KEYS[2 + i], expected, actual} end
   end
   cursor = cursor + 2 + n_events * 10
@@ -29,7 +31,7 @@ local guard_cursor = cursor
 for g = 1, n_guards do
   local key = KEYS[2 + n_streams + g]
   local expected = tonumber(ARGV[guard_cursor + g - 1])
-  local actual = redis.call('XLEN', key)
+  local actual = redis.call('LLEN', key)
   if actual ~= expected then return {'conflict', key, expected, actual} end
 end
 
@@ -38,9 +40,10 @@ cursor = 5
 for i = 1, n_streams do
   local key = KEYS[2 + i]
   local n_events = tonumber(ARGV[cursor + 1])
-  local version = redis.call('XLEN', key)
+  local version = redis.call('LLEN', key)
   local at = cursor + 2
-  for _ = 1, n_events do
+  local ids = {}
+  for e = 1, n_events do
     local entry = {}
     for f = 1, 10 do
       entry[2 * f - 1] = fields[f]
@@ -48,10 +51,11 @@ for i = 1, n_streams do
     end
     version = version + 1
     entry[8] = tostring(version)
-    redis.call('XADD', key, '0-' .. version, unpack(entry))
-    result[2] = redis.call('XADD', KEYS[1], '*', unpack(entry))
+    ids[e] = redis.call('XADD', KEYS[1], '*', unpack(entry))
     at = at + 10
   end
+  redis.call('RPUSH', key, unpack(ids))
+  result[2] = ids[n_events]
   result[#result + 1] = version
   cursor = at
 end

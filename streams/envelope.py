@@ -54,6 +54,11 @@ def decode_entry(entry_id: Any, fields: Any) -> Envelope:
     )
 
 
+def decode_pairs(entry_id: Any, flat: list[Any]) -> Envelope:
+    """Decode an entry whose fields came as a flat [name, value, ...] list (from a script)."""
+    return decode_entry(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
 def text(value: Any) -> str:
     """A reply value as str (replies are bytes unless the client decodes them)."""
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -13,10 +13,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from domain.errors import InfrastructureError, VersionConflict
-from streams.envelope import Envelope, decode_entry, now_rfc3339
+from streams.envelope import Envelope, decode_entry, decode_pairs, now_rfc3339
 from streams.keys import Keys
 
 APPEND_LUA = resources.files("streams").joinpath("append.lua").read_text()
+READ_LUA = resources.files("streams").joinpath("read.lua").read_text()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class EventStore:
         self.keys = keys
         self.command_ttl_s = command_ttl_s
         self._append = client.register_script(APPEND_LUA)
+        self._read = client.register_script(READ_LUA)
 
     async def append(
         self,
@@ -106,28 +108,30 @@ class EventStore:
         return self.keys.stream(aggregate_id)
 
     async def read_aggregate(self, aggregate_id: str, after_version: int = 0) -> list[Envelope]:
-        """Every event of one aggregate in version order (entry id `0-<ver>`)."""
-        try:
-            entries: Any = await self.redis.xrange(
-                self.keys.stream(aggregate_id), min=f"0-{after_version + 1}"
-            )
-        except RedisError as e:
-            raise InfrastructureError(f"read of {aggregate_id} failed: {e}") from e
-        return [decode_entry(entry_id, fields) for entry_id, fields in entries]
+        """Every event of one aggregate after `after_version`, in version order."""
+        return (await self.read_aggregates([aggregate_id], after_version))[aggregate_id]
 
-    async def read_aggregates(self, aggregate_ids: Sequence[str]) -> dict[str, list[Envelope]]:
-        """Several aggregates in one round trip."""
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for aggregate_id in aggregate_ids:
-                    pipe.xrange(self.keys.stream(aggregate_id))
-                replies = await pipe.execute()
-        except RedisError as e:
-            raise InfrastructureError(f"read of aggregates failed: {e}") from e
-        return {
-            aggregate_id: [decode_entry(entry_id, fields) for entry_id, fields in entries]
-            for aggregate_id, entries in zip(aggregate_ids, replies, strict=True)
-        }
+    async def read_aggregates(
+        self, aggregate_ids: Sequence[str], after_version: int = 0
+    ) -> dict[str, list[Envelope]]:
+        """Several aggregates, one round trip per partition they live in."""
+        by_partition: dict[int, list[str]] = {}
+        for aggregate_id in dict.fromkeys(aggregate_ids):
+            by_partition.setdefault(self.keys.partition_of_id(aggregate_id), []).append(
+                aggregate_id
+            )
+        found: dict[str, list[Envelope]] = {}
+        for partition, ids in by_partition.items():
+            keys = [self.keys.log(partition), *(self.keys.stream(i) for i in ids)]
+            try:
+                replies: Any = await self._read(keys=keys, args=[after_version + 1])
+            except RedisError as e:
+                raise InfrastructureError(f"read of aggregates failed: {e}") from e
+            for aggregate_id, flat in zip(ids, replies, strict=True):
+                found[aggregate_id] = [
+                    decode_pairs(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)
+                ]
+        return found
 
     async def read_log(
         self, partition: int, after: str = "0-0", count: int = 1000
@@ -175,7 +179,7 @@ def _parse_reply(reply: list[Any]) -> AppendResult:
     if tag == "dup":
         return _parse_record(reply[1], duplicate=True)
     key, expected, actual = _text(reply[1]), int(reply[2]), int(reply[3])
-    aggregate_id = key.rsplit(":s:", 1)[-1]
+    aggregate_id = key.rsplit(":s:", 1)[-1]  # the index list of the aggregate
     raise VersionConflict(
         f"{aggregate_id} is at version {actual}, not the expected {expected}; "
         "reload it and try again",

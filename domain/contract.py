@@ -1,0 +1,298 @@
+"""The canonical task contract: the payload every coding job is normalized to, and what it needs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, JsonValue, ValidationError, field_validator
+
+from domain.credentials import check_reference
+from domain.errors import ValidationFailed
+from domain.job_types import (
+    ContractModel,
+    ContractSettings,
+    JobType,
+    NormalizedJob,
+    PublishMode,
+    Runtime,
+    refusal,
+    register,
+    validation_failed,
+)
+
+RUNTIME_ALIASES = {"gemini_cli": "gemini"}
+REPOSITORY_FORMS = "owner/repo, an https:// URL without credentials, or git@host:path"
+# Runtime, repository and publishing belong to the whole task: one run, one checkout, one PR.
+FORBIDDEN_STEP_KEYS: tuple[str, ...] = ("runtime", "targetRuntime", "target_runtime", "model")
+FORBIDDEN_STEP_KEYS += ("effort", "repository", "repo", "git", "publish", "container")
+# The worker owns these inside a container: overriding them would break or leak the run.
+RESERVED_ENV = frozenset({"PATH", "HOME", "USER", "SHELL", "HOSTNAME", "SSH_AUTH_SOCK"})
+RESERVED_ENV |= {"LD_PRELOAD", "LD_LIBRARY_PATH", "GH_TOKEN", "GITHUB_TOKEN", "GITLAB_TOKEN"}
+RESERVED_ENV_PREFIXES = ("CAIRN_", "GIT_")
+
+_OWNER_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_SCP_LIKE = re.compile(r"git@[A-Za-z0-9.-]+:[A-Za-z0-9_.~-][A-Za-z0-9_./~-]*")
+_CAPABILITY = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+_BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$")
+
+
+def check_repository(value: str | None) -> str | None:
+    """Return the repository trimmed if it is in one of REPOSITORY_FORMS, else raise ValueError."""
+    value = value.strip() if value is not None else None
+    owner_repo = value and _OWNER_REPO.fullmatch(value) and not {".", ".."} & set(value.split("/"))
+    if value is None or owner_repo or _SCP_LIKE.fullmatch(value) or _is_clean_https(value):
+        return value
+    raise ValueError(f"repository must be {REPOSITORY_FORMS}")
+
+
+def _is_clean_https(value: str) -> bool:
+    try:
+        url = urlsplit(value)
+    except ValueError:
+        return False
+    clean = not re.search(r"[\s@]", value) and not url.query and not url.fragment
+    return clean and url.scheme == "https" and bool(url.hostname) and url.path not in ("", "/")
+
+
+def _clean_capabilities(values: list[str]) -> list[str]:
+    cleaned = [value.strip().lower() for value in values]
+    if not all(_CAPABILITY.fullmatch(value) for value in cleaned):
+        raise ValueError("capabilities are words of a-z, 0-9, '_', '.' or '-'")
+    return list(dict.fromkeys(cleaned))
+
+
+def _runtime_alias(value: Any) -> Any:
+    name = value.strip().lower() if isinstance(value, str) else value
+    return RUNTIME_ALIASES.get(name, name) if isinstance(name, str) else value
+
+
+class SkillSpec(ContractModel):
+    id: str = "auto"
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+    required_capabilities: list[str] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("skill id must not be blank; use 'auto' to let the worker choose")
+        return "auto" if value.lower() == "auto" else value
+
+    _caps = field_validator("required_capabilities")(_clean_capabilities)
+
+
+class RuntimeSpec(ContractModel):
+    mode: Runtime | None = None
+    model: str | None = None
+    effort: str | None = None
+
+    _alias = field_validator("mode", mode="before")(_runtime_alias)
+
+
+def check_branch(value: str | None) -> str | None:
+    """Trim a branch name (blank means unset) or raise ValueError if git would refuse it."""
+    value = value.strip() if value is not None else None
+    if value and _BAD_BRANCH.search(value):
+        raise ValueError("not a valid git branch name")
+    return value or None
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    return value if value is not None and value.strip() else None
+
+
+class GitSpec(ContractModel):
+    starting_branch: str | None = None
+    new_branch: str | None = None
+
+    _branches = field_validator("starting_branch", "new_branch")(check_branch)
+
+
+class PublishSpec(ContractModel):
+    mode: PublishMode | None = None
+    pr_base_branch: str | None = None
+    commit_message: str | None = None
+    pr_title: str | None = None
+    pr_body: str | None = None
+
+    _base = field_validator("pr_base_branch")(check_branch)
+
+
+class StepSpec(ContractModel):
+    id: str | None = None
+    title: str | None = None
+    instructions: str | None = None
+    skill: SkillSpec | None = None
+
+
+class ContainerSpec(ContractModel):
+    enabled: bool = False
+    image: str | None = None
+    command: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: int | None = Field(default=None, gt=0, le=86_400)
+
+    _image = field_validator("image")(_blank_to_none)
+
+
+class TaskSpec(ContractModel):
+    instructions: str | None = None
+    skill: SkillSpec = Field(default_factory=SkillSpec)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    git: GitSpec = Field(default_factory=GitSpec)
+    publish: PublishSpec = Field(default_factory=PublishSpec)
+    steps: list[StepSpec] = Field(default_factory=list)
+    propose_tasks: bool = False
+    container: ContainerSpec | None = None
+
+    _instructions = field_validator("instructions")(_blank_to_none)
+
+
+class AuthRefs(ContractModel):
+    repo_auth_ref: str | None = None
+    publish_auth_ref: str | None = None
+
+    _refs = field_validator("repo_auth_ref", "publish_auth_ref")(check_reference)
+
+
+class TaskPayload(ContractModel):
+    repository: str | None = None
+    target_runtime: Runtime | None = None
+    required_capabilities: list[str] = Field(default_factory=list)
+    auth: AuthRefs = Field(default_factory=AuthRefs)
+    task: TaskSpec
+
+    _alias = field_validator("target_runtime", mode="before")(_runtime_alias)
+    _caps = field_validator("required_capabilities")(_clean_capabilities)
+
+    _repository = field_validator("repository")(check_repository)
+
+    @property
+    def runtime(self) -> str | None:
+        """The runtime the task asks for: task.runtime.mode, else targetRuntime."""
+        return self.task.runtime.mode or self.target_runtime
+
+
+def normalize_task(payload: dict[str, Any], settings: ContractSettings) -> NormalizedJob:
+    """Validate a canonical task payload and fill in the defaults that routing depends on."""
+    _refuse_step_keys(payload)
+    parsed = _parse(payload)
+    errors = _check_rules(parsed, settings)
+    if errors:
+        raise refusal(errors)
+    task = parsed.task
+    steps = [s.model_copy(update={"id": f"step-{i}"}) for i, s in enumerate(task.steps, 1)]
+    mode = task.publish.mode or settings.default_publish_mode
+    publish = task.publish.model_copy(update={"mode": mode})
+    # Routing is decided now, so the default runtime is recorded rather than re-read later.
+    runtime = parsed.target_runtime or parsed.runtime or settings.default_runtime
+    repository = parsed.repository or settings.default_repository
+    task = task.model_copy(update={"steps": steps, "publish": publish})
+    update = {"repository": repository, "target_runtime": runtime, "task": task}
+    final = parsed.model_copy(update=update)
+    normalized = final.model_dump(by_alias=True)
+    return NormalizedJob("task", "task", payload, normalized, derive_capabilities(final))
+
+
+def derive_capabilities(payload: TaskPayload) -> list[str]:
+    """Capabilities a worker needs for a normalized task, in contract order, no duplicates."""
+    task = payload.task
+    wanted = [*payload.required_capabilities, payload.runtime or "codex", "git"]
+    if task.publish.mode == "pr":
+        wanted.append("gh")
+    wanted += task.skill.required_capabilities
+    wanted += [cap for step in task.steps if step.skill for cap in step.skill.required_capabilities]
+    if task.container and task.container.enabled:
+        wanted.append("docker")
+    return list(dict.fromkeys(cap.lower() for cap in wanted))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDefaults:
+    """A worker's own defaults: the runtime it runs `universal` jobs on, models per runtime."""
+
+    mode: str | None = None
+    models: Mapping[str, str] = field(default_factory=dict)
+    efforts: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedRuntime:
+    mode: str
+    model: str | None  # None: the CLI picks its own default
+    effort: str | None
+
+
+def resolve_runtime(
+    normalized: Mapping[str, Any], worker_defaults: WorkerDefaults
+) -> ResolvedRuntime:
+    """Settle runtime, model and effort at execution time: the task's, else the worker's."""
+    payload = _parse(normalized)
+    mode = payload.runtime or worker_defaults.mode or "codex"
+    if mode == "universal" and worker_defaults.mode:
+        mode = worker_defaults.mode
+    runtime = payload.task.runtime
+    return ResolvedRuntime(
+        mode=mode,
+        model=runtime.model or worker_defaults.models.get(mode),
+        effort=runtime.effort or worker_defaults.efforts.get(mode),
+    )
+
+
+def _parse(payload: Mapping[str, Any]) -> TaskPayload:
+    try:
+        return TaskPayload.model_validate(payload)
+    except ValidationError as exc:
+        raise validation_failed(exc) from None
+
+
+def _refuse_step_keys(payload: dict[str, Any]) -> None:
+    # Checked before the model so the refusal names the keys instead of "unknown field".
+    task = payload.get("task")
+    steps = task.get("steps") if isinstance(task, dict) else None
+    steps = steps if isinstance(steps, list) else []
+    found = [(i, key) for i, step in enumerate(steps) if isinstance(step, dict) for key in step]
+    found = [(i, key) for i, key in found if key in FORBIDDEN_STEP_KEYS]
+    if found:
+        reason = "{} is set once on the task, never on a step"
+        errors = [_error(f"task.steps[{i}].{key}", reason.format(key)) for i, key in found]
+        keys = ", ".join(sorted({key for _, key in found}))
+        raise ValidationFailed(f"steps may not set {keys}; set them on the task", errors=errors)
+
+
+def _check_rules(payload: TaskPayload, settings: ContractSettings) -> list[dict[str, str]]:
+    errors: list[dict[str, str]] = []
+    task = payload.task
+    if payload.repository is None and settings.default_repository is None:
+        errors.append(_error("repository", f"required ({REPOSITORY_FORMS}); no default is set"))
+    first_step_skill = task.steps[0].skill if task.steps else None
+    chosen = {task.skill.id, first_step_skill.id if first_step_skill else "auto"}
+    if not task.instructions and chosen == {"auto"}:
+        reason = "required unless task.skill or the first step's skill names a skill (not auto)"
+        errors.append(_error("task.instructions", reason))
+    container = task.container
+    for key in container.env if container else ():
+        if not (key.isascii() and key.isidentifier()):
+            errors.append(_error(f"task.container.env.{key}", "not a valid variable name"))
+        elif key.upper() in RESERVED_ENV or key.upper().startswith(RESERVED_ENV_PREFIXES):
+            errors.append(_error(f"task.container.env.{key}", "reserved; the worker sets it"))
+    if container and container.enabled:
+        missing = [name for name in ("image", "command") if not getattr(container, name)]
+        reason = "required when the container is enabled"
+        errors += [_error(f"task.container.{name}", reason) for name in missing]
+        if task.steps:
+            reason = "steps cannot be combined with an enabled container; use one or the other"
+            errors.append(_error("task.steps", reason))
+    return errors
+
+
+def _error(path: str, reason: str) -> dict[str, str]:
+    return {"path": f"payload.{path}", "reason": reason}
+
+
+register(JobType(name="task", normalize=normalize_task))
