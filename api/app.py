@@ -23,6 +23,7 @@ from api.problems import handle_cairn_error, handle_http, handle_unexpected, pro
 from commands.settings import Settings
 from domain.errors import CairnError
 from projections.board import Board
+from streams.connection import connect
 from streams.keys import Keys
 from streams.store import EventStore
 
@@ -48,7 +49,7 @@ async def readyz(request: Request) -> Response:
 
 def create_app(settings: Settings, client: aioredis.Redis | None = None) -> Starlette:
     """The API for one install; `client` is made from settings.redis_url when not given."""
-    conn = client or aioredis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
+    conn = client or connect(settings.redis_url or "redis://127.0.0.1:6379/0")
     keys = Keys(settings.prefix, settings.partitions)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz), Route("/readyz", readyz), *tasks.ROUTES,

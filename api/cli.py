@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from commands.settings import Settings
 from domain.errors import CairnError
+from streams.connection import connect
 from streams.keys import Keys
 
 
@@ -67,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 def _client(settings: Settings) -> aioredis.Redis:
     if not settings.redis_url:
         raise CairnError("CAIRN_REDIS_URL is not set (it is set for you under `cairn up`)")
-    return aioredis.Redis.from_url(settings.redis_url)
+    return connect(settings.redis_url)
 
 
 def _keys(settings: Settings) -> Keys:

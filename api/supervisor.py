@@ -12,10 +12,9 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
-import redis.asyncio as aioredis
-
 from api.auth import has_admin_token, new_token, store_token
 from commands.settings import Settings
+from streams.connection import connect
 from streams.keys import Keys
 from streams.server import EmbeddedServer, start_server
 
@@ -95,7 +94,7 @@ def _terminate(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
 
 async def _ensure_admin_token(url: str, settings: Settings) -> str | None:
     """Store CAIRN_ADMIN_TOKEN's hash, or create a token on the first start and return it."""
-    client = aioredis.Redis.from_url(url)
+    client = connect(url)
     keys = Keys(settings.prefix, settings.partitions)
     try:
         if settings.admin_token:

@@ -3,6 +3,7 @@ by priority then age, and per-project counts. Queries read it; nothing here fold
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,19 +54,33 @@ class BoardProjection:
         if not changed:
             return
         pipe.hset(space.key("tasks"), mapping={i: _encode(t) for i, t in changed.items()})
+        # One command per touched column and count, not per task: the batch is what is atomic.
+        removed: dict[str, list[str]] = defaultdict(list)
+        added: dict[str, dict[str, float]] = defaultdict(dict)
+        counts: Counter[tuple[str, str]] = Counter()
+        new_projects = set()
         for task_id, new in changed.items():
             old = before.get(task_id)
-            if old is not None and (old.project, old.status, card_member(old)) == (
-                new.project, new.status, card_member(new)
-            ):  # fmt: skip
-                continue
             if old is not None:
-                pipe.zrem(space.key("col", old.project, old.status), card_member(old))
-                pipe.hincrby(space.key("counts", old.project), old.status, -1)
-            pipe.zadd(space.key("col", new.project, new.status), {card_member(new): 0})
-            pipe.hincrby(space.key("counts", new.project), new.status, 1)
-            if old is None:
-                pipe.sadd(space.key("projects"), new.project)
+                if (old.project, old.status, card_member(old)) == (
+                    new.project, new.status, card_member(new)
+                ):  # fmt: skip
+                    continue
+                removed[space.key("col", old.project, old.status)].append(card_member(old))
+                counts[(old.project, old.status)] -= 1
+            else:
+                new_projects.add(new.project)
+            added[space.key("col", new.project, new.status)][card_member(new)] = 0
+            counts[(new.project, new.status)] += 1
+        for key, members in removed.items():
+            pipe.zrem(key, *members)
+        for key, mapping in added.items():
+            pipe.zadd(key, mapping)
+        for (project, status), delta in counts.items():
+            if delta:
+                pipe.hincrby(space.key("counts", project), status, delta)
+        if new_projects:
+            pipe.sadd(space.key("projects"), *new_projects)
 
 
 class Board:

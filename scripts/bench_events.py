@@ -31,6 +31,7 @@ from domain.task_spec import TaskSpec
 from domain.task_states import Flags
 from projections.board import BoardProjection
 from projections.runner import current_space, positions, rebuild, run_projections
+from streams.connection import connect
 from streams.envelope import position_key, text
 from streams.keys import Keys
 from streams.server import start_server
@@ -82,7 +83,7 @@ async def concurrently(n: int, make: Any) -> float:
 
 
 async def bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
-    client = aioredis.Redis.from_url(url, max_connections=CONCURRENCY + 8)
+    client = connect(url, max_connections=CONCURRENCY + 8)
     n_raw = 20_000 if args.quick else 100_000
     n_create = 10_000 if args.quick else 50_000
     results: dict[str, Any] = {}
@@ -159,6 +160,10 @@ async def steady_lag(
     lags: list[float] = []
     done = asyncio.Event()
     try:
+        # Measure the projector at work, not its start: wait until it holds every partition.
+        locks = [keys.projection_lock(p, "board") for p in keys.all_partitions()]
+        while None in await client.mget(locks):
+            await asyncio.sleep(0.05)
         await caught_up(client, keys)
 
         async def observe() -> None:
@@ -218,7 +223,9 @@ def main() -> None:
             results = asyncio.run(bench(args, server.url))
         finally:
             server.stop()
-    results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    results["machine"] = (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     results["server"] = server.binary.name
     results["quick"] = args.quick
     if args.json:

@@ -7,6 +7,7 @@ computable from the id alone.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import time
@@ -14,17 +15,13 @@ import zlib
 from dataclasses import dataclass
 
 _ID_RE = re.compile(r"^(?P<kind>[a-z]+)-(?P<part>\d{2,4})-(?P<rest>[0-9a-z]{16,40})$")
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
 def new_ulid() -> str:
-    """A 26-character, time-sortable, lowercase Crockford base32 identifier."""
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    """A 26-character, time-sortable identifier: 48 bits of milliseconds, 80 random bits, in
+    lowercase base32hex (whose alphabet is in ASCII order, so text order is time order)."""
+    raw = int(time.time() * 1000).to_bytes(6, "big") + os.urandom(10)
+    return base64.b32hexencode(raw).decode()[:26].lower()
 
 
 @dataclass(frozen=True, slots=True)

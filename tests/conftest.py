@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from commands.settings import Settings
+from streams.connection import connect
 from streams.keys import Keys
 from streams.server import EmbeddedServer, start_server
 from streams.store import EventStore
@@ -37,7 +38,7 @@ def settings(server: EmbeddedServer, prefix: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def client(server: EmbeddedServer) -> AsyncIterator[aioredis.Redis]:
-    conn = aioredis.Redis.from_url(server.url)
+    conn = connect(server.url)
     yield conn
     await conn.aclose()
 
