@@ -25,4 +25,4 @@ def connect(url: str, max_connections: int | None = None) -> aioredis.Redis:
     if url.startswith("redis://"):
         options["connection_class"] = PackedConnection
     pool = aioredis.ConnectionPool.from_url(url, **options)
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
