@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from api import tasks
+from api import queue, quick_runs, tasks
 from api.auth import BearerAuth, store_token
 from api.context import Context, context, json_response
 from api.openapi import build_openapi
@@ -23,6 +23,7 @@ from api.problems import handle_cairn_error, handle_http, handle_unexpected, pro
 from commands.settings import Settings
 from domain.errors import CairnError
 from projections.board import Board
+from projections.queue import Queue
 from streams.connection import connect
 from streams.keys import Keys
 from streams.store import EventStore
@@ -32,6 +33,8 @@ BODIES: dict[str, type[BaseModel]] = {
     "patch_task": tasks.PatchBody,
     "post_transition": tasks.TransitionBody,
     "post_dependencies": tasks.DependencyBody,
+    **queue.BODIES,
+    **quick_runs.BODIES,
 }
 
 
@@ -52,8 +55,12 @@ def create_app(settings: Settings, client: aioredis.Redis | None = None) -> Star
     conn = client or connect(settings.redis_url or "redis://127.0.0.1:6379/0")
     keys = Keys(settings.prefix, settings.partitions)
     routes: list[BaseRoute] = [
-        Route("/healthz", healthz), Route("/readyz", readyz), *tasks.ROUTES,
-    ]  # fmt: skip
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        *tasks.ROUTES,
+        *queue.ROUTES,
+        *quick_runs.ROUTES,
+    ]
     document = build_openapi(routes, BODIES)
 
     async def openapi(request: Request) -> Response:
@@ -79,6 +86,6 @@ def create_app(settings: Settings, client: aioredis.Redis | None = None) -> Star
             Exception: handle_unexpected,
         },
     )
-    app.state.ctx = Context(settings, conn, keys, EventStore(conn, keys, settings.command_ttl_s),
-                            Board(conn, keys))  # fmt: skip
+    store = EventStore(conn, keys, settings.command_ttl_s)
+    app.state.ctx = Context(settings, conn, keys, store, Board(conn, keys), Queue(conn, keys))
     return app

@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     projector.add_argument("--lease-ms", type=int, default=15_000)
     command("status", _status, "log lengths and projection lag per partition")
     rebuild = command("rebuild", _rebuild, "rebuild read models from the log, then switch")
-    rebuild.add_argument("--projection", default="board")
+    rebuild.add_argument("--projection", default="all", help="board, queue or all")
     tail = command("tail", _tail, "print the event log (for auditors)")
     tail.add_argument("--follow", "-f", action="store_true")
     tail.add_argument("--type", dest="type_glob", help="only event types matching this glob")
@@ -100,15 +100,14 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _projector(settings: Settings, args: argparse.Namespace) -> int:
-    from projections.board import BoardProjection
+    from projections.catalog import all_projections
     from projections.runner import run_projections
 
     async def run() -> None:
         client = _client(settings)
         stop = _stop_on_signals()
-        await run_projections(
-            client, _keys(settings), [BoardProjection()], stop, lease_ms=args.lease_ms
-        )
+        projections = list(all_projections().values())
+        await run_projections(client, _keys(settings), projections, stop, lease_ms=args.lease_ms)
         await client.aclose()
 
     asyncio.run(run())
@@ -127,26 +126,29 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:
-    from projections.board import NAME
+    from projections.catalog import all_projections
     from projections.runner import current_space
     from streams.groups import group_lag
 
     async def run() -> None:
         client, keys = _client(settings), _keys(settings)
         print(f"{'partition':>9} {'events':>9} {'projection':>12} {'lag':>7} {'pending':>8}")
-        total_lag = 0
+        totals = dict.fromkeys(all_projections(), 0)
         for p in keys.all_partitions():
             length = await client.xlen(keys.log(p))
-            space = await current_space(client, keys, NAME, p)
-            info = (await group_lag(client, keys.log(p))).get(space.group, {})
-            lag = info.get("lag")
-            lag = length if lag is None and not info else lag
-            total_lag += int(lag or 0)
-            print(
-                f"{p:>9} {length:>9} {space.group:>12} {lag if lag is not None else '?':>7} "
-                f"{info.get('pending', 0):>8}"
-            )
-        print(f"total projection lag: {total_lag} events")
+            groups = await group_lag(client, keys.log(p))
+            for name in totals:
+                space = await current_space(client, keys, name, p)
+                info = groups.get(space.group, {})
+                lag = info.get("lag")
+                lag = length if lag is None and not info else lag
+                totals[name] += int(lag or 0)
+                shown = lag if lag is not None else "?"
+                print(
+                    f"{p:>9} {length:>9} {space.group:>12} {shown:>7} {info.get('pending', 0):>8}"
+                )
+        for name, lag in totals.items():
+            print(f"{name} projection lag: {lag} events")
         await client.aclose()
 
     asyncio.run(run())
@@ -154,34 +156,46 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
-    from projections.board import BoardProjection
+    from projections.catalog import all_projections
     from projections.runner import rebuild
 
-    if args.projection != "board":
-        raise CairnError(f"unknown projection {args.projection!r}; known: board")
+    known = all_projections()
+    names = list(known) if args.projection == "all" else [args.projection]
+    if any(name not in known for name in names):
+        raise CairnError(f"unknown projection {args.projection!r}; known: all, {', '.join(known)}")
 
     async def run() -> None:
         client = _client(settings)
-        started = time.monotonic()
-        last = [0.0]
-
-        def progress(done: int, total: int) -> None:
-            if time.monotonic() - last[0] > 0.5 or done == total:
-                last[0] = time.monotonic()
-                percent = 100 * done // max(total, 1)
-                line = f"\rrebuilding {args.projection}: {done}/{total} events ({percent}%)"
-                print(line, end="", file=sys.stderr, flush=True)
-
-        done = await rebuild(client, _keys(settings), BoardProjection(), progress)
-        print(
-            f"\nrebuilt {args.projection} from {done} events in "
-            f"{time.monotonic() - started:.2f}s and switched over",
-            file=sys.stderr,
-        )
+        for name in names:
+            started = time.monotonic()
+            done = await rebuild(client, _keys(settings), known[name], _progress_printer(name))
+            elapsed = time.monotonic() - started
+            print(
+                f"\nrebuilt {name} from {done} events in {elapsed:.2f}s and switched over",
+                file=sys.stderr,
+            )
         await client.aclose()
 
     asyncio.run(run())
     return 0
+
+
+def _progress_printer(name: str) -> Callable[[int, int], None]:
+    """Print rebuild progress on one line, at most twice a second."""
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() - last[0] > 0.5 or done == total:
+            last[0] = time.monotonic()
+            percent = 100 * done // max(total, 1)
+            print(
+                f"\rrebuilding {name}: {done}/{total} events ({percent}%)",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return progress
 
 
 def _tail(settings: Settings, args: argparse.Namespace) -> int:

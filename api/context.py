@@ -17,6 +17,7 @@ from domain.errors import ValidationFailed
 from domain.task_spec import parse_model
 from projections.board import NAME as BOARD
 from projections.board import Board
+from projections.queue import Queue
 from projections.runner import wait_for_position
 from streams.keys import Keys
 from streams.store import EventStore
@@ -31,6 +32,7 @@ class Context:
     keys: Keys
     store: EventStore
     board: Board
+    queue: Queue
 
     async def caught_up(self, position: str, projection: str = BOARD) -> bool:
         """Wait (bounded) until a projection has applied `position`: read-your-writes."""

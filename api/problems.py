@@ -13,21 +13,23 @@ from domain.errors import CairnError
 PROBLEM_BASE = "https://cairn.dev/problems/"
 
 
-def problem(status: int, code: str, detail: str, instance: str = "", **extra: Any) -> Response:
+def problem(
+    status: int, code: str, detail: str, instance: str = "", extra: dict[str, Any] | None = None
+) -> Response:
     body = {
+        **(extra or {}),  # the standard members below always win over a detail's name
         "type": PROBLEM_BASE + code,
         "title": code.replace("_", " ").capitalize(),
         "status": status,
         "code": code,
         "detail": detail,
         "instance": instance,
-        **extra,
     }
     return Response(orjson.dumps(body), status, media_type="application/problem+json")
 
 
 def problem_from(error: CairnError, request: Request) -> Response:
-    return problem(error.status, error.code, error.message, request.url.path, **error.details)
+    return problem(error.status, error.code, error.message, request.url.path, error.details)
 
 
 async def handle_cairn_error(request: Request, exc: Exception) -> Response:

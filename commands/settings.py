@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from domain.errors import ValidationFailed
+from domain.job_types import ContractSettings
 from domain.task_states import Flags
 
 
@@ -31,6 +32,15 @@ class Settings:
     default_publish_mode: str = "pr"
     default_runtime: str = "codex"
     legacy_jobs_enabled: bool = True
+
+    def contract(self) -> ContractSettings:
+        """The defaults the job contract applies."""
+        return ContractSettings(
+            default_repository=self.default_repository,
+            default_publish_mode=self.default_publish_mode,
+            default_runtime=self.default_runtime,
+            legacy_jobs_enabled=self.legacy_jobs_enabled,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +79,10 @@ class Settings:
             default_runtime=env.get("CAIRN_DEFAULT_RUNTIME") or "codex",
             legacy_jobs_enabled=(env.get("CAIRN_LEGACY_JOBS") or "on").lower() != "off",
         )
+        try:
+            settings.contract()
+        except ValueError as e:
+            errors.append({"path": "CAIRN_DEFAULT_*", "reason": str(e)})
         if settings.partitions > 100:
             errors.append({"path": "CAIRN_PARTITIONS", "reason": "must be at most 100"})
         if errors:

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from domain.errors import InfrastructureError, VersionConflict
-from streams.envelope import Envelope, decode_entry, decode_pairs, now_rfc3339
+from streams.envelope import Envelope, decode_entry, decode_pairs, now_rfc3339, text
 from streams.keys import Keys
 
 APPEND_LUA = resources.files("streams").joinpath("append.lua").read_text()
@@ -145,6 +145,18 @@ class EventStore:
             raise InfrastructureError(f"read of log {partition} failed: {e}") from e
         return [decode_entry(entry_id, fields) for entry_id, fields in entries]
 
+    async def wait_log(
+        self, partition: int, after: str, *, block_ms: int = 1000, count: int = 500
+    ) -> list[Envelope]:
+        """Events of a partition log after `after`, waiting up to `block_ms` for the first."""
+        try:
+            replies: Any = await self.redis.xread(
+                {self.keys.log(partition): after}, count=count, block=block_ms
+            )
+        except RedisError as e:
+            raise InfrastructureError(f"tail of log {partition} failed: {e}") from e
+        return [decode_entry(i, f) for _key, entries in replies or [] for i, f in entries]
+
     async def tail(
         self, positions: dict[int, str], *, block_ms: int = 1000, count: int = 500
     ) -> AsyncIterator[tuple[int, Envelope]]:
@@ -157,7 +169,7 @@ class EventStore:
             except RedisError as e:
                 raise InfrastructureError(f"tail failed: {e}") from e
             for key, entries in replies or []:
-                partition = by_key[key.decode() if isinstance(key, bytes) else key]
+                partition = by_key[text(key)]
                 for entry_id, fields in entries:
                     envelope = decode_entry(entry_id, fields)
                     positions[partition] = envelope.position

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from api.app import create_app
 from api.auth import store_token
 from commands.settings import Settings
-from projections.board import BoardProjection
+from projections.catalog import all_projections
 from projections.runner import run_projections
 from streams.keys import Keys
 
@@ -19,7 +19,7 @@ from streams.keys import Keys
 async def projector(client: aioredis.Redis, keys: Keys) -> AsyncIterator[None]:
     stop = asyncio.Event()
     task = asyncio.create_task(
-        run_projections(client, keys, [BoardProjection()], stop, lease_ms=3000)
+        run_projections(client, keys, list(all_projections().values()), stop, lease_ms=3000)
     )
     yield
     stop.set()
@@ -39,3 +39,27 @@ async def api(
         transport=transport, base_url="http://cairn", headers=headers
     ) as c:
         yield c
+
+
+@pytest.fixture
+async def live_api(
+    settings: Settings, client: aioredis.Redis, keys: Keys, projector: None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app behind a real uvicorn server on a free port (for streaming responses)."""
+    import uvicorn
+
+    from streams.server import free_port
+
+    port = free_port()
+    app = create_app(settings, client)
+    assert settings.admin_token
+    await store_token(client, keys, settings.admin_token, "admin", "admin")
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", lifespan="off"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    headers = {"Authorization": f"Bearer {settings.admin_token}"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as c:
+        yield c
+    server.should_exit = True
+    await serving

@@ -57,10 +57,12 @@ async def test_replay_shows_state_after_each_event(
 
 async def test_status_and_rebuild(server: EmbeddedServer, keys: Keys, two_tasks: list[str]) -> None:
     status = cairn(server, keys, "status")
-    assert status.returncode == 0 and "total projection lag: 3 events" in status.stdout
+    assert status.returncode == 0 and "board projection lag: 3 events" in status.stdout
     rebuilt = cairn(server, keys, "rebuild")
     assert rebuilt.returncode == 0 and "rebuilt board from 3 events" in rebuilt.stderr
-    assert "total projection lag: 0 events" in cairn(server, keys, "status").stdout
+    assert "rebuilt queue from 3 events" in rebuilt.stderr
+    after = cairn(server, keys, "status").stdout
+    assert "board projection lag: 0 events" in after and "queue projection lag: 0 events" in after
 
 
 async def test_redis_cli_xrange_reads_the_log(

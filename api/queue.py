@@ -1,0 +1,331 @@
+"""Queue routes: submit and manage jobs, read them from the queue read model, follow their
+events (SSE pushed from the partition log), migration telemetry."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from api.context import actor, command_body, context, idempotency_key, json_response, read_json
+from commands.jobs import JobRequest, cancel_job, resubmit_job, submit_job, update_job
+from commands.runner import CommandResult
+from domain.credentials import ensure_no_credentials
+from domain.errors import NotFound, ValidationFailed
+from domain.job import Job
+from domain.priority import parse_priority
+from domain.task_spec import Name, parse_model
+from projections.queue import FILTERS
+from projections.queue import NAME as QUEUE
+
+Priority = Annotated[int, BeforeValidator(parse_priority)]
+MAX_LIMIT = 500
+KEEP_ALIVE_MS = 15_000
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class SubmitBody(_Wire):
+    type: str = Field(min_length=1, max_length=64)
+    payload: Any
+    priority: Priority = 0
+    max_attempts: int = Field(default=3, ge=1, le=50)
+    affinity_key: str | None = Field(default=None, min_length=1, max_length=200)
+    project: Name = "default"
+
+
+class UpdateBody(_Wire):
+    expected_version: int = Field(ge=1)
+    payload: Any = None
+    priority: Priority | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=50)
+    affinity_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class CancelBody(_Wire):
+    reason: str = Field(default="", max_length=2000)
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    """A job as the API shows it (camelCase, like the payload)."""
+    return {
+        "id": job.id,
+        "version": job.version,
+        "type": job.job_type,
+        "submittedType": job.submitted_type,
+        "status": job.status,
+        "project": job.project,
+        "source": job.source,
+        "taskId": job.task_id,
+        "priority": job.priority,
+        "maxAttempts": job.max_attempts,
+        "attempt": job.attempt,
+        "affinityKey": job.affinity_key,
+        "workerId": job.worker_id,
+        "payload": job.payload,
+        "normalized": job.normalized,
+        "requiredCapabilities": job.required_capabilities,
+        "warnings": job.warnings,
+        "createdAt": job.created_at,
+        "updatedAt": job.updated_at,
+        "claimedAt": job.claimed_at,
+        "startedAt": job.started_at,
+        "finishedAt": job.finished_at,
+        "notBefore": job.not_before,
+        "outcome": job.outcome,
+        "stages": job.stages,
+        "artifacts": job.artifacts,
+        "cancelReason": job.cancel_reason,
+        "resubmittedFrom": job.resubmitted_from,
+        "resubmittedAs": job.resubmitted_as,
+        "promotedTaskId": job.promoted_task_id,
+    }
+
+
+async def _body(request: Request, model: type[_Wire]) -> Any:
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise ValidationFailed(
+            "the body must be a JSON object", [{"path": "body", "reason": "not an object"}]
+        )
+    # Credentials anywhere in the body are refused before anything is parsed or echoed.
+    for field, value in data.items():
+        ensure_no_credentials(value, field if isinstance(field, str) else "body")
+    return parse_model(model, data)
+
+
+async def written_job(
+    request: Request, result: CommandResult, job_id: str, status: int
+) -> Response:
+    """The job once the queue read model shows the write; else the command result (202)."""
+    ctx = context(request)
+    headers = {"Cairn-Position": result.position} if result.position else {}
+    if await ctx.caught_up(result.position, QUEUE):
+        job = (await ctx.queue.get_jobs([job_id])).get(job_id)
+        if job is not None:
+            return json_response(job_view(job), status, headers)
+    return json_response(command_body(result), 202, headers)
+
+
+async def post_job(request: Request) -> Response:
+    """Submit a job to the queue."""
+    body: SubmitBody = await _body(request, SubmitBody)
+    ctx = context(request)
+    job = JobRequest(
+        body.type, body.payload, body.priority, body.max_attempts, body.affinity_key, body.project
+    )
+    result = await submit_job(
+        ctx.store,
+        job,
+        ctx.settings.contract(),
+        actor=actor(request),
+        idempotency_key=idempotency_key(request),
+    )
+    return await written_job(request, result, result.id, 201)
+
+
+async def get_job(request: Request) -> Response:
+    return json_response(job_view(await _job_or_404(request, request.path_params["job_id"])))
+
+
+async def _job_or_404(request: Request, job_id: str) -> Job:
+    ctx = context(request)
+    await ctx.caught_up(request.headers.get("cairn-position", ""), QUEUE)
+    job = (await ctx.queue.get_jobs([job_id])).get(job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+    return job
+
+
+async def list_jobs(request: Request) -> Response:
+    """Jobs newest first, filtered by any of the facets; counts per status; cursor paging."""
+    q = request.query_params
+    unknown = [k for k in q if k not in {*FILTERS, "cursor", "limit"}]
+    errors = [
+        {"path": f"query.{k}", "reason": "unknown filter; known: " + ", ".join(FILTERS)}
+        for k in unknown
+    ]
+    try:
+        limit = int(q.get("limit", "50"))
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError
+    except ValueError:
+        errors.append({"path": "query.limit", "reason": f"an integer from 1 to {MAX_LIMIT}"})
+    if errors:
+        raise ValidationFailed("the query is not valid", errors)
+    filters = {k: q[k] for k in FILTERS if k in q}
+    ctx = context(request)
+    items, cursor = await ctx.queue.list_jobs(filters, q.get("cursor") or None, limit)
+    counts = await ctx.queue.counts(filters.get("project"))
+    return json_response(
+        {"items": [job_view(j) for j in items], "nextCursor": cursor, "counts": counts}
+    )
+
+
+async def put_job(request: Request) -> Response:
+    """Change a queued job; `expectedVersion` is required."""
+    body: UpdateBody = await _body(request, UpdateBody)
+    ctx = context(request)
+    changes = body.model_dump(exclude_unset=True, exclude={"expected_version"})
+    result = await update_job(
+        ctx.store,
+        request.path_params["job_id"],
+        changes,
+        ctx.settings.contract(),
+        actor=actor(request),
+        expected_version=body.expected_version,
+    )
+    return await written_job(request, result, result.id, 200)
+
+
+async def post_cancel(request: Request) -> Response:
+    """Cancel a queued job, or ask a running one to stop; a repeat is a no-op."""
+    body: CancelBody = await _body(request, CancelBody)
+    result = await cancel_job(
+        context(request).store,
+        request.path_params["job_id"],
+        actor=actor(request),
+        reason=body.reason,
+    )
+    return await written_job(request, result, result.id, 200)
+
+
+async def post_resubmit(request: Request) -> Response:
+    """A new job from a failed, cancelled or dead-lettered one, linked to it."""
+    result, new_id = await resubmit_job(
+        context(request).store, request.path_params["job_id"], actor=actor(request)
+    )
+    return await written_job(request, result, new_id, 201)
+
+
+async def get_job_events(request: Request) -> Response:
+    """The job's events after version `after` (at most `limit`)."""
+    job_id = request.path_params["job_id"]
+    after, limit = (
+        _int_param(request, "after", 0, 0, 10**9),
+        _int_param(request, "limit", 100, 1, 1000),
+    )
+    events = [e for e in await _events(request, job_id) if e.ver > after]
+    return json_response({"id": job_id, "events": [_event_view(e) for e in events[:limit]]})
+
+
+async def _events(request: Request, job_id: str, after: int = 0) -> list[Any]:
+    """Every event of the job (404 if none), the ones after version `after` last."""
+    ctx = context(request)
+    events = []
+    if job_id.startswith("job-") and ctx.keys.is_aggregate_id(job_id):
+        events = await ctx.store.read_aggregate(job_id)
+    if not events:
+        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+    return events
+
+
+def _event_view(e: Any) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "type": e.type,
+        "version": e.ver,
+        "ts": e.ts,
+        "actor": e.actor,
+        "position": e.position,
+        "data": e.data,
+    }
+
+
+async def stream_job_events(request: Request) -> Response:
+    """Server-sent events: the job's events so far, then each new one as it is appended
+    (read from the partition log with a blocking XREAD, not by polling a table)."""
+    job_id = request.path_params["job_id"]
+    last = request.headers.get("last-event-id", "")
+    after = int(last) if last.isdigit() else _int_param(request, "after", 0, 0, 10**9)
+    events = await _events(request, job_id)
+    ctx = context(request)
+    partition = ctx.keys.partition_of_id(job_id)
+
+    async def stream() -> AsyncIterator[bytes]:
+        for e in events:
+            if e.ver > after:
+                yield _sse(e)
+        # Follow the log from the job's last event, so nothing between the read and the tail
+        # is missed.
+        position = events[-1].position
+        while not await request.is_disconnected():
+            fresh = await ctx.store.wait_log(partition, position, block_ms=KEEP_ALIVE_MS)
+            if not fresh:
+                yield b": keep-alive\n\n"
+            for e in fresh:
+                position = e.position
+                if e.agg == job_id:
+                    yield _sse(e)
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+def _sse(e: Any) -> bytes:
+    return f"id: {e.ver}\nevent: {e.type}\ndata: ".encode() + orjson.dumps(_event_view(e)) + b"\n\n"
+
+
+async def get_telemetry(request: Request) -> Response:
+    """Volume by job type (legacy included), failures by runtime and stage, publish outcomes."""
+    metrics = await context(request).queue.metrics()
+
+    def group(prefix: str) -> dict[str, int]:
+        return {
+            k.split("|", 1)[1]: v for k, v in sorted(metrics.items()) if k.startswith(prefix + "|")
+        }
+
+    publish = group("publish")
+    total = sum(publish.values())
+    return json_response(
+        {
+            "volumeByType": group("submitted"),
+            "legacyByType": group("legacy"),
+            "failuresByRuntime": group("failed_runtime"),
+            "failuresByStage": group("failed_stage"),
+            "successesByRuntime": group("succeeded_runtime"),
+            "publishOutcomes": publish,
+            "publishOutcomeRates": {k: round(v / total, 4) for k, v in publish.items()}
+            if total
+            else {},
+        }
+    )
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.lstrip("-").isdigit() or not low <= int(raw) <= high:
+        raise ValidationFailed(
+            f"{name} must be an integer from {low} to {high}",
+            [{"path": f"query.{name}", "reason": f"integer {low}..{high}"}],
+        )
+    return int(raw)
+
+
+BODIES: dict[str, type[BaseModel]] = {
+    "post_job": SubmitBody,
+    "put_job": UpdateBody,
+    "post_cancel": CancelBody,
+}
+ROUTES = [
+    Route("/api/queue/jobs", post_job, methods=["POST"]),
+    Route("/api/queue/jobs", list_jobs, methods=["GET"]),
+    Route("/api/queue/telemetry", get_telemetry, methods=["GET"]),
+    Route("/api/queue/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/api/queue/jobs/{job_id}", put_job, methods=["PUT"]),
+    Route("/api/queue/jobs/{job_id}/cancel", post_cancel, methods=["POST"]),
+    Route("/api/queue/jobs/{job_id}/resubmit", post_resubmit, methods=["POST"]),
+    Route("/api/queue/jobs/{job_id}/events", get_job_events, methods=["GET"]),
+    Route("/api/queue/jobs/{job_id}/events/stream", stream_job_events, methods=["GET"]),
+]

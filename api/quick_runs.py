@@ -1,0 +1,103 @@
+"""Quick actions: one-off runs that stay off the board until promoted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.context import actor, context, idempotency_key, json_response
+from api.queue import _body, _job_or_404, _Wire, written_job
+from commands.jobs import JobRequest, promote_quick_run, submit_quick_run
+from domain.job import Job
+from domain.job_types import Runtime
+from domain.task_spec import Name
+from projections.board import NAME as BOARD
+
+
+class QuickRunBody(_Wire):
+    prompt: str = Field(min_length=1, max_length=20_000)
+    repository: str | None = Field(default=None, min_length=1, max_length=500)
+    runtime: Runtime | None = None
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    project: Name = "default"
+    promote: bool = False
+
+
+def quick_run_view(job: Job) -> dict[str, Any]:
+    outcome = job.outcome or {}
+    return {
+        "id": job.id,
+        "prompt": job.prompt,
+        "status": job.status,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "logs_ref": f"/api/queue/jobs/{job.id}/events",
+        "result_summary": outcome.get("summary") or (outcome.get("error") or {}).get("message"),
+        "promoted_task_id": job.promoted_task_id,
+        "project": job.project,
+    }
+
+
+async def post_quick_run(request: Request) -> Response:
+    """Start a quick run (source quick_action; never on the board unless promoted)."""
+    body: QuickRunBody = await _body(request, QuickRunBody)
+    payload: dict[str, Any] = {"task": {"instructions": body.prompt}}
+    if body.repository:
+        payload["repository"] = body.repository
+    if body.runtime:
+        payload["targetRuntime"] = body.runtime
+    if body.model:
+        payload["task"]["runtime"] = {"model": body.model}
+    ctx = context(request)
+    result = await submit_quick_run(
+        ctx.store,
+        JobRequest("task", payload, project=body.project),
+        body.prompt,
+        ctx.settings.contract(),
+        actor=actor(request),
+        idempotency_key=idempotency_key(request),
+    )
+    if body.promote:
+        result, _ = await promote_quick_run(ctx.store, result.id, actor=actor(request))
+    response = await written_job(request, result, result.id, 201)
+    if response.status_code == 201:
+        job = await _job_or_404(request, result.id)
+        return json_response(quick_run_view(job), 201, dict(response.headers))
+    return response
+
+
+async def get_quick_run(request: Request) -> Response:
+    job = await _job_or_404(request, request.path_params["run_id"])
+    if job.source != "quick_action":
+        from domain.errors import NotFound
+
+        raise NotFound(f"{job.id} is a queue job, not a quick run", job_id=job.id)
+    return json_response(quick_run_view(job))
+
+
+async def post_promote(request: Request) -> Response:
+    """Make a board task from the quick run; a repeat returns the same task."""
+    ctx = context(request)
+    result, task_id = await promote_quick_run(
+        ctx.store, request.path_params["run_id"], actor=actor(request)
+    )
+    await ctx.caught_up(result.position, BOARD)
+    return json_response(
+        {
+            "id": request.path_params["run_id"],
+            "promoted_task_id": task_id,
+            "duplicate": not result.position,
+        }
+    )
+
+
+BODIES: dict[str, type[BaseModel]] = {"post_quick_run": QuickRunBody}
+ROUTES = [
+    Route("/api/v2/quick-runs", post_quick_run, methods=["POST"]),
+    Route("/api/v2/quick-runs/{run_id}", get_quick_run, methods=["GET"]),
+    Route("/api/v2/quick-runs/{run_id}/promote", post_promote, methods=["POST"]),
+]

@@ -1,0 +1,420 @@
+"""The Job aggregate as a decider: one executable unit in the queue, from submission through
+claims, stages and retries to an outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+from domain.errors import InvalidTransition, StaleLease, ValidationFailed, VersionConflict
+from domain.job_events import (
+    JobArtifactAdded,
+    JobCancelled,
+    JobCancelRequested,
+    JobClaimed,
+    JobDeadLettered,
+    JobEvent,
+    JobFailed,
+    JobLeaseExpired,
+    JobLegacySubmitted,
+    JobPromoted,
+    JobReleased,
+    JobResubmitted,
+    JobStageFinished,
+    JobStageStarted,
+    JobSubmitted,
+    JobSucceeded,
+    JobUpdated,
+)
+from domain.job_types import NormalizedJob
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    CANCEL_REQUESTED = "cancel_requested"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DEAD_LETTER = "dead_letter"
+
+
+class JobSource(StrEnum):
+    QUEUE = "queue"
+    BOARD = "board"
+    QUICK_ACTION = "quick_action"
+    PROPOSAL = "proposal"
+
+
+TERMINAL = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.DEAD_LETTER}
+)
+ACTIVE = frozenset({JobStatus.RUNNING, JobStatus.CANCEL_REQUESTED})
+RESUBMITTABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.DEAD_LETTER})
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    version: int
+    project: str
+    job_type: str
+    submitted_type: str
+    source: str
+    payload: Any
+    normalized: dict[str, Any]
+    required_capabilities: list[str]
+    priority: int = 0
+    max_attempts: int = 3
+    affinity_key: str | None = None
+    task_id: str | None = None
+    status: str = JobStatus.QUEUED.value
+    attempt: int = 0
+    epoch: int = 0
+    worker_id: str | None = None
+    released: bool = False  # the last attempt was given back unspent
+    not_before: str | None = None
+    stages: list[dict[str, Any]] = []
+    artifacts: list[dict[str, Any]] = []
+    outcome: dict[str, Any] | None = None
+    warnings: list[str] = []
+    resubmitted_from: str | None = None
+    resubmitted_as: str | None = None
+    promoted_task_id: str | None = None
+    prompt: str | None = None
+    cancel_reason: str | None = None
+    created_at: str = ""
+    updated_at: str = ""
+    claimed_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Backoff `base_s * 2^(attempt-1)`, capped at `cap_s`."""
+
+    base_s: float = 15.0
+    cap_s: float = 600.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.cap_s, self.base_s * 2 ** max(0, attempt - 1)))
+
+
+# ---- evolve -------------------------------------------------------------------------------
+
+
+def evolve(state: Job | None, event: JobEvent, job_id: str, version: int, ts: str) -> Job:
+    """The state after `event`; refuses an event that is not the next version."""
+    expected = 1 if state is None else state.version + 1
+    if version != expected:
+        raise VersionConflict(f"event version {version} applied to {job_id} at {expected - 1}")
+    if isinstance(event, JobSubmitted):
+        return Job(
+            id=job_id, version=1, created_at=ts, updated_at=ts, **msgspec.structs.asdict(event)
+        )
+    if state is None:
+        raise VersionConflict(f"job {job_id} has no submission event")
+    return msgspec.structs.replace(_apply(state, event, ts), version=version, updated_at=ts)
+
+
+def _apply(s: Job, e: JobEvent, ts: str) -> Job:
+    replace = msgspec.structs.replace
+    match e:
+        case JobLegacySubmitted(warnings=warnings):
+            return replace(s, warnings=[*s.warnings, *warnings])
+        case JobUpdated(changes=changes):
+            return replace(s, **changes)
+        case JobCancelRequested(reason=reason):
+            return replace(s, status=JobStatus.CANCEL_REQUESTED.value, cancel_reason=reason)
+        case JobCancelled(reason=reason):
+            return replace(
+                s,
+                status=JobStatus.CANCELLED.value,
+                cancel_reason=reason,
+                finished_at=ts,
+                worker_id=None,
+            )
+        case JobResubmitted(new_job_id=new):
+            return replace(s, resubmitted_as=new)
+        case JobPromoted(task_id=task_id):
+            return replace(s, promoted_task_id=task_id)
+        case JobClaimed():
+            return replace(
+                s,
+                status=JobStatus.RUNNING.value,
+                worker_id=e.worker_id,
+                epoch=e.epoch,
+                attempt=e.attempt,
+                released=False,
+                claimed_at=ts,
+                started_at=s.started_at or ts,
+                not_before=None,
+                stages=[],
+            )
+        case JobStageStarted(stage=stage):
+            return replace(
+                s,
+                stages=[
+                    *s.stages,
+                    {"stage": stage, "status": "running", "started_at": ts, "attempt": s.attempt},
+                ],
+            )
+        case JobStageFinished(stage=stage, outcome=result, detail=detail):
+            stages = [
+                {**st, "status": result, "finished_at": ts, "detail": detail}
+                if st["stage"] == stage and st["status"] == "running"
+                else st
+                for st in s.stages
+            ]
+            return replace(s, stages=stages)
+        case JobArtifactAdded(name=name, ref=ref):
+            return replace(
+                s, artifacts=[*s.artifacts, {"name": name, "ref": ref, "attempt": s.attempt}]
+            )
+        case JobSucceeded():
+            success = {"status": "succeeded", "summary": e.summary,
+                       "publish_outcome": e.publish_outcome}  # fmt: skip
+            return replace(
+                s, status=JobStatus.SUCCEEDED.value, outcome=success, finished_at=ts, worker_id=None
+            )
+        case JobFailed():
+            failure: dict[str, Any] = {
+                "status": "failed",
+                "error": e.error,
+                "stage": e.stage,
+                "retryable": e.retryable,
+                "attempt": s.attempt,
+            }
+            if e.retry_at is not None:
+                return replace(
+                    s,
+                    status=JobStatus.QUEUED.value,
+                    not_before=e.retry_at,
+                    outcome=failure,
+                    worker_id=None,
+                )
+            return replace(
+                s, status=JobStatus.FAILED.value, outcome=failure, finished_at=ts, worker_id=None
+            )
+        case JobLeaseExpired(retry_at=retry_at):
+            return replace(s, status=JobStatus.QUEUED.value, not_before=retry_at, worker_id=None)
+        case JobReleased():
+            return replace(s, status=JobStatus.QUEUED.value, worker_id=None, released=True)
+        case JobDeadLettered(reason=reason):
+            return replace(
+                s,
+                status=JobStatus.DEAD_LETTER.value,
+                finished_at=ts,
+                worker_id=None,
+                outcome={**(s.outcome or {}), "status": "dead_letter", "reason": reason},
+            )
+    raise TypeError(f"not a job event: {e!r}")
+
+
+# ---- decide: submission and queue management ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOptions:
+    project: str = "default"
+    source: JobSource = JobSource.QUEUE
+    priority: int = 0
+    max_attempts: int = 3
+    affinity_key: str | None = None
+    task_id: str | None = None
+    resubmitted_from: str | None = None
+    prompt: str | None = None
+
+
+def decide_submit(job: NormalizedJob, options: SubmitOptions) -> list[JobEvent]:
+    """A new job; a job that needs no capability could never be routed, so it is refused."""
+    if not job.required_capabilities:
+        raise ValidationFailed(
+            "the job needs no capability, so no worker could be chosen for it",
+            [{"path": "payload", "reason": "no required capabilities derived or given"}],
+        )
+    events: list[JobEvent] = [
+        JobSubmitted(
+            project=options.project,
+            job_type=job.job_type,
+            submitted_type=job.submitted_type,
+            source=options.source.value,
+            payload=job.original,
+            normalized=job.normalized,
+            required_capabilities=job.required_capabilities,
+            priority=options.priority,
+            max_attempts=options.max_attempts,
+            affinity_key=options.affinity_key,
+            task_id=options.task_id,
+            resubmitted_from=options.resubmitted_from,
+            prompt=options.prompt,
+        )
+    ]
+    if job.is_legacy or job.warnings:
+        events.append(JobLegacySubmitted(submitted_type=job.submitted_type, warnings=job.warnings))
+    return events
+
+
+def decide_update(job: Job, changes: dict[str, Any]) -> list[JobEvent]:
+    """Change a queued job's payload or options; nothing once a worker may have it."""
+    if job.status != JobStatus.QUEUED:
+        raise InvalidTransition(
+            f"job {job.id} is {job.status}; only a queued job can be changed",
+            job_status=job.status,
+            allowed_statuses=[JobStatus.QUEUED.value],
+        )
+    changed = {k: v for k, v in changes.items() if getattr(job, k) != v}
+    return [JobUpdated(changes=changed)] if changed else []
+
+
+def decide_cancel(job: Job, reason: str = "") -> list[JobEvent]:
+    """Queued: cancelled at once. Running: cancel requested (the worker stops at its next
+    checkpoint). Already cancelled or requested: nothing (a repeat is a no-op)."""
+    if job.status == JobStatus.QUEUED:
+        return [JobCancelled(reason=reason)]
+    if job.status == JobStatus.RUNNING:
+        return [JobCancelRequested(reason=reason)]
+    if job.status in {JobStatus.CANCEL_REQUESTED, JobStatus.CANCELLED}:
+        return []
+    raise InvalidTransition(
+        f"job {job.id} already finished ({job.status}); there is nothing to cancel",
+        job_status=job.status,
+        allowed_statuses=["queued", "running"],
+    )
+
+
+def decide_resubmit(job: Job, new_job_id: str) -> list[JobEvent]:
+    if job.status not in RESUBMITTABLE:
+        raise InvalidTransition(
+            f"job {job.id} is {job.status}; only a failed, cancelled or dead-lettered job can "
+            "be resubmitted",
+            job_status=job.status,
+            allowed_statuses=sorted(RESUBMITTABLE),
+        )
+    if job.resubmitted_as is not None:
+        return []
+    return [JobResubmitted(new_job_id=new_job_id)]
+
+
+def resubmission(job: Job, new_job_id: str) -> JobSubmitted:
+    """The submission event of the job that replaces `job`."""
+    return JobSubmitted(
+        project=job.project,
+        job_type=job.job_type,
+        submitted_type=job.submitted_type,
+        source=job.source,
+        payload=job.payload,
+        normalized=job.normalized,
+        required_capabilities=job.required_capabilities,
+        priority=job.priority,
+        max_attempts=job.max_attempts,
+        affinity_key=job.affinity_key,
+        task_id=job.task_id,
+        resubmitted_from=job.id,
+        prompt=job.prompt,
+    )
+
+
+def decide_promote(job: Job, task_id: str) -> list[JobEvent]:
+    """Link a quick action to the board task made from it; once only."""
+    if job.source != JobSource.QUICK_ACTION:
+        raise InvalidTransition(
+            f"job {job.id} is not a quick action (source {job.source}); only quick actions are "
+            "promoted",
+            source=job.source,
+        )
+    return [] if job.promoted_task_id else [JobPromoted(task_id=task_id)]
+
+
+# ---- decide: a worker's writes, fenced by the lease epoch ----------------------------------
+
+
+def decide_claim(job: Job, worker_id: str, epoch: int) -> list[JobEvent]:
+    if job.status != JobStatus.QUEUED:
+        raise InvalidTransition(
+            f"job {job.id} is {job.status}, not queued; it cannot be claimed", status=job.status
+        )
+    attempt = job.attempt if job.released else job.attempt + 1
+    return [JobClaimed(worker_id=worker_id, epoch=epoch, attempt=attempt)]
+
+
+def check_lease(job: Job, epoch: int) -> None:
+    """Refuse a worker's write unless it still holds the job at `epoch` (fencing)."""
+    if job.status not in ACTIVE or job.epoch != epoch:
+        raise StaleLease(
+            f"job {job.id} is no longer held at epoch {epoch} (now {job.status}, "
+            f"epoch {job.epoch}); stop working on it",
+            job_status=job.status,
+            epoch=job.epoch,
+        )
+
+
+def decide_fail(
+    job: Job,
+    epoch: int,
+    error: dict[str, Any],
+    now: datetime,
+    policy: RetryPolicy,
+    *,
+    stage: str | None = None,
+    retryable: bool = True,
+) -> list[JobEvent]:
+    """A failed attempt: retried after a backoff while attempts remain, else dead-lettered
+    (retryable) or failed (not retryable). A pending cancel wins over a retry."""
+    check_lease(job, epoch)
+    if job.status == JobStatus.CANCEL_REQUESTED:
+        return [
+            JobFailed(epoch=epoch, error=error, stage=stage, retryable=False),
+            JobCancelled(reason=job.cancel_reason or "cancel requested"),
+        ]
+    if retryable and job.attempt < job.max_attempts:
+        retry_at = now + timedelta(seconds=policy.delay(job.attempt))
+        return [JobFailed(epoch=epoch, error=error, stage=stage, retry_at=_rfc3339(retry_at))]
+    events: list[JobEvent] = [JobFailed(epoch=epoch, error=error, stage=stage, retryable=retryable)]
+    if retryable:
+        events.append(
+            JobDeadLettered(
+                reason={
+                    "code": "attempts_exhausted",
+                    "message": f"{job.attempt} of {job.max_attempts} attempts failed",
+                    "job_id": job.id,
+                    "attempt": job.attempt,
+                    "error": error,
+                }
+            )
+        )
+    return events
+
+
+def decide_lease_expired(job: Job, now: datetime, policy: RetryPolicy) -> list[JobEvent]:
+    """The reaper takes a job back from a silent worker: retried, cancelled if a cancel was
+    pending, or dead-lettered when no attempt is left."""
+    if job.status not in ACTIVE:
+        return []
+    if job.status == JobStatus.CANCEL_REQUESTED:
+        return [
+            JobLeaseExpired(epoch=job.epoch, worker_id=job.worker_id or ""),
+            JobCancelled(reason=job.cancel_reason or "cancel requested"),
+        ]
+    if job.attempt < job.max_attempts:
+        retry_at = _rfc3339(now + timedelta(seconds=policy.delay(job.attempt)))
+        return [JobLeaseExpired(epoch=job.epoch, worker_id=job.worker_id or "", retry_at=retry_at)]
+    return [
+        JobLeaseExpired(epoch=job.epoch, worker_id=job.worker_id or ""),
+        JobDeadLettered(
+            reason={
+                "code": "lease_expired",
+                "message": "the worker stopped renewing its lease on the last attempt",
+                "job_id": job.id,
+                "attempt": job.attempt,
+            }
+        ),
+    ]
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

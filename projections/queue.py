@@ -1,0 +1,238 @@
+"""The queue read model: every job's current state, an index per filter value (newest first,
+lex-ordered `created_at|id` members), counts per status, and the metrics behind telemetry."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from domain.job import Job, evolve
+from domain.job_events import (
+    JobFailed,
+    JobLegacySubmitted,
+    JobStageFinished,
+    JobSubmitted,
+    JobSucceeded,
+    job_event_from,
+)
+from projections.runner import Space, current_space
+from streams.envelope import Envelope, text
+from streams.keys import Keys
+
+NAME = "queue"
+FILTERS = ("status", "type", "runtime", "skill", "publishMode", "source", "repository", "project")
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Job).decode
+
+
+def facets(job: Job) -> dict[str, str]:
+    """The filter values of a job, from its normalized view."""
+    task = job.normalized.get("task") or {}
+    return {
+        "status": job.status,
+        "type": job.submitted_type,
+        "runtime": str(job.normalized.get("targetRuntime") or ""),
+        "skill": str((task.get("skill") or {}).get("id") or ""),
+        "publishMode": str((task.get("publish") or {}).get("mode") or ""),
+        "source": job.source,
+        "repository": str(job.normalized.get("repository") or ""),
+        "project": job.project,
+    }
+
+
+def member(job: Job) -> str:
+    return f"{job.created_at}|{job.id}"
+
+
+def index_key(space: Space, facet: str, value: str) -> str:
+    return space.key("idx", facet, value)
+
+
+class QueueProjection:
+    name = NAME
+
+    async def load(
+        self, client: aioredis.Redis, space: Space, events: list[Envelope]
+    ) -> dict[str, Job]:
+        ids = list(dict.fromkeys(e.agg for e in events if e.type.startswith("job.")))
+        if not ids:
+            return {}
+        docs = await client.hmget(space.key("jobs"), ids)
+        return {i: _decode(d) for i, d in zip(ids, docs, strict=True) if d is not None}
+
+    def apply(self, pipe: Any, space: Space, events: list[Envelope], loaded: Any) -> None:
+        before: dict[str, Job] = loaded
+        after = dict(before)
+        metrics: Counter[str] = Counter()
+        for e in events:
+            if not e.type.startswith("job."):
+                continue
+            state = after.get(e.agg)
+            if state is not None and e.ver <= state.version:
+                continue
+            event = job_event_from(e.type, e.data)
+            after[e.agg] = evolve(state, event, e.agg, e.ver, e.ts)
+            count_metrics(metrics, after[e.agg], event)
+        changed = {i: j for i, j in after.items() if before.get(i) is not j}
+        if not changed:
+            return
+        pipe.hset(space.key("jobs"), mapping={i: _encode(j) for i, j in changed.items()})
+        removed: dict[str, list[str]] = defaultdict(list)
+        added: dict[str, dict[str, float]] = defaultdict(dict)
+        counts: Counter[tuple[str, str]] = Counter()
+        for job_id, new in changed.items():
+            old = before.get(job_id)
+            new_facets = facets(new)
+            old_facets = facets(old) if old is not None else {}
+            if old is None:
+                added[space.key("idx", "all")][member(new)] = 0
+            for facet, value in new_facets.items():
+                if old_facets.get(facet) != value:
+                    if old is not None:
+                        removed[index_key(space, facet, old_facets[facet])].append(member(old))
+                    added[index_key(space, facet, value)][member(new)] = 0
+            if old is None or old.status != new.status:
+                if old is not None:
+                    counts[(old.project, old.status)] -= 1
+                counts[(new.project, new.status)] += 1
+        for key, members in removed.items():
+            pipe.zrem(key, *members)
+        for key, mapping in added.items():
+            pipe.zadd(key, mapping)
+        for (project, status), delta in counts.items():
+            if delta:
+                pipe.hincrby(space.key("counts"), status, delta)
+                pipe.hincrby(space.key("counts", project), status, delta)
+        for name, delta in metrics.items():
+            pipe.hincrby(space.key("metrics"), name, delta)
+
+
+def count_metrics(metrics: Counter[str], job: Job, event: Any) -> None:
+    """Migration telemetry: volume by type, failures by runtime and stage, publish outcomes."""
+    runtime = str(job.normalized.get("targetRuntime") or "none")
+    match event:
+        case JobSubmitted():
+            metrics[f"submitted|{job.submitted_type}"] += 1
+        case JobLegacySubmitted():
+            metrics[f"legacy|{job.submitted_type}"] += 1
+        case JobFailed():
+            metrics[f"failed_runtime|{runtime}"] += 1
+            metrics[f"failed_stage|{event.stage or 'unknown'}"] += 1
+        case JobStageFinished(stage="publish", outcome=outcome):
+            metrics[f"publish|{outcome}"] += 1
+        case JobSucceeded():
+            metrics[f"succeeded_runtime|{runtime}"] += 1
+
+
+class Queue:
+    """Queries over the queue read model; nothing here reads an event stream."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self.client, self.keys = client, keys
+
+    async def spaces(self, partitions: list[int] | None = None) -> dict[int, Space]:
+        wanted = list(self.keys.all_partitions()) if partitions is None else partitions
+        return {p: await current_space(self.client, self.keys, NAME, p) for p in wanted}
+
+    async def get_jobs(self, ids: list[str]) -> dict[str, Job]:
+        by_partition: dict[int, list[str]] = defaultdict(list)
+        for i in dict.fromkeys(ids):
+            if self.keys.is_aggregate_id(i):
+                by_partition[self.keys.partition_of_id(i)].append(i)
+        found: dict[str, Job] = {}
+        spaces = await self.spaces(list(by_partition))
+        for p, wanted in by_partition.items():
+            docs = await self.client.hmget(spaces[p].key("jobs"), wanted)
+            found.update({i: _decode(d) for i, d in zip(wanted, docs, strict=True) if d})
+        return found
+
+    async def list_jobs(
+        self, filters: dict[str, str], cursor: str | None, limit: int
+    ) -> tuple[list[Job], str | None]:
+        """Jobs matching every filter, newest first, after `cursor` (a member)."""
+        partitions = [self.keys.partition_of(filters["project"])] if "project" in filters else None
+        spaces = await self.spaces(partitions)
+        drivers = await self._drivers(spaces, filters)
+        upper = {p: cursor for p in spaces}
+        live = set(spaces)
+        items: list[Job] = []
+        while live and len(items) < limit:
+            async with self.client.pipeline(transaction=False) as pipe:
+                order = sorted(live)
+                for p in order:
+                    high = f"({upper[p]}" if upper[p] else "+"
+                    pipe.zrange(drivers[p], high, "-", desc=True, bylex=True, offset=0, num=limit)
+                pages = dict(zip(order, await pipe.execute(), strict=True))
+            # Accept only what no partition still holding more can outrank (a k-way merge).
+            full = [text(page[-1]) for page in pages.values() if len(page) == limit]
+            floor = max(full) if full else ""
+            candidates = sorted(
+                ((text(m), p) for p, page in pages.items() for m in page if text(m) >= floor),
+                reverse=True,
+            )
+            for p, page in pages.items():
+                if len(page) < limit:
+                    live.discard(p)
+            if not candidates:
+                break
+            docs = await self._docs(spaces, candidates)
+            for name, p in candidates:
+                upper[p] = name
+                job = docs.get(name.rsplit("|", 1)[1])
+                if job is not None and all(facets(job)[k] == v for k, v in filters.items()):
+                    items.append(job)
+                    if len(items) == limit:
+                        return items, name
+        return items, None
+
+    async def _drivers(self, spaces: dict[int, Space], filters: dict[str, str]) -> dict[int, str]:
+        """Per partition, the smallest index among the filters (or all jobs)."""
+        options = {p: [index_key(s, k, v) for k, v in filters.items()] for p, s in spaces.items()}
+        drivers = {p: s.key("idx", "all") for p, s in spaces.items()}
+        if not filters:
+            return drivers
+        async with self.client.pipeline(transaction=False) as pipe:
+            for keys in options.values():
+                for key in keys:
+                    pipe.zcard(key)
+            sizes = await pipe.execute()
+        at = 0
+        for p, keys in options.items():
+            these = sizes[at : at + len(keys)]
+            at += len(keys)
+            drivers[p] = keys[these.index(min(these))]
+        return drivers
+
+    async def _docs(
+        self, spaces: dict[int, Space], candidates: list[tuple[str, int]]
+    ) -> dict[str, Job]:
+        by_partition: dict[int, list[str]] = defaultdict(list)
+        for name, p in candidates:
+            by_partition[p].append(name.rsplit("|", 1)[1])
+        async with self.client.pipeline(transaction=False) as pipe:
+            for p, ids in by_partition.items():
+                pipe.hmget(spaces[p].key("jobs"), ids)
+            replies = await pipe.execute()
+        found: dict[str, Job] = {}
+        for ids, docs in zip(by_partition.values(), replies, strict=True):
+            found.update({i: _decode(d) for i, d in zip(ids, docs, strict=True) if d})
+        return found
+
+    async def counts(self, project: str | None = None) -> dict[str, int]:
+        partitions = [self.keys.partition_of(project)] if project else None
+        total: Counter[str] = Counter()
+        for space in (await self.spaces(partitions)).values():
+            key = space.key("counts", project) if project else space.key("counts")
+            for status, n in (await self.client.hgetall(key)).items():
+                total[text(status)] += int(n)
+        return dict(total)
+
+    async def metrics(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for space in (await self.spaces()).values():
+            for name, n in (await self.client.hgetall(space.key("metrics"))).items():
+                total[text(name)] += int(n)
+        return dict(total)
