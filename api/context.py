@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
@@ -17,8 +17,8 @@ from domain.errors import ValidationFailed
 from domain.task_spec import parse_model
 from projections.board import NAME as BOARD
 from projections.board import Board
+from projections.positions import PositionWatcher
 from projections.queue import Queue
-from projections.runner import wait_for_position
 from streams.keys import Keys
 from streams.store import EventStore
 
@@ -34,11 +34,14 @@ class Context:
     board: Board
     queue: Queue
 
+    watchers: dict[str, PositionWatcher] = field(default_factory=dict)
+
     async def caught_up(self, position: str, projection: str = BOARD) -> bool:
         """Wait (bounded) until a projection has applied `position`: read-your-writes."""
-        return await wait_for_position(
-            self.client, self.keys, projection, position, self.settings.read_your_writes_timeout_s
-        )
+        if projection not in self.watchers:
+            self.watchers[projection] = PositionWatcher(self.client, self.keys, projection)
+        timeout = self.settings.read_your_writes_timeout_s
+        return await self.watchers[projection].wait(position, timeout)
 
 
 def context(request: Request) -> Context:

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
 from domain.errors import InfrastructureError
-from streams.envelope import Envelope, position_key, text
+from streams.envelope import Envelope, text
 from streams.groups import ensure_group, read_group
 from streams.keys import Keys
 
@@ -240,28 +240,6 @@ async def positions(client: aioredis.Redis, keys: Keys, projection: str) -> dict
         raw = await client.get(space.position_key)
         result[partition] = text(raw) if raw else "0-0"
     return result
-
-
-async def wait_for_position(
-    client: aioredis.Redis, keys: Keys, projection: str, position: str, timeout_s: float
-) -> bool:
-    """Wait until `projection` has applied `position` ("<partition>:<entry id>")."""
-    if not position:
-        return True
-    partition_text, _, entry = position.partition(":")
-    partition = int(partition_text)
-    target = position_key(entry)
-    deadline = time.monotonic() + timeout_s
-    delay = 0.002
-    while True:
-        space = await current_space(client, keys, projection, partition)
-        raw = await client.get(space.position_key)
-        if raw is not None and position_key(text(raw)) >= target:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.05)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
