@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from api import queue, quick_runs, tasks
+from api import queue, quick_runs, tasks, workers
 from api.auth import BearerAuth, store_token
 from api.context import Context, context, json_response
 from api.openapi import build_openapi
@@ -35,6 +35,7 @@ BODIES: dict[str, type[BaseModel]] = {
     "post_dependencies": tasks.DependencyBody,
     **queue.BODIES,
     **quick_runs.BODIES,
+    **workers.BODIES,
 }
 
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings, client: aioredis.Redis | None = None) -> Star
         *tasks.ROUTES,
         *queue.ROUTES,
         *quick_runs.ROUTES,
+        *workers.ROUTES,
     ]
     document = build_openapi(routes, BODIES)
 

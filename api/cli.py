@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -51,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     command("api", _api, "serve the HTTP API (CAIRN_HOST, CAIRN_PORT)")
     projector = command("projector", _projector, "keep the read models up to date")
     projector.add_argument("--lease-ms", type=int, default=15_000)
+    scheduler = command("scheduler", _scheduler, "dispatch work, run ready tasks, reap leases")
+    scheduler.add_argument("--tick", type=float, default=0.05, help="seconds between rounds")
+    worker = command("worker", _worker, "claim and run jobs this machine can do")
+    worker.add_argument("--capabilities", help="comma-separated; default: probe PATH")
+    worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument("--id", dest="worker_id", help="default: host-pid")
+    worker.add_argument("--lease", type=float, help="lease seconds (default CAIRN_LEASE_S, 120)")
     command("status", _status, "log lengths and projection lag per partition")
     rebuild = command("rebuild", _rebuild, "rebuild read models from the log, then switch")
     rebuild.add_argument("--projection", default="all", help="board, queue or all")
@@ -108,6 +116,62 @@ def _projector(settings: Settings, args: argparse.Namespace) -> int:
         stop = _stop_on_signals()
         projections = list(all_projections().values())
         await run_projections(client, _keys(settings), projections, stop, lease_ms=args.lease_ms)
+        await client.aclose()
+
+    asyncio.run(run())
+    return 0
+
+
+def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
+    from projections.scheduler import Scheduler, SchedulerConfig
+    from streams.dispatch import Limits
+
+    limits = Limits(settings.max_running, settings.repo_concurrency, settings.project_concurrency)
+    config = SchedulerConfig(
+        limits=limits, tick_s=args.tick, default_lease_ms=int(settings.lease_s * 1000)
+    )
+
+    async def run() -> None:
+        client = _client(settings)
+        await Scheduler(client, settings, config).run(_stop_on_signals())
+        await client.aclose()
+
+    asyncio.run(run())
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    import socket
+
+    from worker.daemon import Worker, WorkerConfig
+    from worker.probe import parse_capabilities, probe_capabilities
+
+    if args.capabilities:
+        capabilities = parse_capabilities(args.capabilities)
+    else:
+        capabilities = probe_capabilities()
+        print(
+            f"cairn worker: probed PATH, capabilities: {', '.join(capabilities) or 'none'}",
+            file=sys.stderr,
+            flush=True,
+        )
+    if not capabilities:
+        raise CairnError(
+            "no capabilities: none of git, gh, codex, claude, gemini, docker is on "
+            "PATH; pass --capabilities"
+        )
+    if args.concurrency < 1:
+        raise CairnError("--concurrency must be at least 1")
+    config = WorkerConfig(
+        worker_id=args.worker_id or f"{socket.gethostname()}-{os.getpid()}",
+        capabilities=capabilities,
+        concurrency=args.concurrency,
+        lease_s=args.lease or settings.lease_s,
+    )
+
+    async def run() -> None:
+        client = _client(settings)
+        await Worker(client, settings, config).run(_stop_on_signals())
         await client.aclose()
 
     asyncio.run(run())

@@ -45,7 +45,15 @@ def run_up(settings: Settings, *, workers: int = 1) -> int:
         if token:
             print(f"cairn: created an admin token (shown once, stored hashed): {token}", flush=True)
         me = [sys.executable, "-m", "api.cli"]
-        children = [Child("api", [*me, "api"]), Child("projector", [*me, "projector"])]
+        children = [
+            Child("api", [*me, "api"]),
+            Child("projector", [*me, "projector"]),
+            Child("scheduler", [*me, "scheduler"]),
+        ]
+        children += [
+            Child(f"worker-{i + 1}", [*me, "worker", "--id", f"local-{i + 1}"])
+            for i in range(workers)
+        ]
         stopping = False
 
         def stop(signum: int, frame: FrameType | None) -> None:

@@ -18,6 +18,7 @@ from api.context import (
     read_body,
 )
 from commands.runner import CommandResult
+from commands.runs import cancel_task, request_task_run, retry_task
 from commands.tasks import (
     add_dependency,
     create_task,
@@ -261,6 +262,43 @@ async def list_tasks(request: Request) -> Response:
     return json_response({"items": items, "next_cursor": next_cursor})
 
 
+async def post_run(request: Request) -> Response:
+    """Run now: queue a run of the task whatever its column (recorded as forced); a task
+    with an active run returns that run."""
+    ctx = context(request)
+    result, job_id = await request_task_run(
+        ctx.store,
+        request.path_params["task_id"],
+        ctx.settings.contract(),
+        ctx.settings.flags,
+        actor=actor(request),
+        force=True,
+    )
+    await ctx.caught_up(result.position)
+    return json_response(
+        {"task_id": result.id, "job_id": job_id, "duplicate": result.duplicate},
+        200 if result.duplicate else 201,
+    )
+
+
+async def post_retry(request: Request) -> Response:
+    """A blocked task (its run failed) back to ready; the scheduler runs it again."""
+    ctx = context(request)
+    result = await retry_task(
+        ctx.store, request.path_params["task_id"], ctx.settings.flags, actor=actor(request)
+    )
+    return await _written(request, result)
+
+
+async def post_cancel(request: Request) -> Response:
+    """Cancel the task and its active run together."""
+    ctx = context(request)
+    result = await cancel_task(
+        ctx.store, request.path_params["task_id"], ctx.settings.flags, actor=actor(request)
+    )
+    return await _written(request, result)
+
+
 async def get_state_machine(request: Request) -> Response:
     return json_response(describe(context(request).settings.flags))
 
@@ -279,6 +317,9 @@ ROUTES = [
     Route("/api/v2/tasks/{task_id}/dependencies", post_dependencies, methods=["POST"]),
     Route("/api/v2/tasks/{task_id}/dependencies/{dep_id}", delete_dependency, methods=["DELETE"]),
     Route("/api/v2/tasks/{task_id}/events", get_task_events, methods=["GET"]),
+    Route("/api/v2/tasks/{task_id}/run", post_run, methods=["POST"]),
+    Route("/api/v2/tasks/{task_id}/retry", post_retry, methods=["POST"]),
+    Route("/api/v2/tasks/{task_id}/cancel", post_cancel, methods=["POST"]),
     Route("/api/v2/state-machine", get_state_machine, methods=["GET"]),
     Route("/api/v2/projects", get_projects, methods=["GET"]),
 ]

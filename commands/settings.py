@@ -32,6 +32,12 @@ class Settings:
     default_publish_mode: str = "pr"
     default_runtime: str = "codex"
     legacy_jobs_enabled: bool = True
+    max_running: int = 0  # 0: no limit
+    repo_concurrency: int = 0
+    project_concurrency: int = 0
+    retry_base_s: float = 15.0
+    retry_cap_s: float = 600.0
+    lease_s: float = 120.0
 
     def contract(self) -> ContractSettings:
         """The defaults the job contract applies."""
@@ -48,7 +54,7 @@ class Settings:
         env = os.environ if env is None else env
         errors: list[dict[str, str]] = []
 
-        def number(name: str, default: float, kind: type = int) -> float:
+        def number(name: str, default: float, kind: type = int, minimum: float = 1e-9) -> float:
             raw = env.get(name)
             if raw in (None, ""):
                 return default
@@ -57,8 +63,8 @@ class Settings:
             except ValueError:
                 errors.append({"path": name, "reason": f"must be a {kind.__name__}, got {raw!r}"})
                 return default
-            if value <= 0:
-                errors.append({"path": name, "reason": "must be positive"})
+            if value < minimum:
+                errors.append({"path": name, "reason": f"must be at least {minimum:g}"})
             return float(value) if kind is float else int(value)
 
         settings = cls(
@@ -78,6 +84,12 @@ class Settings:
             default_publish_mode=env.get("CAIRN_DEFAULT_PUBLISH_MODE") or "pr",
             default_runtime=env.get("CAIRN_DEFAULT_RUNTIME") or "codex",
             legacy_jobs_enabled=(env.get("CAIRN_LEGACY_JOBS") or "on").lower() != "off",
+            max_running=int(number("CAIRN_MAX_RUNNING", 0, minimum=0)),
+            repo_concurrency=int(number("CAIRN_REPO_CONCURRENCY", 0, minimum=0)),
+            project_concurrency=int(number("CAIRN_PROJECT_CONCURRENCY", 0, minimum=0)),
+            retry_base_s=float(number("CAIRN_RETRY_BASE_S", 15.0, float)),
+            retry_cap_s=float(number("CAIRN_RETRY_CAP_S", 600.0, float)),
+            lease_s=float(number("CAIRN_LEASE_S", 120.0, float)),
         )
         try:
             settings.contract()

@@ -176,8 +176,11 @@ def _apply(s: Job, e: JobEvent, ts: str) -> Job:
                 s, artifacts=[*s.artifacts, {"name": name, "ref": ref, "attempt": s.attempt}]
             )
         case JobSucceeded():
-            success = {"status": "succeeded", "summary": e.summary,
-                       "publish_outcome": e.publish_outcome}  # fmt: skip
+            success = {
+                "status": "succeeded",
+                "summary": e.summary,
+                "publish_outcome": e.publish_outcome,
+            }
             return replace(
                 s, status=JobStatus.SUCCEEDED.value, outcome=success, finished_at=ts, worker_id=None
             )
@@ -418,3 +421,20 @@ def decide_lease_expired(job: Job, now: datetime, policy: RetryPolicy) -> list[J
 
 def _rfc3339(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def decide_poisoned(job: Job, reclaims: int) -> list[JobEvent]:
+    """A job whose dispatch keeps being reclaimed unclaimed (it kills workers before they can
+    claim it) is dead-lettered rather than dispatched forever."""
+    if job.status != JobStatus.QUEUED:
+        return []
+    return [
+        JobDeadLettered(
+            reason={
+                "code": "poison_message",
+                "message": f"dispatched {reclaims} times and never claimed",
+                "job_id": job.id,
+                "attempt": job.attempt,
+            }
+        )
+    ]

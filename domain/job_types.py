@@ -157,6 +157,6 @@ def _json_kind(value: Any) -> str:
 
 
 # Imported last: each of these modules imports `register` (and the types above) from here.
-BUILTIN_TYPE_MODULES = ("domain.contract", "domain.legacy", "domain.manifest")
+BUILTIN_TYPE_MODULES = ("domain.contract", "domain.legacy", "domain.manifest", "domain.noop")
 for _module in BUILTIN_TYPE_MODULES:
     importlib.import_module(_module)

@@ -28,6 +28,7 @@ from domain.task_events import (
     TaskDependentRemoved,
     TaskEvent,
     TaskRunFinished,
+    TaskRunRequested,
     TaskRunStarted,
     TaskTransitioned,
     TaskUpdated,
@@ -69,6 +70,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     current_step: str | None = None
     current_agent_id: str | None = None
     run_ids: list[str] = []
+    active_job_id: str | None = None
     retry_count: int = 0
     error: dict[str, Any] | None = None
     blocked_reason: dict[str, Any] | None = None
@@ -113,13 +115,14 @@ def _apply(s: Task, e: TaskEvent) -> Task:
             return replace(s, blocks=[x for x in s.blocks if x != d])
         case TaskChildAdded(child_id=c):
             return replace(s, children_ids=[*s.children_ids, c])
-        case TaskRunStarted(job_id=job, agent_id=agent):
-            return replace(s, current_agent_id=agent, run_ids=[*s.run_ids, job], error=None)
+        case TaskRunRequested(job_id=job):
+            return replace(s, run_ids=[*s.run_ids, job], active_job_id=job, error=None)
+        case TaskRunStarted(agent_id=agent):
+            return replace(s, current_agent_id=agent)
         case TaskRunFinished():
             retries = s.retry_count + (1 if e.outcome != "succeeded" else 0)
-            return replace(
-                s, current_agent_id=None, current_step=e.step, error=e.error, retry_count=retries
-            )
+            return replace(s, current_agent_id=None, current_step=e.step, error=e.error,
+                           retry_count=retries, active_job_id=None)  # fmt: skip
     raise TypeError(f"not a task event: {e!r}")
 
 

@@ -73,6 +73,13 @@ class TaskChildAdded(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
     child_id: str
 
 
+class TaskRunRequested(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """A job (a run of this task) was queued; the task has one active run at a time."""
+
+    TYPE: ClassVar[str] = "task.run_requested"
+    job_id: str
+
+
 class TaskRunStarted(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
     """A run (job) of this task was claimed by a worker."""
 
@@ -93,7 +100,8 @@ TASK_EVENTS: dict[str, type[TaskEvent]] = {
     cls.TYPE: cls
     for cls in (
         TaskCreated, TaskUpdated, TaskTransitioned, TaskDependencyAdded, TaskDependencyRemoved,
-        TaskDependentAdded, TaskDependentRemoved, TaskChildAdded, TaskRunStarted, TaskRunFinished,
+        TaskDependentAdded, TaskDependentRemoved, TaskChildAdded, TaskRunRequested,
+        TaskRunStarted, TaskRunFinished,
     )
 }  # fmt: skip
 

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
+from domain.dispatch import run_order_key
 from domain.job import Job, evolve
 from domain.job_events import (
     JobFailed,
@@ -94,6 +95,17 @@ class QueueProjection:
                     if old is not None:
                         removed[index_key(space, facet, old_facets[facet])].append(member(old))
                     added[index_key(space, facet, value)][member(new)] = 0
+            # Runnable work in run order: what the scheduler reads, best first.
+            was = run_order_key(old.priority, old.created_at, old.id) if old else None
+            now = run_order_key(new.priority, new.created_at, new.id)
+            if (
+                old is not None
+                and old.status == "queued"
+                and (new.status != "queued" or was != now)
+            ):
+                removed[space.key("runnable")].append(str(was))
+            if new.status == "queued" and (old is None or old.status != "queued" or was != now):
+                added[space.key("runnable")][now] = 0
             if old is None or old.status != new.status:
                 if old is not None:
                     counts[(old.project, old.status)] -= 1
@@ -220,6 +232,31 @@ class Queue:
         for ids, docs in zip(by_partition.values(), replies, strict=True):
             found.update({i: _decode(d) for i, d in zip(ids, docs, strict=True) if d})
         return found
+
+    async def runnable(self, per_partition: int) -> list[tuple[str, Job]]:
+        """The best queued jobs of every partition (up to `per_partition` each), merged into
+        run order: priority desc, created_at asc, id."""
+        spaces = await self.spaces()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for space in spaces.values():
+                pipe.zrange(
+                    space.key("runnable"), "-", "+", bylex=True, offset=0, num=per_partition
+                )
+            pages = dict(zip(spaces, await pipe.execute(), strict=True))
+        full = [text(page[-1]) for page in pages.values() if len(page) == per_partition]
+        ceiling = min(full) if full else None  # beyond it a partition may hide better work
+        candidates = sorted(
+            (text(m), p)
+            for p, page in pages.items()
+            for m in page
+            if ceiling is None or text(m) <= ceiling
+        )
+        docs = await self._docs(spaces, candidates)
+        return [
+            (name, docs[name.rsplit("|", 1)[1]])
+            for name, _ in candidates
+            if name.rsplit("|", 1)[1] in docs
+        ]
 
     async def counts(self, project: str | None = None) -> dict[str, int]:
         partitions = [self.keys.partition_of(project)] if project else None

@@ -77,6 +77,10 @@ class Keys:
     def dispatch(self, signature: str) -> str:
         return f"{self.prefix}:{{dispatch}}:q:{signature}"
 
+    def dispatch_part(self, name: str) -> str:
+        """Bookkeeping of dispatch (active jobs, counts, leader), in the dispatch slot."""
+        return f"{self.prefix}:{{dispatch}}:{name}"
+
     def signatures(self) -> str:
         return f"{self.prefix}:{{dispatch}}:signatures"
 

@@ -753,7 +753,7 @@ REFUSED = [
         "unknown-job-type",
         task(),
         ["type"],
-        "codex_exec, codex_skill, manifest, task",
+        "codex_exec, codex_skill, manifest, noop, task",
         job_type="shell",
     ),
     refused("payload-not-object", ["not", "an", "object"], ["payload"], "JSON object"),

@@ -1,0 +1,43 @@
+"""Workers and the system switches that act on them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.context import context, json_response, read_body
+from streams.registry import Registry
+
+
+class PauseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["drain", "quiesce", "off"]
+
+
+def registry(request: Request) -> Registry:
+    ctx = context(request)
+    return Registry(ctx.client, ctx.keys)
+
+
+async def list_workers(request: Request) -> Response:
+    """Registered workers: id, capabilities, host, started, last seen, running jobs."""
+    workers = await registry(request).workers(include_stale=True)
+    return json_response({"workers": workers, "pause": await registry(request).pause_mode()})
+
+
+async def post_worker_pause(request: Request) -> Response:
+    """drain: no new claims; quiesce: also hold running jobs at their next checkpoint; off."""
+    body = await read_body(request, PauseBody)
+    await registry(request).set_pause_mode(body.mode)
+    return json_response({"mode": body.mode})
+
+
+BODIES: dict[str, type[BaseModel]] = {"post_worker_pause": PauseBody}
+ROUTES = [
+    Route("/api/queue/workers", list_workers, methods=["GET"]),
+    Route("/api/system/worker-pause", post_worker_pause, methods=["POST"]),
+]

@@ -1,0 +1,342 @@
+"""Running jobs: claims, a worker's fenced writes (stages, outcome), lease expiry, and board
+tasks' runs. A job of a board task and the task are written in one append."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from commands.jobs import load_job, writes
+from commands.runner import CommandResult, Plan, id_for_key, run_command
+from commands.tasks import load_task, load_tasks
+from domain.errors import DomainError, InvalidTransition, NotFound
+from domain.job import (
+    Job,
+    JobSource,
+    RetryPolicy,
+    SubmitOptions,
+    check_lease,
+    decide_cancel,
+    decide_claim,
+    decide_fail,
+    decide_lease_expired,
+    decide_submit,
+    evolve,
+)
+from domain.job_events import (
+    JobArtifactAdded,
+    JobCancelled,
+    JobEvent,
+    JobReleased,
+    JobStageFinished,
+    JobStageStarted,
+    JobSucceeded,
+)
+from domain.job_types import ContractSettings, normalize_job
+from domain.runs import decide_run_request, on_claim, on_job_change, run_request
+from domain.task import Task, decide_transition
+from domain.task_events import TaskEvent, TaskRunFinished, TaskTransitioned
+from domain.task_states import Flags, Status
+from streams.store import EventStore, Meta
+
+JobDecider = Callable[[Job], list[JobEvent]]
+
+
+def _after(job: Job, events: list[JobEvent]) -> Job:
+    for i, e in enumerate(events, start=1):
+        job = evolve(job, e, job.id, job.version + i, datetime.now(UTC).isoformat())
+    return job
+
+
+async def write_job(
+    store: EventStore,
+    job_id: str,
+    decide: JobDecider,
+    flags: Flags,
+    *,
+    actor: str,
+    claim: bool = False,
+) -> tuple[CommandResult, Job]:
+    """Decide a job's events, and its task's (if it has one), and append them together."""
+    outcome: dict[str, Job] = {}
+
+    async def plan() -> Plan:
+        job = await load_job(store, job_id)
+        events = decide(job)
+        after = _after(job, events)
+        outcome["job"] = after
+        decision: dict[str, tuple[int, list[Any]]] = {job_id: (job.version, list(events))}
+        if job.task_id and events:
+            task = (await load_tasks(store, [job.task_id])).get(job.task_id)
+            if task is not None:
+                effects = (
+                    on_claim(task, after, flags) if claim else on_job_change(task, after, flags)
+                )
+                decision[task.id] = (task.version, list(effects))
+        return Plan(writes=writes(decision), subject_version=job.version)
+
+    result = await run_command(store, job_id, plan, meta=Meta(actor=actor))
+    return result, outcome["job"]
+
+
+async def claim_job(store: EventStore, job_id: str, worker_id: str, flags: Flags) -> Job:
+    """Claim a queued job: running, a new lease epoch, its task in progress, in one append.
+    A board job whose task is no longer ready is cancelled instead (InvalidTransition)."""
+    try:
+        _, job = await write_job(
+            store,
+            job_id,
+            lambda j: decide_claim(j, worker_id, j.epoch + 1),
+            flags,
+            actor=worker_id,
+            claim=True,
+        )
+    except InvalidTransition as refused:
+        job = await load_job(store, job_id)
+        if job.task_id and job.status == "queued" and "cannot move" in refused.message:
+            reason = f"its task could not start: {refused.message}"
+            await write_job(
+                store, job_id, lambda _j: [JobCancelled(reason=reason)], flags, actor=worker_id
+            )
+        raise
+    return job
+
+
+def fenced(epoch: int, events: Callable[[Job], list[JobEvent]]) -> JobDecider:
+    """Only the worker that holds the job at `epoch` may write (StaleLease otherwise)."""
+
+    def decide(job: Job) -> list[JobEvent]:
+        check_lease(job, epoch)
+        return events(job)
+
+    return decide
+
+
+async def start_stage(store: EventStore, job_id: str, epoch: int, stage: str, worker: str) -> None:
+    await write_job(
+        store,
+        job_id,
+        fenced(epoch, lambda _j: [JobStageStarted(stage=stage, epoch=epoch)]),
+        Flags(),
+        actor=worker,
+    )
+
+
+async def finish_stage(
+    store: EventStore,
+    job_id: str,
+    epoch: int,
+    stage: str,
+    outcome: str,
+    worker: str,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    event = JobStageFinished(stage=stage, epoch=epoch, outcome=outcome, detail=detail or {})
+    await write_job(store, job_id, fenced(epoch, lambda _j: [event]), Flags(), actor=worker)
+
+
+async def add_artifact(
+    store: EventStore, job_id: str, epoch: int, name: str, ref: str, worker: str
+) -> None:
+    event = JobArtifactAdded(epoch=epoch, name=name, ref=ref)
+    await write_job(store, job_id, fenced(epoch, lambda _j: [event]), Flags(), actor=worker)
+
+
+async def succeed(
+    store: EventStore,
+    job_id: str,
+    epoch: int,
+    flags: Flags,
+    worker: str,
+    summary: str = "",
+    publish_outcome: str | None = None,
+) -> Job:
+    """The attempt succeeded; a pending cancel came too late to matter."""
+    event = JobSucceeded(epoch=epoch, summary=summary, publish_outcome=publish_outcome)
+    return (await write_job(store, job_id, fenced(epoch, lambda _j: [event]), flags, actor=worker))[
+        1
+    ]
+
+
+async def fail(
+    store: EventStore,
+    job_id: str,
+    epoch: int,
+    error: dict[str, Any],
+    flags: Flags,
+    policy: RetryPolicy,
+    worker: str,
+    *,
+    stage: str | None = None,
+    retryable: bool = True,
+) -> Job:
+    """The attempt failed: re-queued with backoff, dead-lettered, or failed for good."""
+
+    def decide(job: Job) -> list[JobEvent]:
+        return decide_fail(
+            job, epoch, error, datetime.now(UTC), policy, stage=stage, retryable=retryable
+        )
+
+    return (await write_job(store, job_id, decide, flags, actor=worker))[1]
+
+
+async def acknowledge_cancel(
+    store: EventStore, job_id: str, epoch: int, flags: Flags, worker: str
+) -> Job:
+    """The worker stopped a job whose cancel was requested."""
+
+    def decide(job: Job) -> list[JobEvent]:
+        return [JobCancelled(reason=job.cancel_reason or "cancel requested")]
+
+    return (await write_job(store, job_id, fenced(epoch, decide), flags, actor=worker))[1]
+
+
+async def release(
+    store: EventStore, job_id: str, epoch: int, flags: Flags, worker: str, reason: str
+) -> Job:
+    """Give a job back unfinished (the worker is stopping); the attempt is not spent."""
+    event = JobReleased(epoch=epoch, reason=reason)
+    return (await write_job(store, job_id, fenced(epoch, lambda _j: [event]), flags, actor=worker))[
+        1
+    ]
+
+
+async def expire_lease(
+    store: EventStore, job_id: str, epoch: int, flags: Flags, policy: RetryPolicy
+) -> Job:
+    """The reaper takes a job back from a silent worker, if it still holds it at `epoch`."""
+
+    def decide(job: Job) -> list[JobEvent]:
+        if job.epoch != epoch:
+            return []
+        return decide_lease_expired(job, datetime.now(UTC), policy)
+
+    return (await write_job(store, job_id, decide, flags, actor="reaper"))[1]
+
+
+async def checkpoint(store: EventStore, job_id: str, epoch: int) -> Job:
+    """The job as the worker should see it between stages (StaleLease if no longer ours)."""
+    job = await load_job(store, job_id)
+    check_lease(job, epoch)
+    return job
+
+
+# ---- board tasks and their runs ------------------------------------------------------------
+
+
+async def request_task_run(
+    store: EventStore,
+    task_id: str,
+    contract: ContractSettings,
+    flags: Flags,
+    *,
+    actor: str,
+    force: bool = False,
+) -> tuple[CommandResult, str]:
+    """Queue a run (job, source board) of a task and link it, in one append; a task that has
+    an active run returns that run. A spec that does not normalize blocks the task (scheduler)
+    or is refused (run now)."""
+    task = await load_task(store, task_id)
+    if task.active_job_id is not None:
+        return CommandResult(task_id, task.version, "", duplicate=True), task.active_job_id
+    job_id = id_for_key(store.keys, "job", task.project, f"run:{task_id}:{len(task.run_ids)}")
+    job_type, payload = run_request(task)
+    try:
+        normalized = normalize_job(job_type, payload, contract)
+        submitted = decide_submit(
+            normalized,
+            SubmitOptions(
+                project=task.project,
+                source=JobSource.BOARD,
+                priority=task.priority,
+                task_id=task_id,
+            ),
+        )
+    except DomainError as error:
+        if force:
+            raise
+        await _block(
+            store, task, {"code": "invalid_spec", "message": error.message, **error.details}, actor
+        )
+        raise
+
+    async def plan() -> Plan:
+        current = await load_task(store, task_id)
+        linked = decide_run_request(current, job_id, flags, force=force)
+        if not linked:
+            return Plan(subject_version=current.version)
+        return Plan(
+            writes=writes({task_id: (current.version, list(linked)), job_id: (0, list(submitted))}),
+            subject_version=current.version,
+        )
+
+    result = await run_command(store, task_id, plan, meta=Meta(actor=actor))
+    return result, (await load_task(store, task_id)).active_job_id or job_id
+
+
+async def _block(store: EventStore, task: Task, reason: dict[str, Any], actor: str) -> None:
+    if task.status != Status.READY:
+        return
+    event = TaskTransitioned(
+        from_status=task.status,
+        to_status="blocked",
+        reason=reason["message"],
+        blocked_reason=reason,
+    )
+
+    async def plan() -> Plan:
+        return Plan(writes=writes({task.id: (task.version, [event])}), subject_version=task.version)
+
+    await run_command(store, task.id, plan, meta=Meta(actor=actor))
+
+
+async def retry_task(store: EventStore, task_id: str, flags: Flags, *, actor: str) -> CommandResult:
+    """A blocked task (say, its run dead-lettered) goes back to ready; the scheduler runs it."""
+
+    async def plan() -> Plan:
+        task = await load_task(store, task_id)
+        if task.status != Status.BLOCKED:
+            raise InvalidTransition(
+                f"task {task_id} is {task.status}; only a blocked task is retried",
+                from_status=task.status,
+                allowed_from=["blocked"],
+            )
+        blockers = await load_tasks(store, task.blocked_by)
+        events: list[TaskEvent] = decide_transition(
+            task, "ready", {task_id: task, **blockers}, flags, reason="retry"
+        )[task_id]
+        return Plan(
+            writes=writes({task_id: (task.version, list(events))}), subject_version=task.version
+        )
+
+    return await run_command(store, task_id, plan, meta=Meta(actor=actor))
+
+
+async def cancel_task(
+    store: EventStore, task_id: str, flags: Flags, *, actor: str
+) -> CommandResult:
+    """Cancel a task and its active run together."""
+
+    async def plan() -> Plan:
+        task = await load_task(store, task_id)
+        tasks = {task_id: task, **await load_tasks(store, task.blocks)}
+        decision: dict[str, tuple[int, list[Any]]] = {
+            agg: (tasks[agg].version, list(events))
+            for agg, events in decide_transition(
+                task, "cancelled", tasks, flags, reason="cancelled"
+            ).items()
+        }
+        if task.active_job_id:
+            try:
+                job = await load_job(store, task.active_job_id)
+            except NotFound:
+                job = None
+            if job is not None and job.status in {"queued", "running"}:
+                decision[job.id] = (job.version, list(decide_cancel(job, "task cancelled")))
+                if job.status == "queued":  # cancelled at once: the run is over now
+                    finished = TaskRunFinished(job_id=job.id, outcome="cancelled")
+                    decision[task_id][1].append(finished)
+        return Plan(writes=writes(decision), subject_version=task.version)
+
+    return await run_command(store, task_id, plan, meta=Meta(actor=actor))

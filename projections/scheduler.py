@@ -1,0 +1,232 @@
+"""The scheduler, a process manager: feeds dispatch streams just in time in run order within
+the limits, runs ready board tasks, moves dependents on, and reaps expired leases.
+
+Several schedulers may run; one leads (a lease). The dispatch script also refuses a job that
+is already dispatched or active, so even two leaders would not dispatch a job twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from commands.jobs import load_job
+from commands.runs import expire_lease, request_task_run, write_job
+from commands.settings import Settings
+from commands.tasks import transition_task
+from domain.dispatch import eligible, signature
+from domain.errors import CairnError
+from domain.job import ACTIVE, TERMINAL, RetryPolicy, decide_poisoned
+from domain.task import can_become_ready
+from domain.task_states import Status
+from projections.board import Board
+from projections.queue import Queue
+from streams.dispatch import Dispatch, Limits, Message
+from streams.keys import Keys
+from streams.registry import Registry
+from streams.store import EventStore
+
+log = logging.getLogger("cairn.scheduler")
+POISON_AFTER = 3
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    limits: Limits = field(default_factory=Limits)
+    tick_s: float = 0.05
+    leader_lease_ms: int = 5_000
+    default_lease_ms: int = 120_000
+    board_every_s: float = 0.25
+    reap_every_s: float = 0.5
+
+
+class Scheduler:
+    def __init__(self, client: aioredis.Redis, settings: Settings, config: SchedulerConfig) -> None:
+        self.client, self.settings, self.config = client, settings, config
+        self.keys = Keys(settings.prefix, settings.partitions)
+        self.store = EventStore(client, self.keys, settings.command_ttl_s)
+        self.dispatch = Dispatch(client, self.keys)
+        self.registry = Registry(client, self.keys)
+        self.queue, self.board = Queue(client, self.keys), Board(client, self.keys)
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.policy = RetryPolicy(settings.retry_base_s, settings.retry_cap_s)
+        self._board_at = self._reap_at = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                if await self._lead():
+                    await self.tick()
+            except CairnError as e:
+                log.warning("scheduler tick: %s", e.message)
+            except (OSError, aioredis.RedisError) as e:
+                log.warning("scheduler tick: %s", e)
+            await _wait(stop, self.config.tick_s)
+        await self.client.eval(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
+            " return 0",
+            1,
+            self.dispatch.leader_key,
+            self.token,
+        )
+
+    async def _lead(self) -> bool:
+        lease = self.config.leader_lease_ms
+        if await self.client.set(self.dispatch.leader_key, self.token, nx=True, px=lease):
+            return True
+        if await self.client.get(self.dispatch.leader_key) == self.token.encode():
+            await self.client.pexpire(self.dispatch.leader_key, lease)
+            return True
+        return False
+
+    async def tick(self) -> None:
+        workers = await self.registry.workers()
+        await self.feed(workers)
+        now = time.monotonic()
+        if now - self._board_at >= self.config.board_every_s:
+            self._board_at = now
+            await self.run_board()
+        if now - self._reap_at >= self.config.reap_every_s:
+            self._reap_at = now
+            await self.reap(workers)
+
+    async def feed(self, workers: list[dict[str, Any]]) -> int:
+        """Dispatch runnable jobs in run order to signatures some live worker can take, up to
+        each signature's free worker slots; limits are checked by the dispatch script."""
+        if not workers:
+            return 0
+        free = sum(max(0, int(w["concurrency"]) - len(w.get("running", []))) for w in workers)
+        candidates = await self.queue.runnable(per_partition=max(8, 2 * free))
+        if not candidates:
+            return 0
+        active = set(await self.dispatch.active())
+        sigs = {signature(job.required_capabilities) for _, job in candidates}
+        waiting = await self.dispatch.undelivered(sorted(sigs))
+        now = datetime.now(UTC).isoformat()
+        dispatched = 0
+        for _, job in candidates:
+            if job.id in active or job.status != "queued" or (job.not_before or "") > now:
+                continue
+            sig = signature(job.required_capabilities)
+            takers = [w for w in workers if eligible(sig, w["capabilities"])]
+            slots = sum(max(0, int(w["concurrency"]) - len(w.get("running", []))) for w in takers)
+            if not takers or waiting.get(sig, 0) >= max(1, slots):
+                continue
+            outcome, _ = await self.dispatch.dispatch(
+                job.id,
+                job.version,
+                sig,
+                repository=str(job.normalized.get("repository") or ""),
+                project=job.project,
+                priority=job.priority,
+                created=job.created_at,
+                limits=self.config.limits,
+                leader_token=self.token,
+            )
+            if outcome == "ok":
+                waiting[sig] = waiting.get(sig, 0) + 1
+                dispatched += 1
+            elif outcome == "not_leader":
+                break
+        return dispatched
+
+    async def run_board(self) -> None:
+        """Queue a run for each ready task without one; move dependents whose blockers are all
+        resolved (and that waited only on them) to ready."""
+        contract = self.settings.contract()
+        for project in [p["project"] for p in await self.board.projects()]:
+            ready = await self.board.column_page(project, Status.READY.value, None, 500)
+            for _, task in ready:
+                if task.active_job_id is None:
+                    try:
+                        await request_task_run(
+                            self.store, task.id, contract, self.settings.flags, actor="scheduler"
+                        )
+                    except CairnError as e:
+                        log.info("task %s not run: %s", task.id, e.message)
+            blocked = [t for _, t in await self.board.column_page(project, "blocked", None, 500)]
+            if not blocked:
+                continue
+            related = await self.board.get_tasks([b for t in blocked for b in t.blocked_by])
+            for task in blocked:
+                if can_become_ready(task, related):
+                    try:
+                        await transition_task(
+                            self.store,
+                            task.id,
+                            "ready",
+                            self.settings.flags,
+                            actor="scheduler",
+                            reason="blockers resolved",
+                            expected_version=task.version,
+                        )
+                    except CairnError as e:
+                        log.info("task %s not moved to ready: %s", task.id, e.message)
+
+    async def reap(self, workers: list[dict[str, Any]]) -> None:
+        """Take back jobs whose worker stopped renewing its lease; tidy finished dispatches."""
+        every = await self.registry.workers(include_stale=True)
+        lease_ms = (
+            max([int(w.get("lease_s", 0) * 1000) for w in every] or [0])
+            or self.config.default_lease_ms
+        )
+        for sig in await self.dispatch.signatures():
+            for message in await self.dispatch.reclaim(sig, lease_ms):
+                await self._reclaimed(message)
+        await self._tidy()
+
+    async def _reclaimed(self, message: Message) -> None:
+        job = await load_job(self.store, message.job_id)
+        if job.status in ACTIVE and job.version > message.version:
+            await expire_lease(self.store, job.id, job.epoch, self.settings.flags, self.policy)
+        elif job.status == "queued" and job.version == message.version:
+            # Delivered, never claimed: the worker died before claiming. Count it.
+            reclaims = int(
+                await self.client.hincrby(self.dispatch.keys.dispatch_part("poison"), job.id, 1)
+            )
+            if reclaims >= POISON_AFTER:
+                await write_job(
+                    self.store,
+                    job.id,
+                    lambda j: decide_poisoned(j, reclaims),
+                    self.settings.flags,
+                    actor="reaper",
+                )
+        await self.dispatch.settle(job.id, message)
+        await self.dispatch.forget([job.id])
+
+    async def _tidy(self) -> None:
+        """Drop dispatch records of jobs that finished without a worker settling them (say,
+        cancelled while waiting in a stream no worker read)."""
+        active = await self.dispatch.active()
+        if not active:
+            return
+        jobs = await self.queue.get_jobs(list(active))
+        for job_id, record in active.items():
+            job = jobs.get(job_id)
+            if job is not None and job.status in TERMINAL:
+                message = Message(record["sig"], record["msg"], job_id, 0, 0, "")
+                pending = await self.client.xpending_range(
+                    self.keys.dispatch(record["sig"]),
+                    "workers",
+                    min=record["msg"],
+                    max=record["msg"],
+                    count=1,
+                )
+                if not pending:
+                    await self.dispatch.settle(job_id, message)
+                    await self.dispatch.forget([job_id])
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

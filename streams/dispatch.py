@@ -1,0 +1,226 @@
+"""Dispatch streams: one Redis stream per capability signature, consumer group `workers`.
+
+The scheduler puts a job on its stream (`dispatch`), a worker reads every stream it is
+eligible for in one XREADGROUP, keeps its lease alive by re-claiming its pending message, and
+`settle`s the message when the job is done; a reaper reclaims messages whose lease ran out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from domain.errors import InfrastructureError
+from streams.envelope import text
+from streams.keys import Keys
+
+GROUP = "workers"
+DISPATCH_LUA = resources.files("streams").joinpath("dispatch.lua").read_text()
+SETTLE_LUA = resources.files("streams").joinpath("settle.lua").read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_running: int = 0  # 0: no limit
+    per_repository: int = 0
+    per_project: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A dispatch message as a worker or the reaper reads it."""
+
+    signature: str
+    id: str
+    job_id: str
+    version: int
+    priority: int
+    created: str
+    deliveries: int = 1
+
+
+class Dispatch:
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self.redis, self.keys = client, keys
+        self._dispatch = client.register_script(DISPATCH_LUA)
+        self._settle = client.register_script(SETTLE_LUA)
+        self.active_key = keys.dispatch_part("active")
+        self.counts_key = keys.dispatch_part("counts")
+        self.dispatched_key = keys.dispatch_part("dispatched")
+        self.leader_key = keys.dispatch_part("leader")
+
+    async def dispatch(
+        self,
+        job_id: str,
+        version: int,
+        sig: str,
+        *,
+        repository: str,
+        project: str,
+        priority: int,
+        created: str,
+        limits: Limits,
+        leader_token: str = "",
+    ) -> tuple[str, str]:
+        """('ok', message id) or (reason, detail): active, dispatched, limit, not_leader."""
+        stream = self.keys.dispatch(sig)
+        await self.ensure_group(sig)
+        keys = [
+            stream,
+            self.active_key,
+            self.counts_key,
+            self.dispatched_key,
+            self.keys.signatures(),
+            self.leader_key,
+        ]
+        args = [
+            job_id,
+            version,
+            sig,
+            repository,
+            project,
+            limits.max_running,
+            limits.per_repository,
+            limits.per_project,
+            leader_token,
+            priority,
+            created,
+        ]
+        reply = await self._call(self._dispatch, keys, args)
+        return text(reply[0]), text(reply[1])
+
+    async def settle(self, job_id: str, message: Message) -> None:
+        """Acknowledge, delete and free the place of a message; safe to repeat."""
+        keys = [self.keys.dispatch(message.signature), self.active_key, self.counts_key]
+        await self._call(self._settle, keys, [job_id, message.id, GROUP])
+
+    async def ensure_group(self, sig: str) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.dispatch(sig), GROUP, id="0", mkstream=True)
+        except ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise InfrastructureError(f"cannot create the dispatch group: {e}") from e
+
+    async def signatures(self) -> list[str]:
+        return sorted(text(s) for s in await self.redis.smembers(self.keys.signatures()))
+
+    async def read(
+        self, consumer: str, signatures: Sequence[str], *, count: int = 1, block_ms: int = 1000
+    ) -> list[Message]:
+        """New messages for `consumer` from every given signature stream, in one call."""
+        if not signatures:
+            return []
+        streams: dict[Any, Any] = {self.keys.dispatch(s): ">" for s in signatures}
+        try:
+            reply: Any = await self.redis.xreadgroup(
+                GROUP, consumer, streams, count=count, block=block_ms
+            )
+        except ResponseError as e:
+            if "NOGROUP" in str(e):
+                for sig in signatures:
+                    await self.ensure_group(sig)
+                return []
+            raise InfrastructureError(f"dispatch read failed: {e}") from e
+        except RedisError as e:
+            raise InfrastructureError(f"dispatch read failed: {e}") from e
+        by_key = {self.keys.dispatch(s): s for s in signatures}
+        return [
+            _message(by_key[text(key)], entry_id, fields)
+            for key, entries in reply or []
+            for entry_id, fields in entries
+            if fields
+        ]
+
+    async def keep_alive(self, consumer: str, messages: Sequence[Message]) -> None:
+        """Reset the idle time of our pending messages: our leases go on."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for m in messages:
+                pipe.xclaim(
+                    self.keys.dispatch(m.signature), GROUP, consumer, 0, [m.id], justid=True
+                )
+            await pipe.execute()
+
+    async def reclaim(self, sig: str, lease_ms: int, count: int = 100) -> list[Message]:
+        """Messages of `sig` idle past the lease (their worker went silent), now the reaper's."""
+        try:
+            reply: Any = await self.redis.xautoclaim(
+                self.keys.dispatch(sig), GROUP, "reaper", lease_ms, "0-0", count=count
+            )
+        except ResponseError as e:
+            if "NOGROUP" in str(e):
+                return []
+            raise InfrastructureError(f"reclaim failed: {e}") from e
+        claimed = [_message(sig, entry_id, fields) for entry_id, fields in reply[1] if fields]
+        if not claimed:
+            return []
+        # How often each was delivered: a message that keeps killing workers is poison.
+        pending: Any = await self.redis.xpending_range(
+            self.keys.dispatch(sig),
+            GROUP,
+            min=claimed[0].id,
+            max=claimed[-1].id,
+            count=len(claimed),
+            consumername="reaper",
+        )
+        deliveries = {text(p["message_id"]): int(p["times_delivered"]) for p in pending}
+        return [
+            Message(
+                m.signature,
+                m.id,
+                m.job_id,
+                m.version,
+                m.priority,
+                m.created,
+                deliveries.get(m.id, 1),
+            )
+            for m in claimed
+        ]
+
+    async def active(self) -> dict[str, dict[str, Any]]:
+        return {
+            text(k): orjson.loads(v) for k, v in (await self.redis.hgetall(self.active_key)).items()
+        }
+
+    async def counts(self) -> dict[str, int]:
+        return {text(k): int(v) for k, v in (await self.redis.hgetall(self.counts_key)).items()}
+
+    async def undelivered(self, signatures: Sequence[str]) -> dict[str, int]:
+        """Per signature, messages not yet read by any worker (the prefetch in the stream)."""
+        result = {}
+        for sig in signatures:
+            try:
+                groups = await self.redis.xinfo_groups(self.keys.dispatch(sig))
+            except ResponseError:
+                result[sig] = 0
+                continue
+            lag = next((g.get("lag") for g in groups if text(g["name"]) == GROUP), 0)
+            result[sig] = int(lag or 0)
+        return result
+
+    async def forget(self, job_ids: Sequence[str]) -> None:
+        """Drop the dispatched-at-version marks of finished jobs."""
+        if job_ids:
+            await self.redis.hdel(self.dispatched_key, *job_ids)
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await script(keys=keys, args=args)
+        except RedisError as e:
+            raise InfrastructureError(f"dispatch script failed: {e}") from e
+
+
+def _message(sig: str, entry_id: Any, fields: dict[bytes, bytes]) -> Message:
+    return Message(
+        sig,
+        text(entry_id),
+        text(fields[b"job"]),
+        int(fields[b"version"]),
+        int(fields[b"priority"]),
+        text(fields[b"created"]),
+    )

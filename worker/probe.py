@@ -1,0 +1,18 @@
+"""What this machine can do: the capabilities a worker advertises when none are given."""
+
+from __future__ import annotations
+
+import shutil
+
+PROBED = ("git", "gh", "codex", "claude", "gemini", "docker")
+RUNTIMES = ("codex", "claude", "gemini")
+
+
+def probe_capabilities() -> list[str]:
+    """The tools found on PATH, as capability names, and `noop`, which needs nothing."""
+    return [*(tool for tool in PROBED if shutil.which(tool)), "noop"]
+
+
+def parse_capabilities(text: str) -> list[str]:
+    """`a, b,c` -> ['a', 'b', 'c'] (lowercased, de-duplicated, order kept)."""
+    return list(dict.fromkeys(c.strip().lower() for c in text.split(",") if c.strip()))
