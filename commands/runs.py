@@ -38,7 +38,7 @@ from domain.runs import decide_run_request, on_claim, on_job_change, run_request
 from domain.task import Task, decide_transition
 from domain.task_events import TaskEvent, TaskRunFinished, TaskTransitioned
 from domain.task_states import Flags, Status
-from streams.store import EventStore, Meta
+from streams.store import EventStore, Guard, Meta
 
 JobDecider = Callable[[Job], list[JobEvent]]
 
@@ -50,13 +50,7 @@ def _after(job: Job, events: list[JobEvent]) -> Job:
 
 
 async def write_job(
-    store: EventStore,
-    job_id: str,
-    decide: JobDecider,
-    flags: Flags,
-    *,
-    actor: str,
-    claim: bool = False,
+    store: EventStore, job_id: str, decide: JobDecider, flags: Flags, *, actor: str
 ) -> tuple[CommandResult, Job]:
     """Decide a job's events, and its task's (if it has one), and append them together."""
     outcome: dict[str, Job] = {}
@@ -70,10 +64,7 @@ async def write_job(
         if job.task_id and events:
             task = (await load_tasks(store, [job.task_id])).get(job.task_id)
             if task is not None:
-                effects = (
-                    on_claim(task, after, flags) if claim else on_job_change(task, after, flags)
-                )
-                decision[task.id] = (task.version, list(effects))
+                decision[task.id] = (task.version, list(on_job_change(task, after, flags)))
         return Plan(writes=writes(decision), subject_version=job.version)
 
     result = await run_command(store, job_id, plan, meta=Meta(actor=actor))
@@ -81,26 +72,38 @@ async def write_job(
 
 
 async def claim_job(store: EventStore, job_id: str, worker_id: str, flags: Flags) -> Job:
-    """Claim a queued job: running, a new lease epoch, its task in progress, in one append.
-    A board job whose task is no longer ready is cancelled instead (InvalidTransition)."""
-    try:
-        _, job = await write_job(
-            store,
-            job_id,
-            lambda j: decide_claim(j, worker_id, j.epoch + 1),
-            flags,
-            actor=worker_id,
-            claim=True,
-        )
-    except InvalidTransition as refused:
+    """Claim a queued job: running, a new lease epoch, its task in progress, in one append
+    (the task's blockers must be unchanged since they were read). A board job whose task can
+    no longer start is cancelled instead, saying why; the returned job is then not running."""
+    outcome: dict[str, Job] = {}
+
+    async def plan() -> Plan:
         job = await load_job(store, job_id)
-        if job.task_id and job.status == "queued" and "cannot move" in refused.message:
-            reason = f"its task could not start: {refused.message}"
-            await write_job(
-                store, job_id, lambda _j: [JobCancelled(reason=reason)], flags, actor=worker_id
-            )
-        raise
-    return job
+        events: list[JobEvent] = decide_claim(job, worker_id, job.epoch + 1)
+        after = _after(job, events)
+        decision: dict[str, tuple[int, list[Any]]] = {}
+        guards: list[str] = []
+        if job.task_id:
+            task = await load_task(store, job.task_id)
+            blockers = await load_tasks(store, task.blocked_by)
+            try:
+                effects = on_claim(task, after, flags, blockers)
+                guards = list(blockers)
+            except DomainError as refused:
+                events = [JobCancelled(reason=f"its task could not start: {refused.message}")]
+                after = _after(job, events)
+                effects = on_job_change(task, after, flags)
+            decision[task.id] = (task.version, list(effects))
+            versions = {i: t.version for i, t in blockers.items()}
+        else:
+            versions = {}
+        outcome["job"] = after
+        decision = {job_id: (job.version, list(events)), **decision}
+        return Plan(writes=writes(decision), subject_version=job.version,
+                    guards=[Guard(i, versions[i]) for i in guards])  # fmt: skip
+
+    await run_command(store, job_id, plan, meta=Meta(actor=worker_id))
+    return outcome["job"]
 
 
 def fenced(epoch: int, events: Callable[[Job], list[JobEvent]]) -> JobDecider:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from domain.errors import InvalidTransition
@@ -57,15 +58,16 @@ def decide_run_request(task: Task, job_id: str, flags: Flags, *, force: bool) ->
     return events
 
 
-def on_claim(task: Task, job: Job, flags: Flags) -> list[TaskEvent]:
-    """The task enters in_progress with the claim (the claim guard's one regular way in)."""
+def on_claim(task: Task, job: Job, flags: Flags, blockers: Mapping[str, Task]) -> list[TaskEvent]:
+    """The task enters in_progress with the claim (the claim guard's one regular way in);
+    the dependency guard holds here too, so `blockers` are the task's blockers as read."""
     started = TaskRunStarted(job_id=job.id, agent_id=job.worker_id or "")
     if task.status == Status.IN_PROGRESS:
         return [started]
     moved = decide_transition(
         task,
         Status.IN_PROGRESS,
-        {},
+        blockers,
         flags,
         by_claim=True,
         force=task.forced,

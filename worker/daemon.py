@@ -110,6 +110,9 @@ class Worker:
                 log.info("not claimed %s: %s", message.job_id, e.message)
                 await self.dispatch.settle(message.job_id, message)
                 continue
+            if job.status != "running":  # its task could not start: the run was cancelled
+                await self.dispatch.settle(message.job_id, message)
+                continue
             holding = Holding(message, job)
             self.holding[job.id] = holding
             holding.task = asyncio.create_task(self._run(holding))

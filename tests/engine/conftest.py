@@ -1,0 +1,140 @@
+"""A real engine for tests: projector, scheduler(s) and workers as processes on the test
+server, with fake `codex`/`claude`/`gemini` CLIs (shell scripts) first on PATH."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from commands.jobs import JobRequest, load_job, submit_job
+from commands.settings import Settings
+from domain.job import Job
+from streams.envelope import Envelope
+from streams.keys import Keys
+from streams.server import EmbeddedServer
+from streams.store import EventStore
+
+FAKE_CLI = """#!/bin/sh
+# A stand-in for an agent CLI: records its arguments, sleeps, exits as told.
+echo "$(basename "$0") $*" >> "${FAKE_CLI_LOG:-/dev/null}"
+sleep "${FAKE_CLI_SLEEP:-0}"
+exit "${FAKE_CLI_EXIT:-0}"
+"""
+
+
+class Engine:
+    def __init__(self, server: EmbeddedServer, settings: Settings, tmp: Path) -> None:
+        self.server, self.settings, self.tmp = server, settings, tmp
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        bin_dir = tmp / "bin"
+        bin_dir.mkdir()
+        for name in ("codex", "claude", "gemini"):
+            path = bin_dir / name
+            path.write_text(FAKE_CLI)
+            path.chmod(0o755)
+        self.cli_log = tmp / "cli.log"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")},
+            "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_CLI_LOG": str(self.cli_log),
+            "CAIRN_REDIS_URL": server.url, "CAIRN_PREFIX": settings.prefix,
+            "CAIRN_PARTITIONS": str(settings.partitions), "CAIRN_DATA_DIR": str(tmp / "data"),
+            "CAIRN_RETRY_BASE_S": "0.2", "CAIRN_RETRY_CAP_S": "1", "CAIRN_LEASE_S": "2",
+        }  # fmt: skip
+
+    def start(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        with (self.tmp / f"{name}.log").open("ab") as log:  # the child keeps its own copy
+            process = subprocess.Popen([sys.executable, "-m", "api.cli", *args],
+                                       env={**self.env, **env}, stdout=log, stderr=log)  # fmt: skip
+        self.processes[name] = process
+        return process
+
+    def projector(self) -> None:
+        self.start("projector", "projector", "--lease-ms", "1000")
+
+    def scheduler(self, name: str = "scheduler", **env: str) -> None:
+        self.start(name, "scheduler", "--tick", "0.02", **env)
+
+    def worker(self, name: str, capabilities: str, *, concurrency: int = 1, lease: float = 2,
+               **env: str) -> subprocess.Popen[bytes]:  # fmt: skip
+        return self.start(name, "worker", "--id", name, "--capabilities", capabilities,
+                          "--concurrency", str(concurrency), "--lease", str(lease), **env)  # fmt: skip
+
+    def output(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+async def engine(
+    server: EmbeddedServer, settings: Settings, tmp_path: Path
+) -> AsyncIterator[Engine]:
+    running = Engine(server, settings, tmp_path)
+    yield running
+    running.stop_all()
+
+
+def task_payload(
+    runtime: str, *, repo: str = "acme/app", instructions: str = "do it"
+) -> dict[str, Any]:
+    return {"repository": repo, "targetRuntime": runtime,
+            "task": {"instructions": instructions, "publish": {"mode": "none"}}}  # fmt: skip
+
+
+async def submit(store: EventStore, settings: Settings, job_type: str, payload: Any,
+                 **options: Any) -> str:  # fmt: skip
+    request = JobRequest(job_type, payload, **options)
+    return (await submit_job(store, request, settings.contract(), actor="test")).id
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[bool]], timeout: float = 30, what: str = ""
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or check}")
+
+
+async def jobs_settled(
+    store: EventStore, ids: list[str], status: str = "succeeded"
+) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        jobs = [await load_job(store, i) for i in ids]
+        return all(j.status == status for j in jobs)
+
+    return check
+
+
+async def load_all(store: EventStore, ids: list[str]) -> list[Job]:
+    return [await load_job(store, i) for i in ids]
+
+
+async def log_events(store: EventStore, keys: Keys) -> list[Envelope]:
+    events: list[Envelope] = []
+    for p in keys.all_partitions():
+        after = "0-0"
+        while batch := await store.read_log(p, after, count=5000):
+            after = batch[-1].position
+            events.extend(batch)
+    return events
