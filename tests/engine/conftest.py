@@ -44,16 +44,25 @@ class Engine:
         self.cli_log = tmp / "cli.log"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")},
-            "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_CLI_LOG": str(self.cli_log),
-            "CAIRN_REDIS_URL": server.url, "CAIRN_PREFIX": settings.prefix,
-            "CAIRN_PARTITIONS": str(settings.partitions), "CAIRN_DATA_DIR": str(tmp / "data"),
-            "CAIRN_RETRY_BASE_S": "0.2", "CAIRN_RETRY_CAP_S": "1", "CAIRN_LEASE_S": "2",
-        }  # fmt: skip
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "FAKE_CLI_LOG": str(self.cli_log),
+            "CAIRN_REDIS_URL": server.url,
+            "CAIRN_PREFIX": settings.prefix,
+            "CAIRN_PARTITIONS": str(settings.partitions),
+            "CAIRN_DATA_DIR": str(tmp / "data"),
+            "CAIRN_RETRY_BASE_S": "0.2",
+            "CAIRN_RETRY_CAP_S": "1",
+            "CAIRN_LEASE_S": "2",
+        }
 
     def start(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
         with (self.tmp / f"{name}.log").open("ab") as log:  # the child keeps its own copy
-            process = subprocess.Popen([sys.executable, "-m", "api.cli", *args],
-                                       env={**self.env, **env}, stdout=log, stderr=log)  # fmt: skip
+            process = subprocess.Popen(
+                [sys.executable, "-m", "api.cli", *args],
+                env={**self.env, **env},
+                stdout=log,
+                stderr=log,
+            )
         self.processes[name] = process
         return process
 
@@ -63,10 +72,22 @@ class Engine:
     def scheduler(self, name: str = "scheduler", **env: str) -> None:
         self.start(name, "scheduler", "--tick", "0.02", **env)
 
-    def worker(self, name: str, capabilities: str, *, concurrency: int = 1, lease: float = 2,
-               **env: str) -> subprocess.Popen[bytes]:  # fmt: skip
-        return self.start(name, "worker", "--id", name, "--capabilities", capabilities,
-                          "--concurrency", str(concurrency), "--lease", str(lease), **env)  # fmt: skip
+    def worker(
+        self, name: str, capabilities: str, *, concurrency: int = 1, lease: float = 2, **env: str
+    ) -> subprocess.Popen[bytes]:
+        return self.start(
+            name,
+            "worker",
+            "--id",
+            name,
+            "--capabilities",
+            capabilities,
+            "--concurrency",
+            str(concurrency),
+            "--lease",
+            str(lease),
+            **env,
+        )
 
     def output(self, name: str) -> str:
         return (self.tmp / f"{name}.log").read_text(errors="replace")
@@ -95,12 +116,16 @@ async def engine(
 def task_payload(
     runtime: str, *, repo: str = "acme/app", instructions: str = "do it"
 ) -> dict[str, Any]:
-    return {"repository": repo, "targetRuntime": runtime,
-            "task": {"instructions": instructions, "publish": {"mode": "none"}}}  # fmt: skip
+    return {
+        "repository": repo,
+        "targetRuntime": runtime,
+        "task": {"instructions": instructions, "publish": {"mode": "none"}},
+    }
 
 
-async def submit(store: EventStore, settings: Settings, job_type: str, payload: Any,
-                 **options: Any) -> str:  # fmt: skip
+async def submit(
+    store: EventStore, settings: Settings, job_type: str, payload: Any, **options: Any
+) -> str:
     request = JobRequest(job_type, payload, **options)
     return (await submit_job(store, request, settings.contract(), actor="test")).id
 

@@ -73,8 +73,10 @@ async def test_repository_concurrency_limit_holds(
     engine.scheduler(CAIRN_REPO_CONCURRENCY="1")
     for name in ("w1", "w2"):
         engine.worker(name, "claude,git", concurrency=2, FAKE_CLI_SLEEP="0.3")
-    ids = [await submit(store, settings, "task", task_payload("claude", repo=f"acme/r{i % 2}"))
-           for i in range(8)]  # fmt: skip
+    ids = [
+        await submit(store, settings, "task", task_payload("claude", repo=f"acme/r{i % 2}"))
+        for i in range(8)
+    ]
     await wait_for(await jobs_settled(store, ids), timeout=60, what="8 jobs")
     repo_of = {j.id: j.normalized["repository"] for j in await load_all(store, ids)}
     running: dict[str, set[str]] = defaultdict(set)
@@ -139,15 +141,17 @@ async def test_dependencies_run_first(
 ) -> None:
     ids = []
     for name, status in (("A", "backlog"), ("B", "ready"), ("C", "ready")):
-        spec = TaskSpec.model_validate({"title": name, "task_type": "chore", "priority": 1,
-                                        "status": status})  # fmt: skip
+        spec = TaskSpec.model_validate(
+            {"title": name, "task_type": "chore", "priority": 1, "status": status}
+        )
         ids.append((await create_task(store, spec, actor="test")).id)
     a, b, c = ids
     await add_dependency(store, b, a, actor="test")  # B and C drop to blocked, waiting
     await add_dependency(store, c, b, actor="test")
     await transition_task(store, a, "ready", Flags(), actor="test")
-    engine.env.update({"FEATURE_PRD_AUTO_APPROVE_REVIEW": "true",
-                       "CAIRN_DEFAULT_REPOSITORY": "acme/app"})  # fmt: skip
+    engine.env.update(
+        {"FEATURE_PRD_AUTO_APPROVE_REVIEW": "true", "CAIRN_DEFAULT_REPOSITORY": "acme/app"}
+    )
     engine.projector()
     engine.scheduler()
     engine.worker("w", "codex,git,gh", concurrency=2)
