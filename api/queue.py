@@ -17,12 +17,14 @@ from api.context import actor, command_body, context, idempotency_key, json_resp
 from commands.jobs import JobRequest, cancel_job, resubmit_job, submit_job, update_job
 from commands.runner import CommandResult
 from domain.credentials import ensure_no_credentials
+from domain.dispatch import missing_capabilities
 from domain.errors import NotFound, ValidationFailed
 from domain.job import Job
 from domain.priority import parse_priority
 from domain.task_spec import Name, parse_model
 from projections.queue import FILTERS
 from projections.queue import NAME as QUEUE
+from streams.registry import Registry
 
 Priority = Annotated[int, BeforeValidator(parse_priority)]
 MAX_LIMIT = 500
@@ -54,9 +56,14 @@ class CancelBody(_Wire):
     reason: str = Field(default="", max_length=2000)
 
 
-def job_view(job: Job) -> dict[str, Any]:
-    """A job as the API shows it (camelCase, like the payload)."""
+def job_view(job: Job, workers: list[list[str]] | None = None) -> dict[str, Any]:
+    """A job as the API shows it (camelCase, like the payload). Given the live workers'
+    capabilities, a queued job says which capabilities no worker offers (None: takeable)."""
+    missing = None
+    if workers is not None and job.status == "queued":
+        missing = missing_capabilities(job.required_capabilities, workers)
     return {
+        "missingCapabilities": missing,
         "id": job.id,
         "version": job.version,
         "type": job.job_type,
@@ -132,8 +139,14 @@ async def post_job(request: Request) -> Response:
     return await written_job(request, result, result.id, 201)
 
 
+async def live_capabilities(request: Request) -> list[list[str]]:
+    ctx = context(request)
+    return [list(w["capabilities"]) for w in await Registry(ctx.client, ctx.keys).workers()]
+
+
 async def get_job(request: Request) -> Response:
-    return json_response(job_view(await _job_or_404(request, request.path_params["job_id"])))
+    job = await _job_or_404(request, request.path_params["job_id"])
+    return json_response(job_view(job, await live_capabilities(request)))
 
 
 async def _job_or_404(request: Request, job_id: str) -> Job:
@@ -164,9 +177,10 @@ async def list_jobs(request: Request) -> Response:
     filters = {k: q[k] for k in FILTERS if k in q}
     ctx = context(request)
     items, cursor = await ctx.queue.list_jobs(filters, q.get("cursor") or None, limit)
+    workers = await live_capabilities(request)
     counts = await ctx.queue.counts(filters.get("project"))
     return json_response(
-        {"items": [job_view(j) for j in items], "nextCursor": cursor, "counts": counts}
+        {"items": [job_view(j, workers) for j in items], "nextCursor": cursor, "counts": counts}
     )
 
 

@@ -263,8 +263,9 @@ async def list_tasks(request: Request) -> Response:
 
 
 async def post_run(request: Request) -> Response:
-    """Run now: queue a run of the task whatever its column (recorded as forced); a task
-    with an active run returns that run."""
+    """Run now: queue a run of the task whatever its column (the move to ready is recorded
+    with reason "run now", the actor, and `forced` if it bypassed the dependency guard); a
+    task with an active run returns that run."""
     ctx = context(request)
     result, job_id = await request_task_run(
         ctx.store,

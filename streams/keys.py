@@ -17,10 +17,21 @@ from dataclasses import dataclass
 _ID_RE = re.compile(r"^(?P<kind>[a-z]+)-(?P<part>\d{2,4})-(?P<rest>[0-9a-z]{16,40})$")
 
 
+_last = [0, 0]  # (milliseconds, random part) of the last id made in this process
+
+
 def new_ulid() -> str:
     """A 26-character, time-sortable identifier: 48 bits of milliseconds, 80 random bits, in
-    lowercase base32hex (whose alphabet is in ASCII order, so text order is time order)."""
-    raw = int(time.time() * 1000).to_bytes(6, "big") + os.urandom(10)
+    lowercase base32hex (whose alphabet is in ASCII order, so text order is time order).
+    Within one millisecond the random part is incremented, so ids made by one process sort
+    in the order they were made (ties on created_at are broken by id)."""
+    ms = int(time.time() * 1000)
+    if ms <= _last[0]:
+        ms, rand = _last[0], (_last[1] + 1) % (1 << 80)
+    else:
+        rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
+    _last[0], _last[1] = ms, rand
+    raw = ms.to_bytes(6, "big") + rand.to_bytes(10, "big")
     return base64.b32hexencode(raw).decode()[:26].lower()
 
 

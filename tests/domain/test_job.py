@@ -1,0 +1,127 @@
+"""The Job decider: retries with backoff, dead letters, cancels, fencing, leases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from domain.errors import InvalidTransition, StaleLease, ValidationFailed
+from domain.job import (
+    Job,
+    JobStatus,
+    RetryPolicy,
+    SubmitOptions,
+    decide_cancel,
+    decide_claim,
+    decide_fail,
+    decide_lease_expired,
+    decide_resubmit,
+    decide_submit,
+    evolve,
+)
+from domain.job_events import JobEvent
+from domain.job_types import ContractSettings, NormalizedJob, normalize_job
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+POLICY = RetryPolicy()
+
+
+def apply(job: Job | None, events: list[JobEvent]) -> Job:
+    for e in events:
+        job = evolve(job, e, "job-00-x", (job.version if job else 0) + 1, "2026-11-21T12:00:00Z")
+    assert job is not None
+    return job
+
+
+def queued(max_attempts: int = 3) -> Job:
+    normalized = normalize_job("noop", {}, ContractSettings())
+    return apply(None, decide_submit(normalized, SubmitOptions(max_attempts=max_attempts)))
+
+
+def claimed(job: Job) -> Job:
+    return apply(job, decide_claim(job, "w1", job.epoch + 1))
+
+
+@pytest.mark.parametrize(
+    ("attempt", "delay"), [(1, 15), (2, 30), (3, 60), (6, 480), (7, 600), (12, 600)]
+)
+def test_backoff_doubles_and_caps(attempt: int, delay: float) -> None:
+    assert POLICY.delay(attempt) == delay
+
+
+def test_retryable_failures_requeue_then_dead_letter() -> None:
+    job = queued(max_attempts=2)
+    job = claimed(job)
+    job = apply(job, decide_fail(job, job.epoch, {"code": "x"}, NOW, POLICY))
+    assert job.status == JobStatus.QUEUED and job.not_before == "2026-11-21T12:00:15.000Z"
+    job = claimed(job)
+    assert job.attempt == 2 and job.epoch == 2
+    job = apply(job, decide_fail(job, job.epoch, {"code": "x"}, NOW, POLICY))
+    assert job.status == JobStatus.DEAD_LETTER
+    assert job.outcome and job.outcome["reason"]["code"] == "attempts_exhausted"
+
+
+def test_not_retryable_failure_is_final() -> None:
+    job = claimed(queued())
+    job = apply(job, decide_fail(job, job.epoch, {"code": "x"}, NOW, POLICY, retryable=False))
+    assert job.status == JobStatus.FAILED
+
+
+def test_stale_epoch_is_fenced() -> None:
+    job = claimed(queued())
+    with pytest.raises(StaleLease):
+        decide_fail(job, job.epoch - 1, {"code": "x"}, NOW, POLICY)
+    expired = apply(job, decide_lease_expired(job, NOW, POLICY))
+    assert expired.status == JobStatus.QUEUED
+    with pytest.raises(StaleLease):
+        decide_fail(expired, job.epoch, {"code": "x"}, NOW, POLICY)
+
+
+def test_cancel_queued_now_running_on_request_and_repeat_is_noop() -> None:
+    assert apply(queued(), decide_cancel(queued())).status == JobStatus.CANCELLED
+    running = claimed(queued())
+    requested = apply(running, decide_cancel(running))
+    assert requested.status == JobStatus.CANCEL_REQUESTED
+    assert decide_cancel(requested) == []
+    expired = apply(requested, decide_lease_expired(requested, NOW, POLICY))
+    assert expired.status == JobStatus.CANCELLED  # a pending cancel wins over a retry
+
+
+def test_resubmit_only_when_finished_badly() -> None:
+    with pytest.raises(InvalidTransition):
+        decide_resubmit(queued(), "job-00-y")
+    cancelled = apply(queued(), decide_cancel(queued()))
+    assert decide_resubmit(cancelled, "job-00-y")
+
+
+def test_a_job_without_capabilities_is_refused() -> None:
+    bare = NormalizedJob("task", "task", {}, {}, [])
+    with pytest.raises(ValidationFailed):
+        decide_submit(bare, SubmitOptions())
+
+
+@given(st.lists(st.sampled_from(["claim", "fail", "fail_final", "expire", "cancel"]), max_size=30))
+def test_attempts_never_exceed_max_and_terminal_is_final(steps: list[str]) -> None:
+    job = queued(max_attempts=3)
+    for step in steps:
+        try:
+            if step == "claim":
+                events = decide_claim(job, "w", job.epoch + 1)
+            elif step in {"fail", "fail_final"}:
+                events = decide_fail(
+                    job, job.epoch, {"c": 1}, NOW, POLICY, retryable=step == "fail"
+                )
+            elif step == "expire":
+                events = decide_lease_expired(job, NOW, POLICY)
+            else:
+                events = decide_cancel(job)
+        except (InvalidTransition, StaleLease):
+            continue
+        before = job.status
+        job = apply(job, events)
+        assert job.attempt <= job.max_attempts
+        if before in {"succeeded", "failed", "cancelled", "dead_letter"}:
+            assert job.status == before
