@@ -54,6 +54,18 @@ def test_up_serves_and_keeps_data_across_restart(tmp_path: Path) -> None:
         body = {"title": "survive", "task_type": "chore", "priority": 1}
         created = httpx.post(base + "/api/v2/tasks", headers=auth, json=body)
         assert created.status_code == 201, created.text
+        # The scheduler and the local worker run too: a job goes all the way through.
+        job = httpx.post(
+            base + "/api/queue/jobs", headers=auth, json={"type": "noop", "payload": {}}
+        )
+        assert job.status_code == 201, job.text
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            got = httpx.get(base + f"/api/queue/jobs/{job.json()['id']}", headers=auth).json()
+            if got["status"] == "succeeded":
+                break
+            time.sleep(0.1)
+        assert got["status"] == "succeeded" and got["workerId"] is None and got["attempt"] == 1
     finally:
         stop(process)
     process = start(tmp_path / "data", port, log)

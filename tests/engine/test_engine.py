@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 from commands.settings import Settings
 from commands.tasks import add_dependency, create_task, load_tasks, transition_task
@@ -196,3 +197,64 @@ async def test_race_8_workers_2_schedulers_1000_jobs_each_once(
     claims = [(e.agg, e.data["epoch"]) for e in events if e.type == "job.claimed"]
     assert len(claims) == len(set(claims))  # never two claims of one job at one epoch
     assert len({e.data["worker_id"] for e in events if e.type == "job.claimed"}) >= 4
+
+
+async def test_sigterm_finishes_the_running_job_or_releases_it_after_the_grace(
+    engine: Engine, store: EventStore, settings: Settings, keys: Keys
+) -> None:
+    engine.projector()
+    engine.scheduler()
+    patient = engine.worker("patient", "claude,git", FAKE_CLI_SLEEP="1")
+    first = await submit(store, settings, "task", task_payload("claude"))
+
+    async def running(job_id: str) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return (await load_all(store, [job_id]))[0].status == "running"
+
+        return check
+
+    await wait_for(await running(first), what="first claimed")
+    patient.terminate()
+    assert patient.wait(20) == 0
+    [job] = await load_all(store, [first])
+    assert job.status == "succeeded"  # finished within the grace period, then exited
+
+    hasty = engine.start(
+        "hasty",
+        "worker",
+        "--id",
+        "hasty",
+        "--capabilities",
+        "claude,git",
+        "--lease",
+        "2",
+        "--grace",
+        "0.5",
+        FAKE_CLI_SLEEP="30",
+    )
+    second = await submit(store, settings, "task", task_payload("claude"))
+    await wait_for(await running(second), what="second claimed")
+    hasty.terminate()
+    assert hasty.wait(20) == 0
+    [job] = await load_all(store, [second])
+    assert job.status == "queued" and job.attempt == 1  # given back; no attempt spent
+    engine.worker("finisher", "claude,git")
+    await wait_for(await jobs_settled(store, [second]), what="second finished elsewhere")
+    [job] = await load_all(store, [second])
+    assert job.attempt == 1 and job.outcome and job.outcome["status"] == "succeeded"
+
+
+async def test_drain_stops_new_claims(
+    engine: Engine, store: EventStore, settings: Settings
+) -> None:
+    from streams.registry import Registry
+
+    engine.projector()
+    engine.scheduler()
+    await Registry(store.redis, store.keys).set_pause_mode("drain")
+    engine.worker("w", "noop")
+    job_id = await submit(store, settings, "noop", {})
+    await asyncio.sleep(2)
+    assert (await load_all(store, [job_id]))[0].status == "queued"
+    await Registry(store.redis, store.keys).set_pause_mode("off")
+    await wait_for(await jobs_settled(store, [job_id]), what="claimed after drain off")
