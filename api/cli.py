@@ -59,8 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=1)
     worker.add_argument("--id", dest="worker_id", help="default: host-pid")
     worker.add_argument("--lease", type=float, help="lease seconds (default CAIRN_LEASE_S, 120)")
-    worker.add_argument("--grace", type=float, default=30.0,
-                        help="on SIGTERM, seconds to let running jobs finish before releasing")
+    worker.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, seconds to let running jobs finish before releasing",
+    )
     command("status", _status, "log lengths and projection lag per partition")
     rebuild = command("rebuild", _rebuild, "rebuild read models from the log, then switch")
     rebuild.add_argument("--projection", default="all", help="board, queue or all")

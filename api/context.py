@@ -13,12 +13,14 @@ from starlette.responses import Response
 
 from commands.runner import CommandResult
 from commands.settings import Settings
+from domain.credentials import ensure_no_credentials
 from domain.errors import ValidationFailed
 from domain.task_spec import parse_model
 from projections.board import NAME as BOARD
 from projections.board import Board
 from projections.positions import PositionWatcher
 from projections.queue import Queue
+from streams.envelope import Envelope
 from streams.keys import Keys
 from streams.store import EventStore
 
@@ -75,6 +77,9 @@ async def read_body(request: Request, model: type[M]) -> M:
         raise ValidationFailed(
             "the body must be a JSON object", [{"path": "body", "reason": "not an object"}]
         )
+    # Credentials anywhere in a body are refused before anything is parsed, stored or echoed.
+    for name, value in data.items():
+        ensure_no_credentials(value, name)
     return parse_model(model, data)
 
 
@@ -92,4 +97,20 @@ def command_body(result: CommandResult) -> dict[str, Any]:
         "version": result.version,
         "position": result.position,
         "duplicate": result.duplicate,
+    }
+
+
+def event_view(e: Envelope) -> dict[str, Any]:
+    """An event as the API shows it (the audit trail)."""
+    return {
+        "id": e.id,
+        "type": e.type,
+        "version": e.ver,
+        "ts": e.ts,
+        "actor": e.actor,
+        "correlation_id": e.corr,
+        "causation_id": e.cause,
+        "schema": e.schema,
+        "position": e.position,
+        "data": e.data,
     }

@@ -13,15 +13,22 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from api.context import actor, command_body, context, idempotency_key, json_response, read_json
+from api.context import (
+    actor,
+    command_body,
+    context,
+    event_view,
+    idempotency_key,
+    json_response,
+    read_body,
+)
 from commands.jobs import JobRequest, cancel_job, resubmit_job, submit_job, update_job
 from commands.runner import CommandResult
-from domain.credentials import ensure_no_credentials
 from domain.dispatch import missing_capabilities
 from domain.errors import NotFound, ValidationFailed
 from domain.job import Job
 from domain.priority import parse_priority
-from domain.task_spec import Name, parse_model
+from domain.task_spec import Name
 from projections.queue import FILTERS
 from projections.queue import NAME as QUEUE
 from streams.registry import Registry
@@ -97,18 +104,6 @@ def job_view(job: Job, workers: list[list[str]] | None = None) -> dict[str, Any]
     }
 
 
-async def _body(request: Request, model: type[_Wire]) -> Any:
-    data = await read_json(request)
-    if not isinstance(data, dict):
-        raise ValidationFailed(
-            "the body must be a JSON object", [{"path": "body", "reason": "not an object"}]
-        )
-    # Credentials anywhere in the body are refused before anything is parsed or echoed.
-    for field, value in data.items():
-        ensure_no_credentials(value, field if isinstance(field, str) else "body")
-    return parse_model(model, data)
-
-
 async def written_job(
     request: Request, result: CommandResult, job_id: str, status: int
 ) -> Response:
@@ -124,7 +119,7 @@ async def written_job(
 
 async def post_job(request: Request) -> Response:
     """Submit a job to the queue."""
-    body: SubmitBody = await _body(request, SubmitBody)
+    body: SubmitBody = await read_body(request, SubmitBody)
     ctx = context(request)
     job = JobRequest(
         body.type, body.payload, body.priority, body.max_attempts, body.affinity_key, body.project
@@ -186,7 +181,7 @@ async def list_jobs(request: Request) -> Response:
 
 async def put_job(request: Request) -> Response:
     """Change a queued job; `expectedVersion` is required."""
-    body: UpdateBody = await _body(request, UpdateBody)
+    body: UpdateBody = await read_body(request, UpdateBody)
     ctx = context(request)
     changes = body.model_dump(exclude_unset=True, exclude={"expected_version"})
     result = await update_job(
@@ -202,7 +197,7 @@ async def put_job(request: Request) -> Response:
 
 async def post_cancel(request: Request) -> Response:
     """Cancel a queued job, or ask a running one to stop; a repeat is a no-op."""
-    body: CancelBody = await _body(request, CancelBody)
+    body: CancelBody = await read_body(request, CancelBody)
     result = await cancel_job(
         context(request).store,
         request.path_params["job_id"],
@@ -228,7 +223,7 @@ async def get_job_events(request: Request) -> Response:
         _int_param(request, "limit", 100, 1, 1000),
     )
     events = [e for e in await _events(request, job_id) if e.ver > after]
-    return json_response({"id": job_id, "events": [_event_view(e) for e in events[:limit]]})
+    return json_response({"id": job_id, "events": [event_view(e) for e in events[:limit]]})
 
 
 async def _events(request: Request, job_id: str, after: int = 0) -> list[Any]:
@@ -240,18 +235,6 @@ async def _events(request: Request, job_id: str, after: int = 0) -> list[Any]:
     if not events:
         raise NotFound(f"job {job_id} does not exist", job_id=job_id)
     return events
-
-
-def _event_view(e: Any) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "type": e.type,
-        "version": e.ver,
-        "ts": e.ts,
-        "actor": e.actor,
-        "position": e.position,
-        "data": e.data,
-    }
 
 
 async def stream_job_events(request: Request) -> Response:
@@ -286,7 +269,7 @@ async def stream_job_events(request: Request) -> Response:
 
 
 def _sse(e: Any) -> bytes:
-    return f"id: {e.ver}\nevent: {e.type}\ndata: ".encode() + orjson.dumps(_event_view(e)) + b"\n\n"
+    return f"id: {e.ver}\nevent: {e.type}\ndata: ".encode() + orjson.dumps(event_view(e)) + b"\n\n"
 
 
 async def get_telemetry(request: Request) -> Response:

@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.context import actor, context, idempotency_key, json_response
-from api.queue import _body, _job_or_404, _Wire, written_job
+from api.context import actor, context, idempotency_key, json_response, read_body
+from api.queue import _job_or_404, _Wire, written_job
 from commands.jobs import JobRequest, promote_quick_run, submit_quick_run
 from domain.job import Job
 from domain.job_types import Runtime
@@ -44,7 +44,7 @@ def quick_run_view(job: Job) -> dict[str, Any]:
 
 async def post_quick_run(request: Request) -> Response:
     """Start a quick run (source quick_action; never on the board unless promoted)."""
-    body: QuickRunBody = await _body(request, QuickRunBody)
+    body: QuickRunBody = await read_body(request, QuickRunBody)
     payload: dict[str, Any] = {"task": {"instructions": body.prompt}}
     if body.repository:
         payload["repository"] = body.repository

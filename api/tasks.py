@@ -13,6 +13,7 @@ from api.context import (
     actor,
     command_body,
     context,
+    event_view,
     idempotency_key,
     json_response,
     read_body,
@@ -170,22 +171,7 @@ async def get_task_events(request: Request) -> Response:
     events = await ctx.store.read_aggregate(task_id)
     if not events:
         raise NotFound(f"task {task_id} does not exist", task_id=task_id)
-    return json_response({"id": task_id, "events": [_event_view(e) for e in events]})
-
-
-def _event_view(e: Any) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "type": e.type,
-        "version": e.ver,
-        "ts": e.ts,
-        "actor": e.actor,
-        "correlation_id": e.corr,
-        "causation_id": e.cause,
-        "schema": e.schema,
-        "position": e.position,
-        "data": e.data,
-    }
+    return json_response({"id": task_id, "events": [event_view(e) for e in events]})
 
 
 async def get_board(request: Request) -> Response:

@@ -8,7 +8,14 @@ from typing import Any
 
 import msgspec
 
-from commands.runner import CommandResult, Plan, command_id_for, id_for_key, run_command
+from commands.runner import (
+    CommandResult,
+    Plan,
+    command_id_for,
+    id_for_key,
+    load_states,
+    run_command,
+)
 from domain.errors import NotFound, VersionConflict
 from domain.job import (
     Job,
@@ -41,17 +48,8 @@ def fold_job(events: list[Envelope]) -> Job | None:
 
 
 async def load_jobs(store: EventStore, ids: Iterable[str]) -> dict[str, Job]:
-    wanted = [
-        i for i in dict.fromkeys(ids) if i.startswith("job-") and store.keys.is_aggregate_id(i)
-    ]
-    if not wanted:
-        return {}
-    found = {}
-    for job_id, events in (await store.read_aggregates(wanted)).items():
-        job = fold_job(events)
-        if job is not None:
-            found[job_id] = job
-    return found
+    """The current state of each existing job among `ids` (unknown ids are left out)."""
+    return await load_states(store, ids, "job", fold_job)
 
 
 async def load_job(store: EventStore, job_id: str) -> Job:

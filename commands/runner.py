@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from domain.errors import VersionConflict
+from streams.envelope import Envelope
 from streams.keys import Keys
 from streams.store import AppendResult, EventStore, Guard, Meta, NewEvent, StreamWrite
 
@@ -97,3 +99,25 @@ def writes_of(decision: dict[str, list[NewEvent]], versions: dict[str, int]) -> 
 
 def guards_of(ids: Sequence[str], versions: dict[str, int], written: set[str]) -> list[Guard]:
     return [Guard(i, versions[i]) for i in ids if i not in written and i in versions]
+
+
+S = TypeVar("S")
+
+
+async def load_states(
+    store: EventStore, ids: Iterable[str], kind: str, fold: Callable[[list[Envelope]], S | None]
+) -> dict[str, S]:
+    """The current state of each existing aggregate of `kind` among `ids`, folded from its
+    stream; unknown ids (or ids of another kind) are left out."""
+    prefix = f"{kind}-"
+    wanted = [
+        i for i in dict.fromkeys(ids) if i.startswith(prefix) and store.keys.is_aggregate_id(i)
+    ]
+    if not wanted:
+        return {}
+    found: dict[str, S] = {}
+    for aggregate_id, events in (await store.read_aggregates(wanted)).items():
+        state = fold(events)
+        if state is not None:
+            found[aggregate_id] = state
+    return found

@@ -10,6 +10,7 @@ from commands.runner import (
     command_id_for,
     guards_of,
     id_for_key,
+    load_states,
     run_command,
     writes_of,
 )
@@ -41,18 +42,7 @@ def fold_task(events: list[Envelope]) -> Task | None:
 
 async def load_tasks(store: EventStore, ids: Iterable[str]) -> dict[str, Task]:
     """The current state of each existing task among `ids` (unknown ids are left out)."""
-    wanted = [
-        i for i in dict.fromkeys(ids) if store.keys.is_aggregate_id(i) and i.startswith("task-")
-    ]
-    if not wanted:
-        return {}
-    streams = await store.read_aggregates(wanted)
-    tasks = {}
-    for task_id, events in streams.items():
-        state = fold_task(events)
-        if state is not None:
-            tasks[task_id] = state
-    return tasks
+    return await load_states(store, ids, "task", fold_task)
 
 
 async def load_task(store: EventStore, task_id: str) -> Task:

@@ -14,7 +14,7 @@ from domain.priority import priority_sort_key
 from domain.task import Task, can_become_ready, evolve, unresolved
 from domain.task_events import task_event_from
 from domain.task_states import RESOLVED, Status
-from projections.runner import Space, current_space
+from projections.runner import Space, current_space, load_docs
 from streams.envelope import Envelope, text
 from streams.keys import Keys
 
@@ -34,11 +34,7 @@ class BoardProjection:
     async def load(
         self, client: aioredis.Redis, space: Space, events: list[Envelope]
     ) -> dict[str, Task]:
-        ids = list(dict.fromkeys(e.agg for e in events if e.type.startswith("task.")))
-        if not ids:
-            return {}
-        docs = await client.hmget(space.key("tasks"), ids)
-        return {i: _decode(d) for i, d in zip(ids, docs, strict=True) if d is not None}
+        return await load_docs(client, space.key("tasks"), events, "task", _decode)
 
     def apply(self, pipe: Any, space: Space, events: list[Envelope], loaded: Any) -> None:
         before: dict[str, Task] = loaded

@@ -19,7 +19,7 @@ from domain.job_events import (
     JobSucceeded,
     job_event_from,
 )
-from projections.runner import Space, current_space
+from projections.runner import Space, current_space, load_docs
 from streams.envelope import Envelope, text
 from streams.keys import Keys
 
@@ -58,11 +58,7 @@ class QueueProjection:
     async def load(
         self, client: aioredis.Redis, space: Space, events: list[Envelope]
     ) -> dict[str, Job]:
-        ids = list(dict.fromkeys(e.agg for e in events if e.type.startswith("job.")))
-        if not ids:
-            return {}
-        docs = await client.hmget(space.key("jobs"), ids)
-        return {i: _decode(d) for i, d in zip(ids, docs, strict=True) if d is not None}
+        return await load_docs(client, space.key("jobs"), events, "job", _decode)
 
     def apply(self, pipe: Any, space: Space, events: list[Envelope], loaded: Any) -> None:
         before: dict[str, Job] = loaded

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
@@ -21,6 +21,7 @@ from streams.envelope import Envelope, text
 from streams.groups import ensure_group, read_group
 from streams.keys import Keys
 
+D = TypeVar("D")
 ACK_LUA = resources.files("projections").joinpath("ack.lua").read_text()
 ACTIVE_CONSUMER = "active"  # every lease holder consumes under this name, so pending resumes
 
@@ -58,6 +59,21 @@ class Space:
 
 def generation_key(keys: Keys, projection: str, partition: int) -> str:
     return keys.read_model(partition, projection, "gen")
+
+
+async def load_docs(
+    client: aioredis.Redis,
+    key: str,
+    events: list[Envelope],
+    kind: str,
+    decode: Callable[[Any], D],
+) -> dict[str, D]:
+    """The read-model documents (hash `key`) of the aggregates of `kind` that `events` touch."""
+    ids = list(dict.fromkeys(e.agg for e in events if e.type.startswith(f"{kind}.")))
+    if not ids:
+        return {}
+    docs = await client.hmget(key, ids)
+    return {i: decode(d) for i, d in zip(ids, docs, strict=True) if d is not None}
 
 
 async def current_space(
