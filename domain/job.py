@@ -58,6 +58,8 @@ RESUBMITTABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.DEAD
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """`worker_id` is the worker holding the job; once finished, the one that ran it last."""
+
     id: str
     version: int
     project: str
@@ -136,7 +138,6 @@ def _apply(s: Job, e: JobEvent, ts: str) -> Job:
                 status=JobStatus.CANCELLED.value,
                 cancel_reason=reason,
                 finished_at=ts,
-                worker_id=None,
             )
         case JobResubmitted(new_job_id=new):
             return replace(s, resubmitted_as=new)
@@ -182,7 +183,7 @@ def _apply(s: Job, e: JobEvent, ts: str) -> Job:
                 "publish_outcome": e.publish_outcome,
             }
             return replace(
-                s, status=JobStatus.SUCCEEDED.value, outcome=success, finished_at=ts, worker_id=None
+                s, status=JobStatus.SUCCEEDED.value, outcome=success, finished_at=ts
             )
         case JobFailed():
             failure: dict[str, Any] = {
@@ -200,9 +201,7 @@ def _apply(s: Job, e: JobEvent, ts: str) -> Job:
                     outcome=failure,
                     worker_id=None,
                 )
-            return replace(
-                s, status=JobStatus.FAILED.value, outcome=failure, finished_at=ts, worker_id=None
-            )
+            return replace(s, status=JobStatus.FAILED.value, outcome=failure, finished_at=ts)
         case JobLeaseExpired(retry_at=retry_at):
             return replace(s, status=JobStatus.QUEUED.value, not_before=retry_at, worker_id=None)
         case JobReleased():
@@ -212,7 +211,6 @@ def _apply(s: Job, e: JobEvent, ts: str) -> Job:
                 s,
                 status=JobStatus.DEAD_LETTER.value,
                 finished_at=ts,
-                worker_id=None,
                 outcome={**(s.outcome or {}), "status": "dead_letter", "reason": reason},
             )
     raise TypeError(f"not a job event: {e!r}")

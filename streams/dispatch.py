@@ -42,7 +42,6 @@ class Message:
     version: int
     priority: int
     created: str
-    deliveries: int = 1
 
 
 class Dispatch:
@@ -156,31 +155,7 @@ class Dispatch:
             if "NOGROUP" in str(e):
                 return []
             raise InfrastructureError(f"reclaim failed: {e}") from e
-        claimed = [_message(sig, entry_id, fields) for entry_id, fields in reply[1] if fields]
-        if not claimed:
-            return []
-        # How often each was delivered: a message that keeps killing workers is poison.
-        pending: Any = await self.redis.xpending_range(
-            self.keys.dispatch(sig),
-            GROUP,
-            min=claimed[0].id,
-            max=claimed[-1].id,
-            count=len(claimed),
-            consumername="reaper",
-        )
-        deliveries = {text(p["message_id"]): int(p["times_delivered"]) for p in pending}
-        return [
-            Message(
-                m.signature,
-                m.id,
-                m.job_id,
-                m.version,
-                m.priority,
-                m.created,
-                deliveries.get(m.id, 1),
-            )
-            for m in claimed
-        ]
+        return [_message(sig, entry_id, fields) for entry_id, fields in reply[1] if fields]
 
     async def active(self) -> dict[str, dict[str, Any]]:
         return {

@@ -65,7 +65,7 @@ def test_up_serves_and_keeps_data_across_restart(tmp_path: Path) -> None:
             if got["status"] == "succeeded":
                 break
             time.sleep(0.1)
-        assert got["status"] == "succeeded" and got["workerId"] is None and got["attempt"] == 1
+        assert got["status"] == "succeeded" and got["workerId"] == "local-1" and got["attempt"] == 1
     finally:
         stop(process)
     process = start(tmp_path / "data", port, log)

@@ -258,3 +258,30 @@ async def test_drain_stops_new_claims(
     assert (await load_all(store, [job_id]))[0].status == "queued"
     await Registry(store.redis, store.keys).set_pause_mode("off")
     await wait_for(await jobs_settled(store, [job_id]), what="claimed after drain off")
+
+
+async def test_quiesce_holds_running_jobs_at_their_next_stage(
+    engine: Engine, store: EventStore, settings: Settings, keys: Keys
+) -> None:
+    from streams.registry import Registry
+
+    engine.projector()
+    engine.scheduler()
+    engine.worker("w", "claude,git", FAKE_CLI_SLEEP="1")
+    job_id = await submit(store, settings, "task", task_payload("claude"))
+
+    async def executing() -> bool:
+        stages = [
+            e.data.get("stage")
+            for e in await log_events(store, keys)
+            if e.agg == job_id and e.type == "job.stage_started"
+        ]
+        return "execute" in stages
+
+    await wait_for(executing, what="execute started")
+    await Registry(store.redis, store.keys).set_pause_mode("quiesce")
+    await asyncio.sleep(3)  # the CLI ends meanwhile; publish must not start
+    [job] = await load_all(store, [job_id])
+    assert job.status == "running" and [s["stage"] for s in job.stages] == ["prepare", "execute"]
+    await Registry(store.redis, store.keys).set_pause_mode("off")
+    await wait_for(await jobs_settled(store, [job_id]), what="resumed")
