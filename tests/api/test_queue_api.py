@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import httpx
@@ -10,6 +11,9 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from api.app import create_app
+from api.auth import store_token
+from commands.settings import Settings
 from streams.keys import Keys
 
 PAYLOAD = {
@@ -210,4 +214,21 @@ async def test_any_json_gets_2xx_or_problem_never_5xx(
     if r.status_code >= 400:
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["code"] and r.json()["detail"]
+        assert await log_sizes(client, keys) == before
+
+
+async def test_legacy_jobs_refused_when_switched_off(
+    settings: Settings, client: aioredis.Redis, keys: Keys
+) -> None:
+    app = create_app(dataclasses.replace(settings, legacy_jobs_enabled=False), client)
+    assert settings.admin_token
+    await store_token(client, keys, settings.admin_token, "admin", "admin")
+    headers = {"Authorization": f"Bearer {settings.admin_token}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://c", headers=headers) as c:
+        before = await log_sizes(client, keys)
+        payload = {"instruction": "Refactor", "inputs": {"repo": "acme/legacy"}}
+        r = await c.post("/api/queue/jobs", json={"type": "codex_exec", "payload": payload})
+        assert r.status_code == 422 and "CAIRN_LEGACY_JOBS" in r.json()["detail"]
+        assert r.json()["errors"][0]["path"] == "type"
         assert await log_sizes(client, keys) == before
