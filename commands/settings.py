@@ -54,17 +54,18 @@ class Settings:
         env = os.environ if env is None else env
         errors: list[dict[str, str]] = []
 
-        def number(name: str, default: float, kind: type = int, minimum: float = 1e-9) -> float:
+        def number(name: str, default: float, kind: type = int, minimum: float = 1) -> float:
             raw = env.get(name)
             if raw in (None, ""):
                 return default
+            noun = "an integer" if kind is int else "a number"
             try:
                 value = kind(raw)
             except ValueError:
-                errors.append({"path": name, "reason": f"must be a {kind.__name__}, got {raw!r}"})
+                errors.append({"path": name, "reason": f"must be {noun}, got {raw!r}"})
                 return default
             if value < minimum:
-                errors.append({"path": name, "reason": f"must be at least {minimum:g}"})
+                errors.append({"path": name, "reason": f"must be {noun} of at least {minimum:g}"})
             return float(value) if kind is float else int(value)
 
         settings = cls(
@@ -78,7 +79,7 @@ class Settings:
             flags=Flags(auto_approve_review=_flag(env.get("FEATURE_PRD_AUTO_APPROVE_REVIEW"))),
             command_ttl_s=int(number("CAIRN_COMMAND_TTL_S", 86_400)),
             read_your_writes_timeout_s=float(
-                number("CAIRN_READ_YOUR_WRITES_TIMEOUT_S", 5.0, float)
+                number("CAIRN_READ_YOUR_WRITES_TIMEOUT_S", 5.0, float, minimum=0)
             ),
             default_repository=env.get("CAIRN_DEFAULT_REPOSITORY") or None,
             default_publish_mode=env.get("CAIRN_DEFAULT_PUBLISH_MODE") or "pr",
@@ -87,9 +88,9 @@ class Settings:
             max_running=int(number("CAIRN_MAX_RUNNING", 0, minimum=0)),
             repo_concurrency=int(number("CAIRN_REPO_CONCURRENCY", 0, minimum=0)),
             project_concurrency=int(number("CAIRN_PROJECT_CONCURRENCY", 0, minimum=0)),
-            retry_base_s=float(number("CAIRN_RETRY_BASE_S", 15.0, float)),
-            retry_cap_s=float(number("CAIRN_RETRY_CAP_S", 600.0, float)),
-            lease_s=float(number("CAIRN_LEASE_S", 120.0, float)),
+            retry_base_s=float(number("CAIRN_RETRY_BASE_S", 15.0, float, minimum=0)),
+            retry_cap_s=float(number("CAIRN_RETRY_CAP_S", 600.0, float, minimum=0)),
+            lease_s=float(number("CAIRN_LEASE_S", 120.0, float, minimum=0.1)),
         )
         try:
             settings.contract()
