@@ -1,0 +1,712 @@
+"""Benchmark the queue engine end to end: no-op jobs through Cairn's projector, scheduler and
+worker processes, and the same no-op workload through peer job queues (taskiq, huey, dramatiq,
+celery, arq, rq), all on one embedded server in the same run.
+
+    python scripts/bench_queue_engine.py [--quick] [--json] [--peers a,b | --no-peers]
+
+Figures: cairn_jobs_per_s (1 worker process) and cairn_jobs_per_s_2w (2), wall time from the
+first submit until every job has its `job.succeeded` event; claim_p50_ms and claim_p99_ms, the
+time from `job.submitted` to `job.claimed` with jobs submitted one at a time at 20/s (unloaded);
+claim_loaded_p50_ms and claim_loaded_p99_ms, the same during the 1-worker throughput run, which
+includes the time a job waits behind the backlog; peers, each peer's jobs/s.
+
+How to read it: the peers are the ceiling, measured on the same machine, server and run. A peer
+job is one queue message and no history; a Cairn job appends `events_per_job` events (submitted,
+claimed, three stages started and finished, succeeded), the full audit trail, and is fenced by a
+lease at every step. Each peer is installed in its own virtual environment under
+~/.cache/cairn-bench/venvs (reused when it still imports) and runs from generated files; a peer
+that cannot be installed or fails is reported as null with the reason in peer_errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from commands.jobs import JobRequest, submit_job
+from commands.settings import Settings
+from domain.job_types import ContractSettings
+from streams.connection import connect
+from streams.keys import Keys
+from streams.server import start_server
+from streams.store import EventStore
+
+LANES = 32  # concurrent submitters, for Cairn and for every peer's producer
+# Jobs in flight per Cairn worker process (--concurrency to try another). 16 is the fastest
+# of 8 and 16: in --quick runs on the 2-core machine, one worker did 75-91 jobs/s at 16 and
+# 43-53 at 8; 32 was no clear gain over 16 within the noise. A no-op job's time is round
+# trips, and more jobs in flight overlap more of them.
+CONCURRENCY = 16
+UNLOADED_JOBS, UNLOADED_RATE = 100, 20
+VENVS = Path.home() / ".cache" / "cairn-bench" / "venvs"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))], 1)
+
+
+def parse_ts(ts: str) -> float:
+    """An event's RFC 3339 `ts` as epoch seconds."""
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def read_tail(path: Path, chars: int = 1500) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+# ---- processes ------------------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    """A subprocess we started, its output going to `log`."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    finishes: bool = False  # a producer exits 0 when done; a worker should never exit
+
+    def check(self) -> None:
+        """Raise with the end of its output if it has exited when it should not have."""
+        code = self.process.poll()
+        if code is not None and (code != 0 or not self.finishes):
+            raise ChildExited(f"{self.name} exited with {code}:\n{read_tail(self.log)}")
+
+
+class ChildExited(RuntimeError):
+    pass
+
+
+def start_child(
+    name: str,
+    argv: Sequence[str],
+    env: dict[str, str],
+    log: Path,
+    cwd: Path = ROOT,
+    finishes: bool = False,
+) -> Child:
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    return Child(name, process, log, finishes)
+
+
+def stop_children(children: Sequence[Child], timeout: float = 15.0) -> None:
+    """SIGTERM each child (a pool's parent stops its own workers), wait, then SIGKILL what is
+    left of its process group."""
+    for child in children:
+        if child.process.poll() is None:
+            child.process.terminate()
+    deadline = time.monotonic() + timeout
+    for child in children:
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(f"  {child.name} still running {timeout:.0f}s after SIGTERM: killing it")
+        signal_group(child, signal.SIGKILL)  # leftovers of its group, if any
+        child.process.wait()
+
+
+def signal_group(child: Child, sig: signal.Signals) -> None:
+    with suppress(ProcessLookupError):  # its own session: the group id is its pid
+        os.killpg(child.process.pid, sig)
+
+
+# ---- Cairn ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Tracker:
+    """Follows every partition log of one prefix: when each job was submitted, claimed and
+    finished (event times, epoch seconds)."""
+
+    store: EventStore
+    positions: dict[int, str] = field(default_factory=dict)
+    submitted: dict[str, float] = field(default_factory=dict)
+    claimed: dict[str, float] = field(default_factory=dict)
+    succeeded: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    async def catch_up(self) -> None:
+        for partition in self.store.keys.all_partitions():
+            while True:
+                after = self.positions.get(partition, "0-0")
+                events = await self.store.read_log(partition, after, count=5000)
+                if not events:
+                    break
+                self.positions[partition] = events[-1].position
+                for event in events:
+                    self.note(event.type, event.agg, event.ts, event.data)
+
+    def note(self, kind: str, job_id: str, ts: str, data: dict[str, Any]) -> None:
+        if kind == "job.submitted":
+            self.submitted[job_id] = parse_ts(ts)
+        elif kind == "job.claimed":
+            self.claimed.setdefault(job_id, parse_ts(ts))  # the first claim: a retry is later
+        elif kind == "job.succeeded":
+            self.succeeded[job_id] = parse_ts(ts)
+        elif kind in ("job.failed", "job.lease_expired", "job.dead_lettered", "job.cancelled"):
+            self.failed[job_id] = f"{kind} {data}"  # a no-op job has no reason to
+
+    async def wait_for(self, ids: Sequence[str], children: Sequence[Child], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            await self.catch_up()
+            if self.failed:
+                job_id, why = next(iter(self.failed.items()))
+                raise RuntimeError(f"{len(self.failed)} jobs went wrong, {job_id}: {why}")
+            left = [i for i in ids if i not in self.succeeded]
+            if not left:
+                return
+            for child in children:
+                child.check()
+            if time.monotonic() > deadline:
+                claimed = sum(i in self.claimed for i in ids)
+                raise TimeoutError(
+                    f"after {timeout:.0f}s {len(ids) - len(left)} of {len(ids)} jobs succeeded "
+                    f"({claimed} claimed); first missing {left[0]}; process logs in "
+                    f"{children[0].log.parent}"
+                )
+            await asyncio.sleep(0.05)
+
+    def claim_ms(self, ids: Sequence[str]) -> list[float]:
+        return [(self.claimed[i] - self.submitted[i]) * 1000 for i in ids]
+
+
+def start_cairn(
+    url: str, prefix: str, workers: int, concurrency: int, data_dir: Path
+) -> list[Child]:
+    env = {**os.environ, "CAIRN_REDIS_URL": url, "CAIRN_PREFIX": prefix,
+           "CAIRN_DATA_DIR": str(data_dir / prefix)}  # fmt: skip
+    cli = [sys.executable, "-m", "api.cli"]
+    roles = [("projector", ["projector"]), ("scheduler", ["scheduler", "--tick", "0.01"])]
+    roles += [
+        (f"worker w{k}", ["worker", "--id", f"w{k}", "--capabilities", "noop",
+                          "--concurrency", str(concurrency), "--lease", "30"])
+        for k in range(workers)
+    ]  # fmt: skip
+    return [
+        start_child(name, cli + args, env, data_dir / f"{prefix}-{name.replace(' ', '-')}.log")
+        for name, args in roles
+    ]
+
+
+async def submit(store: EventStore, contract: ContractSettings, i: int) -> str:
+    request = JobRequest("noop", {}, project=f"p{i % 8}")
+    return (await submit_job(store, request, contract, actor="bench")).id
+
+
+async def run_cairn(
+    url: str, data_dir: Path, n: int, workers: int, concurrency: int, unloaded: bool
+) -> dict[str, Any]:
+    """One scenario, on its own prefix with fresh processes: a warm-up job, then n jobs
+    submitted by LANES lanes while the workers run (as the peers' producers do), then, if
+    asked, jobs one at a time at UNLOADED_RATE for the claim latency of an idle engine."""
+    prefix = f"bench{workers}w{os.getpid()}"
+    client = connect(url, max_connections=LANES + 8)
+    store = EventStore(client, Keys(prefix, 16))
+    contract = Settings().contract()
+    tracker = Tracker(store)
+    children = start_cairn(url, prefix, workers, concurrency, data_dir)
+    results: dict[str, Any] = {}
+    try:
+        warm = await submit(store, contract, 0)
+        await tracker.wait_for([warm], children, timeout=60)
+        results["events_per_job"] = len(await store.read_aggregate(warm))
+
+        say(f"cairn, {workers} worker process(es): {n} no-op jobs ...")
+        counter = iter(range(n))
+        ids: list[str] = []
+
+        async def lane() -> None:
+            for i in counter:
+                ids.append(await submit(store, contract, i))
+
+        started = time.time()
+        await asyncio.gather(*(lane() for _ in range(LANES)))
+        await tracker.wait_for(ids, children, timeout=max(120, n / 10))
+        finished = max(tracker.succeeded[i] for i in ids)  # the event's time, not our poll's
+        results["jobs_per_s"] = round(n / (finished - started))
+        # With a backlog, a job's claim latency is mostly the time it queued behind the others.
+        loaded = tracker.claim_ms(ids)
+        results["claim_loaded_p50_ms"] = percentile(loaded, 0.5)
+        results["claim_loaded_p99_ms"] = percentile(loaded, 0.99)
+
+        if unloaded:
+            say(f"cairn, unloaded claim latency: {UNLOADED_JOBS} jobs at {UNLOADED_RATE}/s ...")
+            ids = []
+            paced = time.monotonic()
+            for i in range(UNLOADED_JOBS):
+                await asyncio.sleep(max(0.0, paced + i / UNLOADED_RATE - time.monotonic()))
+                ids.append(await submit(store, contract, i))
+            await tracker.wait_for(ids, children, timeout=60)
+            idle = tracker.claim_ms(ids)
+            results["claim_p50_ms"] = percentile(idle, 0.5)
+            results["claim_p99_ms"] = percentile(idle, 0.99)
+    finally:
+        stop_children(children)
+        await client.aclose()
+    return results
+
+
+# ---- peers ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A peer job queue: what to install, its tasks module (the no-op task INCRs the counter
+    BENCH_KEY), the producer's start/enqueue/close, and its worker command."""
+
+    name: str
+    db: int  # its own database on the shared server; Cairn is on 0
+    packages: tuple[str, ...]
+    imports: str
+    tasks: str
+    producer: str
+    worker: tuple[str, ...]  # argv, the first item a script in the venv's bin/
+    settings: str  # the concurrency chosen, for the table
+
+
+COMMON = """\
+import os
+URL, KEY = os.environ["BENCH_URL"], os.environ["BENCH_KEY"]
+"""
+
+PEERS = [
+    Peer(
+        name="taskiq",
+        db=1,
+        packages=("taskiq", "taskiq-redis"),
+        imports="taskiq_redis",
+        tasks="""\
+        import redis.asyncio as aioredis
+        from taskiq_redis import RedisStreamBroker
+        broker = RedisStreamBroker(url=URL)
+        counter = aioredis.Redis.from_url(URL)
+
+        @broker.task
+        async def noop() -> None:
+            await counter.incr(KEY)
+        """,
+        producer="""\
+        from tasks import broker, noop
+        async def start(): await broker.startup()
+        async def enqueue(): await noop.kiq()
+        async def close(): await broker.shutdown()
+        """,
+        worker=("taskiq", "worker", "tasks:broker", "--workers", "1"),
+        settings="1 worker process, its default of up to 100 async tasks in flight",
+    ),
+    Peer(
+        name="huey",
+        db=2,
+        packages=("huey", "redis"),
+        imports="huey, redis",
+        tasks="""\
+        import redis
+        from huey import RedisHuey
+        huey = RedisHuey("bench", url=URL)  # blocking reads (BRPOP), huey's default
+        counter = redis.Redis.from_url(URL)
+
+        @huey.task()
+        def noop() -> None:
+            counter.incr(KEY)
+        """,
+        producer="""\
+        from tasks import noop
+        async def start(): pass
+        async def enqueue(): noop()
+        async def close(): pass
+        """,
+        worker=("huey_consumer", "tasks.huey", "-w", "8", "-k", "thread"),
+        settings="1 consumer, 8 worker threads (-w 8 -k thread)",
+    ),
+    Peer(
+        name="dramatiq",
+        db=3,
+        packages=("dramatiq[redis]",),
+        imports="dramatiq.brokers.redis",
+        tasks="""\
+        import dramatiq
+        import redis
+        from dramatiq.brokers.redis import RedisBroker
+        dramatiq.set_broker(RedisBroker(url=URL))
+        counter = redis.Redis.from_url(URL)
+
+        @dramatiq.actor
+        def noop() -> None:
+            counter.incr(KEY)
+        """,
+        producer="""\
+        from tasks import noop
+        async def start(): pass
+        async def enqueue(): noop.send()
+        async def close(): pass
+        """,
+        worker=("dramatiq", "tasks", "--processes", "1", "--threads", "8"),
+        settings="1 process, 8 threads (--processes 1 --threads 8)",
+    ),
+    Peer(
+        name="celery",
+        db=4,
+        packages=("celery[redis]",),
+        imports="celery, redis",
+        tasks="""\
+        import redis
+        from celery import Celery
+        app = Celery("tasks", broker=URL)
+        app.conf.task_ignore_result = True  # completion is counted by the task itself
+        counter = redis.Redis.from_url(URL)
+
+        @app.task
+        def noop() -> None:
+            counter.incr(KEY)
+        """,
+        producer="""\
+        from tasks import noop
+        async def start(): pass
+        async def enqueue(): noop.delay()
+        async def close(): pass
+        """,
+        # prefork, the default pool; -c 8 (the default is one per core) as the others' 8.
+        # -P threads -c 8 measured the same in --quick runs.
+        worker=("celery", "-A", "tasks", "worker", "-P", "prefork", "-c", "8", "-l", "WARNING"),
+        settings="1 worker, prefork pool of 8 (-P prefork -c 8), default prefetch",
+    ),
+    Peer(
+        name="arq",
+        db=5,
+        packages=("arq",),
+        imports="arq",
+        tasks="""\
+        from arq.connections import RedisSettings
+        SETTINGS = RedisSettings.from_dsn(URL)
+
+        async def noop(ctx) -> None:
+            await ctx["redis"].incr(KEY)
+
+        class WorkerSettings:
+            functions = [noop]
+            redis_settings = SETTINGS
+            max_jobs = 10  # arq's default
+            poll_delay = 0.01  # arq polls (0.5 s by default); 10 ms, as Cairn's --tick 0.01
+        """,
+        producer="""\
+        from arq import create_pool
+        from tasks import SETTINGS
+        pool = None
+        async def start():
+            global pool
+            pool = await create_pool(SETTINGS)
+        async def enqueue(): await pool.enqueue_job("noop")
+        async def close(): await pool.aclose()
+        """,
+        worker=("arq", "tasks.WorkerSettings"),
+        settings="1 worker, max_jobs 10 (default), poll_delay 10 ms (default 500 ms)",
+    ),
+    Peer(
+        name="rq",
+        db=6,
+        packages=("rq",),
+        imports="rq",
+        tasks="""\
+        import redis
+        counter = redis.Redis.from_url(URL)
+
+        def noop() -> None:
+            counter.incr(KEY)
+        """,
+        producer="""\
+        import redis
+        from rq import Queue
+        from tasks import noop
+        queue = Queue(connection=redis.Redis.from_url(URL))
+        async def start(): pass
+        async def enqueue(): queue.enqueue(noop)
+        async def close(): pass
+        """,
+        worker=("rq", "worker", "--url", "{url}", "--quiet"),
+        settings="1 worker, the default Worker: one job at a time, each in a fork",
+    ),
+]
+
+# The producer: warm up (resend one job until the worker has run one, so worker start-up is
+# not timed), reset the counter, stamp the start, enqueue n jobs from LANES asyncio lanes (the
+# synchronous clients block, so for them it is one enqueue at a time).
+HARNESS = """\
+import asyncio
+import sys
+import time
+import redis
+
+async def main(n: int) -> None:
+    counter = redis.Redis.from_url(URL)
+    counter.delete(KEY)
+    await start()
+    deadline = time.time() + 90
+    while counter.get(KEY) is None:
+        if time.time() > deadline:
+            sys.exit("the warm-up job was not run in 90 s")
+        await enqueue()
+        for _ in range(100):
+            if counter.get(KEY) is not None:
+                break
+            time.sleep(0.01)
+    time.sleep(0.5)  # a second warm-up job, if one was sent, lands before the reset
+    counter.set(KEY, 0)
+    left = iter(range(n))
+
+    async def lane() -> None:
+        for _ in left:
+            await enqueue()
+
+    counter.set(KEY + ":started", repr(time.time()))
+    await asyncio.gather(*(lane() for _ in range({lanes})))
+    counter.set(KEY + ":enqueued", repr(time.time()))
+    await close()
+
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+class PeerFailed(RuntimeError):
+    pass
+
+
+def ensure_venv(peer: Peer) -> Path:
+    """The peer's own virtual environment, made and installed unless it already imports."""
+    venv = VENVS / peer.name
+    python = venv / "bin" / "python"
+    if python.exists() and can_import(python, peer.imports):
+        return venv
+    say(f"  installing {' '.join(peer.packages)} into {venv} ...")
+    # The same interpreter as Cairn's, so the comparison is not one between Python versions.
+    make = subprocess.run(
+        [sys.executable, "-m", "venv", "--clear", str(venv)], capture_output=True, text=True
+    )
+    if make.returncode != 0:
+        raise PeerFailed(f"venv creation failed: {make.stderr.strip()[-500:]}")
+    try:
+        install = subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             *peer.packages],
+            capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise PeerFailed("pip install took over 15 minutes") from None
+    if install.returncode != 0 or not can_import(python, peer.imports):
+        errors = [line for line in install.stderr.splitlines() if "is ignored" not in line]
+        raise PeerFailed(f"pip install {' '.join(peer.packages)} failed: {errors[-5:]}")
+    return venv
+
+
+def can_import(python: Path, modules: str) -> bool:
+    probe = subprocess.run([str(python), "-c", f"import {modules}"], capture_output=True)
+    return probe.returncode == 0
+
+
+def read_version(venv: Path, peer: Peer) -> str:
+    package = peer.packages[0].split("[")[0]
+    code = f"from importlib.metadata import version; print(version({package!r}))"
+    shown = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True)
+    return shown.stdout.decode().strip()
+
+
+def write_peer_files(peer: Peer, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tasks.py").write_text(COMMON + textwrap.dedent(peer.tasks))
+    producer = COMMON + textwrap.dedent(peer.producer) + HARNESS.replace("{lanes}", str(LANES))
+    (folder / "produce.py").write_text(producer)
+
+
+def run_peer(peer: Peer, base_url: str, n: int, workdir: Path) -> tuple[float, str]:
+    """jobs/s of n no-op jobs through `peer` (and its version): from the producer's first
+    enqueue until the tasks' counter reaches n."""
+    venv = ensure_venv(peer)
+    folder = workdir / peer.name
+    write_peer_files(peer, folder)
+    url = f"{base_url}/{peer.db}"
+    key = f"bench:{peer.name}:done"
+    counter = redis.Redis.from_url(url)
+    counter.flushdb()
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env.update(BENCH_URL=url, BENCH_KEY=key, PYTHONPATH=str(folder),
+               PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")  # fmt: skip
+    worker_argv = [str(venv / "bin" / peer.worker[0])]
+    worker_argv += [arg.replace("{url}", url) for arg in peer.worker[1:]]
+    say(f"{peer.name}: {n} no-op jobs, {peer.settings} ...")
+    children = [start_child(f"{peer.name} worker", worker_argv, env, folder / "worker.log", folder)]
+    try:
+        children.append(
+            start_child(f"{peer.name} producer", [str(venv / "bin" / "python"), "produce.py",
+                        str(n)], env, folder / "producer.log", folder, finishes=True)
+        )  # fmt: skip
+        started = wait_peer(counter, f"{key}:started", children, timeout=120)
+        wait_count(counter, key, n, children, timeout=max(120, n / 10))
+        finished = time.time()
+        return n / (finished - started), read_version(venv, peer)
+    except ChildExited as e:
+        raise PeerFailed(str(e)) from None
+    finally:
+        # taskiq's worker child does not exit after a SIGTERM (taskiq-python/taskiq#646), so
+        # peers get less time than Cairn's processes before the SIGKILL.
+        stop_children(children, timeout=5)
+        counter.close()
+
+
+def wait_peer(counter: redis.Redis, key: str, children: Sequence[Child], timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while (value := counter.get(key)) is None:
+        for child in children:
+            child.check()
+        if time.monotonic() > deadline:
+            raise PeerFailed(f"not warmed up in {timeout:.0f}s:\n{read_tail(children[0].log)}")
+        time.sleep(0.05)
+    return float(value)
+
+
+def wait_count(
+    counter: redis.Redis, key: str, n: int, children: Sequence[Child], timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    checked = time.monotonic()
+    while int(counter.get(key) or 0) < n:
+        if time.monotonic() - checked > 0.5:
+            for child in children:
+                child.check()
+            checked = time.monotonic()
+        if time.monotonic() > deadline:
+            done = int(counter.get(key) or 0)
+            raise PeerFailed(f"{done} of {n} jobs done after {timeout:.0f}s")
+        time.sleep(0.002)
+
+
+def run_peers(names: Sequence[str], base_url: str, n: int, workdir: Path) -> dict[str, Any]:
+    """Every peer in turn; a failure is recorded and the next one runs."""
+    rates: dict[str, float | None] = {}
+    errors: dict[str, str] = {}
+    versions: dict[str, str] = {}
+    for peer in PEERS:
+        if peer.name not in names:
+            continue
+        try:
+            rate, versions[peer.name] = run_peer(peer, base_url, n, workdir)
+            rates[peer.name] = round(rate)
+        except Exception as e:  # a peer must never stop the benchmark
+            rates[peer.name] = None
+            errors[peer.name] = f"{type(e).__name__}: {e}"
+            say(f"  {peer.name} failed: {errors[peer.name]}")
+    return {"peers": rates, "peer_errors": errors, "peer_versions": versions}
+
+
+# ---- the run --------------------------------------------------------------------------------
+
+
+async def run_cairn_scenarios(url: str, data_dir: Path, n: int, concurrency: int) -> dict[str, Any]:
+    one = await run_cairn(url, data_dir, n, workers=1, concurrency=concurrency, unloaded=True)
+    two = await run_cairn(url, data_dir, n, workers=2, concurrency=concurrency, unloaded=False)
+    return {
+        "cairn_jobs_per_s": one["jobs_per_s"],
+        "cairn_jobs_per_s_2w": two["jobs_per_s"],
+        "claim_p50_ms": one["claim_p50_ms"],
+        "claim_p99_ms": one["claim_p99_ms"],
+        "claim_loaded_p50_ms": one["claim_loaded_p50_ms"],
+        "claim_loaded_p99_ms": one["claim_loaded_p99_ms"],
+        "events_per_job": one["events_per_job"],
+        "cairn_concurrency": concurrency,
+    }
+
+
+def print_table(results: dict[str, Any]) -> None:
+    cairn, cairn_2w = results["cairn_jobs_per_s"], results["cairn_jobs_per_s_2w"]
+    print(f"no-op jobs, n={results['jobs']}, {results['machine']}")
+    print("the ceiling: the peers, on the same machine and server in this run")
+    print(f"{'':>24} {'jobs/s':>8}  {'cairn 1w / it':>13}  settings")
+    concurrency = results["cairn_concurrency"]
+    print(f"{'cairn, 1 worker':>24} {cairn:>8}  {'':>13}  --concurrency {concurrency}")
+    print(f"{'cairn, 2 workers':>24} {cairn_2w:>8}  {'':>13}  --concurrency {concurrency} each")
+    settings = {peer.name: peer.settings for peer in PEERS}
+    for name, rate in results["peers"].items():
+        version = results["peer_versions"].get(name, "")
+        label = f"{name} {version}".strip()
+        if rate is None:
+            print(f"{label:>24} {'failed':>8}  {'':>13}  {results['peer_errors'][name][:60]}")
+        else:
+            print(f"{label:>24} {rate:>8}  {cairn / rate:>12.2f}x  {settings[name]}")
+    print(f"claim latency, unloaded ({UNLOADED_RATE}/s): p50 {results['claim_p50_ms']} ms, "
+          f"p99 {results['claim_p99_ms']} ms")  # fmt: skip
+    print(f"claim latency, under the 1-worker backlog: p50 {results['claim_loaded_p50_ms']} ms, "
+          f"p99 {results['claim_loaded_p99_ms']} ms (mostly queueing)")  # fmt: skip
+    print(f"events per Cairn job: {results['events_per_job']} (the full audit trail); "
+          "a peer job leaves no history")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="500 jobs rather than 5,000")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--peers", help="comma-separated subset of: "
+                        + ", ".join(p.name for p in PEERS))  # fmt: skip
+    parser.add_argument("--no-peers", action="store_true", help="Cairn only")
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY,
+                        help="jobs in flight per Cairn worker process")  # fmt: skip
+    args = parser.parse_args()
+    known = [p.name for p in PEERS]
+    names = [] if args.no_peers else (args.peers.split(",") if args.peers else known)
+    if unknown := sorted(set(names) - set(known)):
+        parser.error(f"unknown peers {unknown}; known: {', '.join(known)}")
+    n = 500 if args.quick else 5000
+    began = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="cairn-bench-"))
+    try:
+        server = start_server(workdir / "server", persist=True)
+        try:
+            results: dict[str, Any] = asyncio.run(
+                run_cairn_scenarios(server.url, workdir, n, args.concurrency)
+            )
+            results.update(run_peers(names, server.url.rsplit("/", 1)[0], n, workdir))
+        finally:
+            server.stop()
+    except BaseException:
+        say(f"process logs kept in {workdir}")
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
+    python = platform.python_version()
+    results["jobs"] = n
+    results["quick"] = args.quick
+    results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {python}"
+    say(f"done in {time.monotonic() - began:.0f}s")
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print_table(results)
+
+
+if __name__ == "__main__":
+    main()
