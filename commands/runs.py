@@ -16,22 +16,15 @@ from domain.job import (
     JobSource,
     RetryPolicy,
     SubmitOptions,
-    check_lease,
     decide_cancel,
     decide_claim,
-    decide_fail,
     decide_lease_expired,
     decide_submit,
     evolve,
 )
 from domain.job_events import (
-    JobArtifactAdded,
     JobCancelled,
     JobEvent,
-    JobReleased,
-    JobStageFinished,
-    JobStageStarted,
-    JobSucceeded,
 )
 from domain.job_types import ContractSettings, normalize_job
 from domain.runs import decide_run_request, on_claim, on_job_change, run_request
@@ -106,105 +99,6 @@ async def claim_job(store: EventStore, job_id: str, worker_id: str, flags: Flags
     return outcome["job"]
 
 
-def fenced(epoch: int, events: Callable[[Job], list[JobEvent]]) -> JobDecider:
-    """Only the worker that holds the job at `epoch` may write (StaleLease otherwise)."""
-
-    def decide(job: Job) -> list[JobEvent]:
-        check_lease(job, epoch)
-        return events(job)
-
-    return decide
-
-
-async def start_stage(store: EventStore, job_id: str, epoch: int, stage: str, worker: str) -> None:
-    await write_job(
-        store,
-        job_id,
-        fenced(epoch, lambda _j: [JobStageStarted(stage=stage, epoch=epoch)]),
-        Flags(),
-        actor=worker,
-    )
-
-
-async def finish_stage(
-    store: EventStore,
-    job_id: str,
-    epoch: int,
-    stage: str,
-    outcome: str,
-    worker: str,
-    detail: dict[str, Any] | None = None,
-) -> None:
-    event = JobStageFinished(stage=stage, epoch=epoch, outcome=outcome, detail=detail or {})
-    await write_job(store, job_id, fenced(epoch, lambda _j: [event]), Flags(), actor=worker)
-
-
-async def add_artifact(
-    store: EventStore, job_id: str, epoch: int, name: str, ref: str, worker: str
-) -> None:
-    event = JobArtifactAdded(epoch=epoch, name=name, ref=ref)
-    await write_job(store, job_id, fenced(epoch, lambda _j: [event]), Flags(), actor=worker)
-
-
-async def succeed(
-    store: EventStore,
-    job_id: str,
-    epoch: int,
-    flags: Flags,
-    worker: str,
-    summary: str = "",
-    publish_outcome: str | None = None,
-) -> Job:
-    """The attempt succeeded; a pending cancel came too late to matter."""
-    event = JobSucceeded(epoch=epoch, summary=summary, publish_outcome=publish_outcome)
-    return (await write_job(store, job_id, fenced(epoch, lambda _j: [event]), flags, actor=worker))[
-        1
-    ]
-
-
-async def fail(
-    store: EventStore,
-    job_id: str,
-    epoch: int,
-    error: dict[str, Any],
-    flags: Flags,
-    policy: RetryPolicy,
-    worker: str,
-    *,
-    stage: str | None = None,
-    retryable: bool = True,
-) -> Job:
-    """The attempt failed: re-queued with backoff, dead-lettered, or failed for good."""
-
-    def decide(job: Job) -> list[JobEvent]:
-        return decide_fail(
-            job, epoch, error, datetime.now(UTC), policy, stage=stage, retryable=retryable
-        )
-
-    return (await write_job(store, job_id, decide, flags, actor=worker))[1]
-
-
-async def acknowledge_cancel(
-    store: EventStore, job_id: str, epoch: int, flags: Flags, worker: str
-) -> Job:
-    """The worker stopped a job whose cancel was requested."""
-
-    def decide(job: Job) -> list[JobEvent]:
-        return [JobCancelled(reason=job.cancel_reason or "cancel requested")]
-
-    return (await write_job(store, job_id, fenced(epoch, decide), flags, actor=worker))[1]
-
-
-async def release(
-    store: EventStore, job_id: str, epoch: int, flags: Flags, worker: str, reason: str
-) -> Job:
-    """Give a job back unfinished (the worker is stopping); the attempt is not spent."""
-    event = JobReleased(epoch=epoch, reason=reason)
-    return (await write_job(store, job_id, fenced(epoch, lambda _j: [event]), flags, actor=worker))[
-        1
-    ]
-
-
 async def expire_lease(
     store: EventStore, job_id: str, epoch: int, flags: Flags, policy: RetryPolicy
 ) -> Job:
@@ -216,13 +110,6 @@ async def expire_lease(
         return decide_lease_expired(job, datetime.now(UTC), policy)
 
     return (await write_job(store, job_id, decide, flags, actor="reaper"))[1]
-
-
-async def checkpoint(store: EventStore, job_id: str, epoch: int) -> Job:
-    """The job as the worker should see it between stages (StaleLease if no longer ours)."""
-    job = await load_job(store, job_id)
-    check_lease(job, epoch)
-    return job
 
 
 # ---- board tasks and their runs ------------------------------------------------------------

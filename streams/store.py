@@ -133,6 +133,13 @@ class EventStore:
                 ]
         return found
 
+    async def version(self, aggregate_id: str) -> int:
+        """An aggregate's current version (its number of events), without reading them."""
+        try:
+            return int(await self.redis.llen(self.keys.stream(aggregate_id)))
+        except RedisError as e:
+            raise InfrastructureError(f"read of {aggregate_id} failed: {e}") from e
+
     async def read_log(
         self, partition: int, after: str = "0-0", count: int = 1000
     ) -> list[Envelope]:

@@ -16,6 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from commands import runs
+from commands.held import Held, Stage
 from commands.settings import Settings
 from domain.dispatch import eligible
 from domain.errors import CairnError, DomainError, StaleLease
@@ -28,6 +29,8 @@ from worker import executor
 from worker.executor import Cancelled, ExecutorConfig, Run, StageFailed
 
 log = logging.getLogger("cairn.worker")
+STAGES = ("prepare", "execute", "publish")
+PAUSE_READ_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ class Worker:
         self.heartbeat_s = max(0.2, min(5.0, config.lease_s / 4))
         self._sigs: list[str] = []
         self._sigs_at = 0.0
+        self._pause, self._pause_at = "off", 0.0
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -88,7 +92,7 @@ class Worker:
     async def _may_take(self) -> bool:
         if len(self.holding) >= self.config.concurrency:
             return False
-        return await self.registry.pause_mode() == "off"
+        return await self._pause_mode() == "off"
 
     async def _take(self) -> None:
         sigs = await self._eligible()
@@ -161,67 +165,32 @@ class Worker:
     # ---- one job ----------------------------------------------------------------------------
 
     async def _run(self, holding: Holding) -> None:
-        job, epoch, me = holding.job, holding.job.epoch, self.config.worker_id
-        run = Run(job, epoch)
-        stage = "prepare"
+        job, me = holding.job, self.config.worker_id
+        held = Held(self.store, job, me, self.settings.flags, self.policy)
+        run = Run(job, job.epoch)
+        finished: Stage | None = None  # closed in the same append that opens the next stage
+        stage: str | None = None
         try:
-            for stage in ("prepare", "execute", "publish"):
-                if await self._checkpoint(holding):
-                    raise Cancelled()
-                await runs.start_stage(self.store, job.id, epoch, stage, me)
-                outcome, detail = await self._stage(stage, run, holding)
-                await runs.finish_stage(self.store, job.id, epoch, stage, outcome, me, detail)
-            for name, ref in run.artifacts:
-                await runs.add_artifact(self.store, job.id, epoch, name, ref, me)
-            await runs.succeed(
-                self.store, job.id, epoch, self.settings.flags, me, run.summary, run.publish_outcome
-            )
+            for stage in STAGES:
+                await self._hold_while_quiesced()
+                if (await held.stage(finished, stage)).status == "cancelled":
+                    return
+                outcome, detail = await self._stage(stage, run, held)
+                finished = (stage, outcome, detail)
+            assert finished is not None
+            await held.succeed(finished, run.artifacts, run.summary, run.publish_outcome)
         except StageFailed as failed:
-            await self._report(
-                runs.finish_stage(
-                    self.store, job.id, epoch, failed.stage, "failed", me, {"error": failed.error}
-                )
-            )
-            await self._report(
-                runs.fail(
-                    self.store,
-                    job.id,
-                    epoch,
-                    failed.error,
-                    self.settings.flags,
-                    self.policy,
-                    me,
-                    stage=failed.stage,
-                    retryable=failed.retryable,
-                )
-            )
+            await self._report(held.fail(failed.stage, failed.error, retryable=failed.retryable))
         except Cancelled:
-            await self._report(
-                runs.acknowledge_cancel(self.store, job.id, epoch, self.settings.flags, me)
-            )
+            await self._report(held.cancelled(stage))
         except StaleLease:
             holding.lost = True
-            log.warning("lost the lease on %s (epoch %s); stopped working on it", job.id, epoch)
+            log.warning("lost the lease on %s (epoch %s); stopped working on it", job.id, job.epoch)
         except asyncio.CancelledError:  # stopping past the grace period: give the job back
-            await self._report(
-                runs.release(
-                    self.store, job.id, epoch, self.settings.flags, me, "the worker stopped"
-                )
-            )
+            await self._report(held.release(stage, "the worker stopped"))
         except CairnError as e:
             error = {"code": e.code, "message": e.message}
-            await self._report(
-                runs.fail(
-                    self.store,
-                    job.id,
-                    epoch,
-                    error,
-                    self.settings.flags,
-                    self.policy,
-                    me,
-                    stage=stage,
-                )
-            )
+            await self._report(held.fail(stage or "prepare", error, retryable=True))
         finally:
             executor.cleanup(run)
             if not holding.lost:
@@ -229,22 +198,24 @@ class Worker:
                     await self.dispatch.settle(job.id, holding.message)
             self.holding.pop(job.id, None)
 
-    async def _stage(self, stage: str, run: Run, holding: Holding) -> tuple[str, dict[str, Any]]:
+    async def _stage(self, stage: str, run: Run, held: Held) -> tuple[str, dict[str, Any]]:
         if stage == "prepare":
             return "succeeded", await executor.prepare(run, self.exec_config)
         if stage == "execute":
-            return "succeeded", await executor.execute(
-                run, self.exec_config, lambda: self._checkpoint(holding, pause=False)
-            )
+            return "succeeded", await executor.execute(run, self.exec_config, held.cancel_requested)
         return await executor.publish(run, self.exec_config)
 
-    async def _checkpoint(self, holding: Holding, *, pause: bool = True) -> bool:
-        """True if a cancel was requested. Waits here while the workers are quiesced;
-        StaleLease if the job is no longer ours."""
-        while pause and await self.registry.pause_mode() == "quiesce":
+    async def _hold_while_quiesced(self) -> None:
+        """Quiesce holds running jobs here, between stages, until it is lifted."""
+        while await self._pause_mode() == "quiesce":
             await asyncio.sleep(0.2)
-        job = await runs.checkpoint(self.store, holding.job.id, holding.job.epoch)
-        return job.status == "cancel_requested"
+
+    async def _pause_mode(self) -> str:
+        """The pause mode, read at most every PAUSE_READ_S (it is a switch people flip)."""
+        if time.monotonic() - self._pause_at > PAUSE_READ_S:
+            self._pause = await self.registry.pause_mode()
+            self._pause_at = time.monotonic()
+        return self._pause
 
     async def _report(self, write: Any) -> None:
         """A final write; refused only if the lease was lost meanwhile (then nothing to do)."""

@@ -1,0 +1,143 @@
+"""A worker's writes on a job it holds.
+
+Each write is appended at the version the worker last wrote, so it costs one round trip. A
+version conflict means someone else wrote (a cancel request, the reaper): the job is re-read,
+the lease re-checked (StaleLease once it is lost) and the write decided again. This is the
+fencing of ARCHITECTURE.md without a read before every write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from commands.jobs import load_job, writes
+from commands.runner import MAX_ATTEMPTS
+from commands.tasks import load_tasks
+from domain.errors import VersionConflict
+from domain.job import Job, JobStatus, RetryPolicy, check_lease, decide_fail, evolve
+from domain.job_events import (
+    JobArtifactAdded,
+    JobCancelled,
+    JobEvent,
+    JobReleased,
+    JobStageFinished,
+    JobStageStarted,
+    JobSucceeded,
+)
+from domain.runs import on_job_change
+from domain.task_states import Flags
+from streams.envelope import now_rfc3339
+from streams.store import EventStore, Meta
+
+Stage = tuple[str, str, dict[str, Any]]  # a finished stage: name, outcome, detail
+
+
+@dataclass
+class Held:
+    """The job as of this worker's last write, and what the worker needs to write more."""
+
+    store: EventStore
+    job: Job
+    worker: str
+    flags: Flags
+    policy: RetryPolicy
+
+    def __post_init__(self) -> None:
+        self.epoch = self.job.epoch
+
+    async def write(self, decide: Callable[[Job], list[JobEvent]]) -> Job:
+        """Append what `decide` makes of the job; when the job's status changes, its task
+        (if any) follows in the same append."""
+        for _ in range(MAX_ATTEMPTS):
+            check_lease(self.job, self.epoch)
+            events = decide(self.job)
+            if not events:
+                return self.job
+            after = self.job
+            for i, event in enumerate(events, start=1):
+                after = evolve(after, event, after.id, self.job.version + i, now_rfc3339())
+            decision: dict[str, tuple[int, list[Any]]] = {self.job.id: (self.job.version, events)}
+            if self.job.task_id and after.status != self.job.status:
+                task = (await load_tasks(self.store, [self.job.task_id])).get(self.job.task_id)
+                if task is not None:
+                    decision[task.id] = (task.version, on_job_change(task, after, self.flags))
+            partition = self.store.keys.partition_of_id(self.job.id)
+            try:
+                await self.store.append(partition, writes(decision), meta=Meta(actor=self.worker))
+            except VersionConflict:
+                self.job = await load_job(self.store, self.job.id)
+                continue
+            self.job = after
+            return after
+        raise VersionConflict(f"job {self.job.id} kept changing under worker {self.worker}")
+
+    async def stage(self, finished: Stage | None, start: str) -> Job:
+        """Close the last stage and open the next in one append; a pending cancel closes the
+        job instead (status `cancelled` on return)."""
+
+        def decide(job: Job) -> list[JobEvent]:
+            events = self._closing(finished)
+            if job.status == JobStatus.CANCEL_REQUESTED:
+                return [*events, JobCancelled(reason=job.cancel_reason or "cancel requested")]
+            return [*events, JobStageStarted(stage=start, epoch=self.epoch)]
+
+        return await self.write(decide)
+
+    async def succeed(self, finished: Stage, artifacts: list[tuple[str, str]], summary: str,
+                      publish_outcome: str | None) -> Job:  # fmt: skip
+        """The last stage, the artifacts and the success, in one append."""
+
+        def decide(job: Job) -> list[JobEvent]:
+            added = [JobArtifactAdded(epoch=self.epoch, name=n, ref=r) for n, r in artifacts]
+            done = JobSucceeded(epoch=self.epoch, summary=summary, publish_outcome=publish_outcome)
+            return [*self._closing(finished), *added, done]
+
+        return await self.write(decide)
+
+    async def fail(self, stage: str, error: dict[str, Any], *, retryable: bool) -> Job:
+        """The failed stage and the attempt's failure: re-queued with backoff, dead-lettered,
+        or failed for good (a pending cancel wins)."""
+
+        def decide(job: Job) -> list[JobEvent]:
+            closing = self._closing((stage, "failed", {"error": error}))
+            outcome = decide_fail(job, self.epoch, error, datetime.now(UTC), self.policy,
+                                  stage=stage, retryable=retryable)  # fmt: skip
+            return [*closing, *outcome]
+
+        return await self.write(decide)
+
+    async def cancelled(self, stage: str | None) -> Job:
+        """The worker stopped the job because its cancel was requested."""
+
+        def decide(job: Job) -> list[JobEvent]:
+            closing = self._closing((stage, "cancelled", {}) if stage else None)
+            return [*closing, JobCancelled(reason=job.cancel_reason or "cancel requested")]
+
+        return await self.write(decide)
+
+    async def release(self, stage: str | None, reason: str) -> Job:
+        """Give the job back unfinished (the worker is stopping); no attempt is spent."""
+
+        def decide(job: Job) -> list[JobEvent]:
+            closing = self._closing((stage, "released", {}) if stage else None)
+            return [*closing, JobReleased(epoch=self.epoch, reason=reason)]
+
+        return await self.write(decide)
+
+    async def cancel_requested(self) -> bool:
+        """Whether a cancel came in; reads the job only when its version moved (StaleLease if
+        the lease was lost meanwhile)."""
+        if await self.store.version(self.job.id) == self.job.version:
+            return False
+        self.job = await load_job(self.store, self.job.id)
+        check_lease(self.job, self.epoch)
+        return self.job.status == JobStatus.CANCEL_REQUESTED
+
+    def _closing(self, finished: Stage | None) -> list[JobEvent]:
+        if finished is None:
+            return []
+        name, outcome, detail = finished
+        return [JobStageFinished(stage=name, epoch=self.epoch, outcome=outcome, detail=detail)]
