@@ -182,9 +182,7 @@ def _apply(s: Job, e: JobEvent, ts: str) -> Job:
                 "summary": e.summary,
                 "publish_outcome": e.publish_outcome,
             }
-            return replace(
-                s, status=JobStatus.SUCCEEDED.value, outcome=success, finished_at=ts
-            )
+            return replace(s, status=JobStatus.SUCCEEDED.value, outcome=success, finished_at=ts)
         case JobFailed():
             failure: dict[str, Any] = {
                 "status": "failed",

@@ -14,7 +14,7 @@ from domain.priority import priority_sort_key
 from domain.task import Task, can_become_ready, evolve, unresolved
 from domain.task_events import task_event_from
 from domain.task_states import RESOLVED, Status
-from projections.runner import Space, current_space, load_docs
+from projections.runner import Space, Writes, current_space, load_docs
 from streams.envelope import Envelope, text
 from streams.keys import Keys
 
@@ -36,7 +36,7 @@ class BoardProjection:
     ) -> dict[str, Task]:
         return await load_docs(client, space.key("tasks"), events, "task", _decode)
 
-    def apply(self, pipe: Any, space: Space, events: list[Envelope], loaded: Any) -> None:
+    def apply(self, pipe: Writes, space: Space, events: list[Envelope], loaded: Any) -> None:
         before: dict[str, Task] = loaded
         after = dict(before)
         for e in events:

@@ -19,7 +19,7 @@ from domain.job_events import (
     JobSucceeded,
     job_event_from,
 )
-from projections.runner import Space, current_space, load_docs
+from projections.runner import Space, Writes, current_space, load_docs
 from streams.envelope import Envelope, text
 from streams.keys import Keys
 
@@ -60,7 +60,7 @@ class QueueProjection:
     ) -> dict[str, Job]:
         return await load_docs(client, space.key("jobs"), events, "job", _decode)
 
-    def apply(self, pipe: Any, space: Space, events: list[Envelope], loaded: Any) -> None:
+    def apply(self, pipe: Writes, space: Space, events: list[Envelope], loaded: Any) -> None:
         before: dict[str, Job] = loaded
         after = dict(before)
         metrics: Counter[str] = Counter()

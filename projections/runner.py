@@ -1,10 +1,11 @@
 """Running projections: one consumer group per projection and generation on every partition
-log, one active consumer per partition (a fenced lease), apply + XACK in one MULTI."""
+log, one active consumer per partition (a fenced lease), apply + XACK in one atomic script."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -14,26 +15,71 @@ from importlib import resources
 from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError, ResponseError
 
 from domain.errors import InfrastructureError
-from streams.envelope import Envelope, text
+from streams.envelope import Envelope, decode_entry, text
 from streams.groups import ensure_group, read_group
 from streams.keys import Keys
 
+log = logging.getLogger("cairn.projector")
 D = TypeVar("D")
-ACK_LUA = resources.files("projections").joinpath("ack.lua").read_text()
+APPLY_LUA = resources.files("projections").joinpath("apply.lua").read_text()
+# Take the lease if free, or renew it if ours: 1 when we hold it afterwards.
+HOLD_LUA = (
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v == false or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "return 1 end return 0"
+)
+RELEASE_LUA = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
+LINGER_S = 0.005
 ACTIVE_CONSUMER = "active"  # every lease holder consumes under this name, so pending resumes
+
+
+class Writes:
+    """The writes of one batch, recorded as commands (same calls as a redis-py pipeline) and
+    sent as arguments of the fenced apply script."""
+
+    def __init__(self) -> None:
+        self.commands: list[list[Any]] = []
+
+    def hset(self, key: str, mapping: dict[str, Any]) -> None:
+        self.commands.append(["HSET", key, *(x for kv in mapping.items() for x in kv)])
+
+    def zadd(self, key: str, mapping: dict[str, float]) -> None:
+        self.commands.append(
+            ["ZADD", key, *(x for m, score in mapping.items() for x in (score, m))]
+        )
+
+    def zrem(self, key: str, *members: str) -> None:
+        self.commands.append(["ZREM", key, *members])
+
+    def hincrby(self, key: str, field: str, amount: int) -> None:
+        self.commands.append(["HINCRBY", key, field, amount])
+
+    def sadd(self, key: str, *members: str) -> None:
+        self.commands.append(["SADD", key, *members])
+
+    def set(self, key: str, value: str) -> None:
+        self.commands.append(["SET", key, value])
+
+    def args(self) -> list[Any]:
+        flat: list[Any] = [len(self.commands)]
+        for command in self.commands:
+            flat += [len(command), *command]
+        return flat
 
 
 class Projection(Protocol):
     name: str
 
     async def load(self, client: aioredis.Redis, space: Space, events: list[Envelope]) -> Any:
-        """Read what applying `events` needs (outside the transaction)."""
+        """Read what applying `events` needs (before the write, outside the script)."""
 
-    def apply(self, pipe: Any, space: Space, events: list[Envelope], loaded: Any) -> None:
-        """Queue the writes for `events` on a MULTI pipeline; pure apart from queuing."""
+    def apply(self, writes: Writes, space: Space, events: list[Envelope], loaded: Any) -> None:
+        """Record the writes for `events`; pure apart from recording."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,117 +129,138 @@ async def current_space(
     return Space(keys, projection, partition, int(raw or 1))
 
 
+async def prepare_batch(
+    client: aioredis.Redis, projection: Projection, space: Space, events: list[Envelope],
+    holder: str = "",
+) -> tuple[list[str], list[Any]]:  # fmt: skip
+    """The keys and arguments of the apply script for one batch of one partition."""
+    writes = Writes()
+    projection.apply(writes, space, events, await projection.load(client, space, events))
+    writes.set(space.position_key, events[-1].position)
+    keys = [space.keys.projection_lock(space.partition, space.projection),
+            generation_key(space.keys, space.projection, space.partition),
+            space.keys.log(space.partition)]  # fmt: skip
+    args = [holder, space.generation, space.group, events[-1].position, len(events), *writes.args()]
+    return keys, args
+
+
 async def apply_batch(
-    client: aioredis.Redis,
-    projection: Projection,
-    space: Space,
-    events: list[Envelope],
-    *,
-    watch: tuple[str, ...] = (),
-    fence: Callable[[dict[str, Any]], bool] = lambda _: True,
-) -> bool:
-    """Apply and XACK `events` atomically; False (nothing written) if a watched key moved or
-    the fence refused (the lease was lost, the generation switched)."""
-    loaded = await projection.load(client, space, events)
-    async with client.pipeline(transaction=True) as pipe:
-        try:
-            if watch:
-                await pipe.watch(*watch)
-                values = dict(zip(watch, await pipe.mget(*watch), strict=True))
-                if not fence(values):
-                    return False
-            pipe.multi()  # type: ignore[no-untyped-call]
-            projection.apply(pipe, space, events, loaded)
-            pipe.set(space.position_key, events[-1].position)
-            # The ids stay on the server: acknowledging them one by one costs more than applying.
-            # EVAL, not EVALSHA: a NOSCRIPT inside MULTI would only surface after the writes.
-            pipe.eval(ACK_LUA, 1, space.keys.log(space.partition), space.group,
-                         events[-1].position, len(events))  # fmt: skip
-            await pipe.execute()
-        except WatchError:
-            return False
-    return True
+    client: aioredis.Redis, projection: Projection, space: Space, events: list[Envelope]
+) -> None:
+    """Apply and acknowledge one batch with no fence (a rebuild's own generation)."""
+    keys, args = await prepare_batch(client, projection, space, events)
+    await client.eval(APPLY_LUA, len(keys), *keys, *args)
 
 
-class PartitionWorker:
-    """Keeps one projection of one partition up to date while it holds the partition lease."""
+class ProjectionWorker:
+    """Keeps one projection up to date on every partition whose lease it holds: each round is
+    one XREADGROUP over their logs, their loads side by side, and one pipeline of fenced apply
+    scripts (apply + XACK atomic per partition). A crash leaves a batch pending, never half
+    applied; whoever holds the partition next takes it up first."""
 
     def __init__(
-        self,
-        client: aioredis.Redis,
-        keys: Keys,
-        projection: Projection,
-        partition: int,
-        *,
-        lease_ms: int = 15_000,
-        batch: int = 500,
-        block_ms: int = 1_000,
-    ) -> None:
-        self.client, self.keys, self.projection, self.partition = (
-            client,
-            keys,
-            projection,
-            partition,
-        )
-        self.lease_ms, self.batch, self.block_ms = lease_ms, batch, block_ms
+        self, client: aioredis.Redis, keys: Keys, projection: Projection, *,
+        lease_ms: int = 15_000, batch: int = 500, block_ms: int = 1_000,
+    ) -> None:  # fmt: skip
+        self.client, self.keys, self.projection = client, keys, projection
+        # A blocking read must end well inside the lease, or the lease lapses while we wait.
+        self.lease_ms, self.batch, self.block_ms = lease_ms, batch, min(block_ms, lease_ms // 4)
         self.me = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self.lock = keys.projection_lock(partition, projection.name)
-        self.gen_key = generation_key(keys, projection.name, partition)
+        self.spaces: dict[int, Space] = {}
+        self.pending: set[int] = set()  # partitions whose unacknowledged entries come first
         self.applied = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            if not await self._acquire():
-                await _sleep_or_stop(stop, min(1.0, self.lease_ms / 3000))
-                continue
+        renewed = 0.0
+        try:
+            while not stop.is_set():
+                try:
+                    if time.monotonic() - renewed > self.lease_ms / 3000:
+                        await self._hold()
+                        renewed = time.monotonic()
+                    if not self.spaces:
+                        await _sleep_or_stop(stop, min(1.0, self.lease_ms / 3000))
+                        continue
+                    applied = self.applied
+                    if not await self._round():
+                        # A fence refused: what was read and not applied is pending again.
+                        self.pending.update(self.spaces)
+                        renewed = 0.0
+                    if 0 < self.applied - applied < self.batch // 4:
+                        # A trickle: let a few ms of events gather, so one round (a read, the
+                        # loads, a pipeline of scripts) carries many. Costs LINGER_S of lag.
+                        await asyncio.sleep(LINGER_S)
+                except (RedisError, InfrastructureError) as e:
+                    # The server restarts, or a rebuild dropped a group: take up again after,
+                    # pending entries first (a batch may have been read and not applied).
+                    log.warning("projection %s: %s", self.projection.name, e)
+                    self.pending.update(self.spaces)
+                    await _sleep_or_stop(stop, 0.2)
+                    renewed = 0.0
+        finally:
+            with contextlib.suppress(RedisError):
+                for partition in list(self.spaces):
+                    await self.client.eval(RELEASE_LUA, 1, self._lock(partition), self.me)
+
+    def _lock(self, partition: int) -> str:
+        return self.keys.projection_lock(partition, self.projection.name)
+
+    async def _hold(self) -> None:
+        """Take or renew the lease of every partition we can; follow generation switches."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for p in self.keys.all_partitions():
+                pipe.eval(HOLD_LUA, 1, self._lock(p), self.me, self.lease_ms)
+                pipe.get(generation_key(self.keys, self.projection.name, p))
+            replies = await pipe.execute()
+        held: dict[int, Space] = {}
+        for p in self.keys.all_partitions():
+            if replies[2 * p]:
+                held[p] = Space(self.keys, self.projection.name, p, int(replies[2 * p + 1] or 1))
+        for p, space in held.items():
+            if self.spaces.get(p) != space:
+                await ensure_group(self.client, self.keys.log(p), space.group)
+                self.pending.add(p)
+        self.spaces = held
+
+    async def _round(self) -> bool:
+        batches = await self._read()
+        if not batches:
+            return True
+        prepared = await asyncio.gather(*(
+            prepare_batch(self.client, self.projection, self.spaces[p], events, self.me)
+            for p, events in batches.items()
+        ))  # fmt: skip
+        async with self.client.pipeline(transaction=False) as pipe:
+            for keys, args in prepared:
+                pipe.eval(APPLY_LUA, len(keys), *keys, *args)
+            results = await pipe.execute()
+        self.applied += sum(len(e) for e, ok in zip(batches.values(), results, strict=True) if ok)
+        return all(results)
+
+    async def _read(self) -> dict[int, list[Envelope]]:
+        """The next batch of each held partition: its pending entries first (after taking it
+        over), else new ones, waiting up to block_ms for any."""
+        by_group: dict[str, dict[int, str]] = {}
+        for p, space in self.spaces.items():
+            by_group.setdefault(space.group, {})[p] = "0" if p in self.pending else ">"
+        batches: dict[int, list[Envelope]] = {}
+        for group, partitions in by_group.items():
+            streams: dict[Any, Any] = {self.keys.log(p): at for p, at in partitions.items()}
+            block = None if any(at == "0" for at in partitions.values()) else self.block_ms
             try:
-                await self._consume(stop)
-            except (RedisError, InfrastructureError):
-                # The server restarts, or a rebuild dropped our generation's group: look again.
-                await _sleep_or_stop(stop, 0.2)
-        await self.client.eval(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
-            " return 0", 1, self.lock, self.me,
-        )  # fmt: skip
-
-    def _fence(self, space: Space) -> Callable[[dict[str, Any]], bool]:
-        """Writes go through only while we hold the lease and the generation is unchanged."""
-        me, gen = self.me.encode(), str(space.generation).encode()
-        return lambda values: values[self.lock] == me and (values[self.gen_key] or b"1") == gen
-
-    async def _acquire(self) -> bool:
-        got = await self.client.set(self.lock, self.me, nx=True, px=self.lease_ms)
-        return bool(got) or (await self.client.get(self.lock)) == self.me.encode()
-
-    async def _consume(self, stop: asyncio.Event) -> None:
-        space = await current_space(self.client, self.keys, self.projection.name, self.partition)
-        log = self.keys.log(self.partition)
-        await ensure_group(self.client, log, space.group)
-        renewed = time.monotonic()
-        pending = True  # first take up what a crashed holder was given and never acknowledged
-        while not stop.is_set():
-            if time.monotonic() - renewed > self.lease_ms / 3000:
-                if not await self.client.set(self.lock, self.me, xx=True, px=self.lease_ms):
-                    return
-                if (
-                    await current_space(self.client, self.keys, space.projection, self.partition)
-                ) != space:
-                    return  # a rebuild switched generations: start over on the new one
-                renewed = time.monotonic()
-            events = await read_group(
-                self.client, log, space.group, ACTIVE_CONSUMER, pending=pending,
-                count=self.batch, block_ms=self.block_ms,
-            )  # fmt: skip
-            if not events:
-                pending = False
-                continue
-            ok = await apply_batch(
-                self.client, self.projection, space, events,
-                watch=(self.lock, self.gen_key), fence=self._fence(space),
-            )  # fmt: skip
-            if not ok:
-                return
-            self.applied += len(events)
+                reply: Any = await self.client.xreadgroup(
+                    group, ACTIVE_CONSUMER, streams, count=self.batch, block=block
+                )
+            except ResponseError as e:
+                raise InfrastructureError(f"projection read failed: {e}") from e
+            got = {self.keys.partition_of_log(text(key)): entries for key, entries in reply or []}
+            for p, at in partitions.items():
+                events = [decode_entry(i, f) for i, f in got.get(p, []) if f]
+                if at == "0" and not events:
+                    self.pending.discard(p)  # caught up on what a previous holder left
+                if events:
+                    batches[p] = events
+        return batches
 
 
 async def run_projections(
@@ -204,12 +271,8 @@ async def run_projections(
     *,
     lease_ms: int = 15_000,
 ) -> None:
-    """Run every projection on every partition until `stop` is set."""
-    workers = [
-        PartitionWorker(client, keys, p, partition, lease_ms=lease_ms)
-        for p in projections
-        for partition in keys.all_partitions()
-    ]
+    """Run every projection on every partition it can hold until `stop` is set."""
+    workers = [ProjectionWorker(client, keys, p, lease_ms=lease_ms) for p in projections]
     await asyncio.gather(*(w.run(stop) for w in workers))
 
 

@@ -30,7 +30,7 @@ from domain.task import can_become_ready
 from domain.task_states import Status
 from projections.board import Board
 from projections.queue import Queue
-from streams.dispatch import Dispatch, Limits, Message
+from streams.dispatch import Dispatch, Dispatchable, Limits, Message
 from streams.keys import Keys
 from streams.registry import Registry
 from streams.store import EventStore
@@ -112,7 +112,7 @@ class Scheduler:
         sigs = {signature(job.required_capabilities) for _, job in candidates}
         waiting = await self.dispatch.undelivered(sorted(sigs))
         now = datetime.now(UTC).isoformat()
-        dispatched = 0
+        picks: list[Dispatchable] = []
         for _, job in candidates:
             if job.id in active or job.status != "queued" or (job.not_before or "") > now:
                 continue
@@ -121,23 +121,14 @@ class Scheduler:
             slots = sum(max(0, int(w["concurrency"]) - len(w.get("running", []))) for w in takers)
             if not takers or waiting.get(sig, 0) >= max(1, slots):
                 continue
-            outcome, _ = await self.dispatch.dispatch(
-                job.id,
-                job.version,
-                sig,
-                repository=str(job.normalized.get("repository") or ""),
-                project=job.project,
-                priority=job.priority,
-                created=job.created_at,
-                limits=self.config.limits,
-                leader_token=self.token,
-            )
-            if outcome == "ok":
-                waiting[sig] = waiting.get(sig, 0) + 1
-                dispatched += 1
-            elif outcome == "not_leader":
-                break
-        return dispatched
+            waiting[sig] = waiting.get(sig, 0) + 1
+            repository = str(job.normalized.get("repository") or "")
+            picks.append(Dispatchable(job.id, job.version, sig, repository, job.project,
+                                      job.priority, job.created_at))  # fmt: skip
+        # One script call for the round; it checks the lead, activity and limits per job, in
+        # run order, so work over a limit is skipped and waits with its place kept.
+        outcomes = await self.dispatch.dispatch(picks, self.config.limits, self.token)
+        return sum(1 for outcome, _ in outcomes if outcome == "ok")
 
     async def run_board(self) -> None:
         """Queue a run for each ready task without one; move dependents whose blockers are all

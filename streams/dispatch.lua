@@ -1,29 +1,43 @@
--- Put one job on its signature's dispatch stream, unless that would break a rule.
--- KEYS: 1 stream, 2 active (hash job -> dispatch record), 3 counts (hash), 4 dispatched
---   (hash job -> version dispatched at), 5 signatures (set), 6 leader.
--- ARGV: 1 job id, 2 version, 3 signature, 4 repository ('' for none), 5 project,
---   6 max running (0 = no limit), 7 max per repository, 8 max per project, 9 leader token
---   ('' = no check), 10 priority, 11 created_at.
--- Returns {'ok', message id} or {reason, detail}.
-local job, version = ARGV[1], tonumber(ARGV[2])
-if ARGV[9] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[9] then return {'not_leader', ''} end
-if redis.call('HEXISTS', KEYS[2], job) == 1 then return {'active', ''} end
-local seen = redis.call('HGET', KEYS[4], job)
-if seen and tonumber(seen) >= version then return {'dispatched', seen} end
+-- Put jobs on their signatures' dispatch streams, each unless that would break a rule.
+-- KEYS: 1 active (hash job -> dispatch record), 2 counts (hash), 3 dispatched (hash job ->
+--   version dispatched at), 4 signatures (set), 5 leader.
+-- ARGV: 1 max running (0 = no limit), 2 max per repository, 3 max per project, 4 leader token
+--   ('' = no check), 5 number of jobs, then per job 8 values: stream key (in the dispatch
+--   slot), job id, version, signature, repository ('' for none), project, priority, created.
+-- Returns per job {'ok', message id} or {reason, detail}; a lost lead stops the batch.
 local function over(field, limit)
   limit = tonumber(limit)
-  return limit > 0 and tonumber(redis.call('HGET', KEYS[3], field) or '0') >= limit
+  return limit > 0 and tonumber(redis.call('HGET', KEYS[2], field) or '0') >= limit
 end
-if over('all', ARGV[6]) then return {'limit', 'all'} end
-if ARGV[4] ~= '' and over('repo:' .. ARGV[4], ARGV[7]) then return {'limit', 'repository'} end
-if over('project:' .. ARGV[5], ARGV[8]) then return {'limit', 'project'} end
-local id = redis.call('XADD', KEYS[1], '*', 'job', job, 'version', ARGV[2],
-  'priority', ARGV[10], 'created', ARGV[11])
-redis.call('HSET', KEYS[2], job, cjson.encode({sig = ARGV[3], msg = id, repo = ARGV[4],
-  project = ARGV[5]}))
-redis.call('HINCRBY', KEYS[3], 'all', 1)
-if ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[3], 'repo:' .. ARGV[4], 1) end
-redis.call('HINCRBY', KEYS[3], 'project:' .. ARGV[5], 1)
-redis.call('HSET', KEYS[4], job, ARGV[2])
-redis.call('SADD', KEYS[5], ARGV[3])
-return {'ok', id}
+local results = {}
+for i = 1, tonumber(ARGV[5]) do
+  local at = 6 + (i - 1) * 8
+  local stream, job, version, sig = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3]
+  local repo, project = ARGV[at + 4], ARGV[at + 5]
+  local seen = redis.call('HGET', KEYS[3], job)
+  if ARGV[4] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[4] then
+    results[i] = {'not_leader', ''}
+  elseif redis.call('HEXISTS', KEYS[1], job) == 1 then
+    results[i] = {'active', ''}
+  elseif seen and tonumber(seen) >= version then
+    results[i] = {'dispatched', seen}
+  elseif over('all', ARGV[1]) then
+    results[i] = {'limit', 'all'}
+  elseif repo ~= '' and over('repo:' .. repo, ARGV[2]) then
+    results[i] = {'limit', 'repository'}
+  elseif over('project:' .. project, ARGV[3]) then
+    results[i] = {'limit', 'project'}
+  else
+    local id = redis.call('XADD', stream, '*', 'job', job, 'version', ARGV[at + 2],
+      'priority', ARGV[at + 6], 'created', ARGV[at + 7])
+    redis.call('HSET', KEYS[1], job, cjson.encode({sig = sig, msg = id, repo = repo,
+      project = project}))
+    redis.call('HINCRBY', KEYS[2], 'all', 1)
+    if repo ~= '' then redis.call('HINCRBY', KEYS[2], 'repo:' .. repo, 1) end
+    redis.call('HINCRBY', KEYS[2], 'project:' .. project, 1)
+    redis.call('HSET', KEYS[3], job, ARGV[at + 2])
+    redis.call('SADD', KEYS[4], sig)
+    results[i] = {'ok', id}
+  end
+end
+return results

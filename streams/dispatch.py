@@ -33,6 +33,19 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Dispatchable:
+    """What the dispatch script needs of a job."""
+
+    job_id: str
+    version: int
+    signature: str
+    repository: str
+    project: str
+    priority: int
+    created: str
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """A dispatch message as a worker or the reaper reads it."""
 
@@ -53,46 +66,25 @@ class Dispatch:
         self.counts_key = keys.dispatch_part("counts")
         self.dispatched_key = keys.dispatch_part("dispatched")
         self.leader_key = keys.dispatch_part("leader")
+        self._groups: set[str] = set()  # signatures whose group this process has made
 
-    async def dispatch(
-        self,
-        job_id: str,
-        version: int,
-        sig: str,
-        *,
-        repository: str,
-        project: str,
-        priority: int,
-        created: str,
-        limits: Limits,
-        leader_token: str = "",
-    ) -> tuple[str, str]:
-        """('ok', message id) or (reason, detail): active, dispatched, limit, not_leader."""
-        stream = self.keys.dispatch(sig)
-        await self.ensure_group(sig)
-        keys = [
-            stream,
-            self.active_key,
-            self.counts_key,
-            self.dispatched_key,
-            self.keys.signatures(),
-            self.leader_key,
-        ]
-        args = [
-            job_id,
-            version,
-            sig,
-            repository,
-            project,
-            limits.max_running,
-            limits.per_repository,
-            limits.per_project,
-            leader_token,
-            priority,
-            created,
-        ]
-        reply = await self._call(self._dispatch, keys, args)
-        return text(reply[0]), text(reply[1])
+    async def dispatch(self, jobs: Sequence[Dispatchable], limits: Limits,
+                       leader_token: str = "") -> list[tuple[str, str]]:  # fmt: skip
+        """Dispatch jobs in order, in one script call: per job ('ok', message id) or
+        (reason, detail), the reason one of active, dispatched, limit, not_leader."""
+        if not jobs:
+            return []
+        for sig in {j.signature for j in jobs}:
+            await self.ensure_group(sig)
+        keys = [self.active_key, self.counts_key, self.dispatched_key, self.keys.signatures(),
+                self.leader_key]  # fmt: skip
+        args: list[Any] = [limits.max_running, limits.per_repository, limits.per_project,
+                           leader_token, len(jobs)]  # fmt: skip
+        for j in jobs:
+            args += [self.keys.dispatch(j.signature), j.job_id, j.version, j.signature,
+                     j.repository, j.project, j.priority, j.created]  # fmt: skip
+        replies = await self._call(self._dispatch, keys, args)
+        return [(text(r[0]), text(r[1])) for r in replies]
 
     async def settle(self, job_id: str, message: Message) -> None:
         """Acknowledge, delete and free the place of a message; safe to repeat."""
@@ -100,11 +92,14 @@ class Dispatch:
         await self._call(self._settle, keys, [job_id, message.id, GROUP])
 
     async def ensure_group(self, sig: str) -> None:
+        if sig in self._groups:
+            return
         try:
             await self.redis.xgroup_create(self.keys.dispatch(sig), GROUP, id="0", mkstream=True)
         except ResponseError as e:
             if "BUSYGROUP" not in str(e):
                 raise InfrastructureError(f"cannot create the dispatch group: {e}") from e
+        self._groups.add(sig)
 
     async def signatures(self) -> list[str]:
         return sorted(text(s) for s in await self.redis.smembers(self.keys.signatures()))

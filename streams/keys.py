@@ -70,6 +70,10 @@ class Keys:
     def log(self, partition: int) -> str:
         return f"{self.tag(partition)}:log"
 
+    def partition_of_log(self, log_key: str) -> int:
+        """The partition of a partition-log key (`<prefix>:{pNN}:log`)."""
+        return int(log_key.rsplit("{p", 1)[1].split("}", 1)[0])
+
     def stream(self, aggregate_id: str) -> str:
         return f"{self.tag(self.partition_of_id(aggregate_id))}:s:{aggregate_id}"
 

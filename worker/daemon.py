@@ -96,6 +96,9 @@ class Worker:
 
     async def _take(self) -> None:
         sigs = await self._eligible()
+        if not sigs:  # nothing we can take exists yet: wait as a blocking read would
+            await asyncio.sleep(self.config.block_ms / 1000)
+            return
         free = self.config.concurrency - len(self.holding)
         messages = await self.dispatch.read(
             self.config.worker_id, sigs, count=free, block_ms=self.config.block_ms

@@ -63,6 +63,9 @@ Checkpoint = Callable[[], Awaitable[bool]]  # True when a cancel was requested
 
 
 async def prepare(run: Run, config: ExecutorConfig) -> dict[str, Any]:
+    """A scratch directory for jobs that run a CLI; a noop job needs nothing."""
+    if run.job.job_type == "noop":
+        return {}
     run.scratch = Path(tempfile.mkdtemp(prefix=f"cairn-{run.job.id}-"))
     return {"scratch": str(run.scratch)}
 

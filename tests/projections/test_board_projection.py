@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from typing import Any
 
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
@@ -108,3 +109,31 @@ async def test_rebuild_into_a_new_generation_matches_the_fold(
     assert leftovers == []
     stop.set()
     await runner
+
+
+class LeaseLostOnce(BoardProjection):
+    """The board, except that the first round loses its lease between reading and applying."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self.client, self.keys, self.lost = client, keys, False
+
+    async def load(self, client: aioredis.Redis, space: Any, events: list[Any]) -> Any:
+        if not self.lost:
+            self.lost = True
+            await self.client.delete(self.keys.projection_lock(space.partition, "board"))
+        return await super().load(client, space, events)
+
+
+async def test_a_batch_refused_by_the_fence_is_applied_later_and_nothing_skipped(
+    client: aioredis.Redis, keys: Keys, store: EventStore
+) -> None:
+    await run_workload(store, random.Random(11), 200)
+    stop = asyncio.Event()
+    projection = LeaseLostOnce(client, keys)
+    runner = asyncio.create_task(run_projections(client, keys, [projection], stop, lease_ms=2000))
+    await run_workload(store, random.Random(12), 100)  # more arrives after the refusal
+    await caught_up(client, keys)
+    stop.set()
+    await runner
+    assert projection.lost
+    assert await read_board(client, keys) == await fold_log(client, keys)
