@@ -47,13 +47,31 @@ class Held:
 
     def __post_init__(self) -> None:
         self.epoch = self.job.epoch
+        self.buffer: list[JobEvent] = []
+
+    def open_stage(self, finished: Stage | None, start: str) -> None:
+        """Close the last stage and open the next. Held back until the worker is about to
+        wait on something (`flush`) or writes anything else, so instant stages cost no round
+        trip; every event is still written, in order."""
+        self.buffer += [*self._closing(finished), JobStageStarted(stage=start, epoch=self.epoch)]
+
+    async def flush(self) -> Job:
+        """Write what is held back; a pending cancel closes the job instead (status
+        `cancelled` on return)."""
+
+        def decide(job: Job) -> list[JobEvent]:
+            if job.status == JobStatus.CANCEL_REQUESTED:
+                return [JobCancelled(reason=job.cancel_reason or "cancel requested")]
+            return []
+
+        return await self.write(decide)
 
     async def write(self, decide: Callable[[Job], list[JobEvent]]) -> Job:
-        """Append what `decide` makes of the job; when the job's status changes, its task
-        (if any) follows in the same append."""
+        """Append what is held back and what `decide` makes of the job; when the job's
+        status changes, its task (if any) follows in the same append."""
         for _ in range(MAX_ATTEMPTS):
             check_lease(self.job, self.epoch)
-            events = decide(self.job)
+            events = [*self.buffer, *decide(self.job)]
             if not events:
                 return self.job
             after = self.job
@@ -70,21 +88,9 @@ class Held:
             except VersionConflict:
                 self.job = await load_job(self.store, self.job.id)
                 continue
-            self.job = after
+            self.job, self.buffer = after, []
             return after
         raise VersionConflict(f"job {self.job.id} kept changing under worker {self.worker}")
-
-    async def stage(self, finished: Stage | None, start: str) -> Job:
-        """Close the last stage and open the next in one append; a pending cancel closes the
-        job instead (status `cancelled` on return)."""
-
-        def decide(job: Job) -> list[JobEvent]:
-            events = self._closing(finished)
-            if job.status == JobStatus.CANCEL_REQUESTED:
-                return [*events, JobCancelled(reason=job.cancel_reason or "cancel requested")]
-            return [*events, JobStageStarted(stage=start, epoch=self.epoch)]
-
-        return await self.write(decide)
 
     async def succeed(self, finished: Stage, artifacts: list[tuple[str, str]], summary: str,
                       publish_outcome: str | None) -> Job:  # fmt: skip

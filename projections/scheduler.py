@@ -31,6 +31,7 @@ from domain.task_states import Status
 from projections.board import Board
 from projections.queue import Queue
 from streams.dispatch import Dispatch, Dispatchable, Limits, Message
+from streams.envelope import text
 from streams.keys import Keys
 from streams.registry import Registry
 from streams.store import EventStore
@@ -47,6 +48,7 @@ class SchedulerConfig:
     default_lease_ms: int = 120_000
     board_every_s: float = 0.25
     reap_every_s: float = 0.5
+    idle_s: float = 0.25
 
 
 class Scheduler:
@@ -60,6 +62,7 @@ class Scheduler:
         self.token = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.policy = RetryPolicy(settings.retry_base_s, settings.retry_cap_s)
         self._board_at = self._reap_at = 0.0
+        self._log_ends: dict[Any, Any] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -71,6 +74,7 @@ class Scheduler:
             except (OSError, aioredis.RedisError) as e:
                 log.warning("scheduler tick: %s", e)
             await _wait(stop, self.config.tick_s)
+            await self._until_something_happens(stop)
         await self.client.eval(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
             " return 0",
@@ -78,6 +82,20 @@ class Scheduler:
             self.dispatch.leader_key,
             self.token,
         )
+
+    async def _until_something_happens(self, stop: asyncio.Event) -> None:
+        """Wait for new events on any partition log, at most `idle_s`: an idle scheduler
+        does a round a few times a second, a busy one as often as `tick_s` allows."""
+        if self._log_ends is None:
+            self._log_ends = {}
+            for p in self.keys.all_partitions():
+                last = await self.client.xrevrange(self.keys.log(p), count=1)
+                self._log_ends[self.keys.log(p)] = last[0][0] if last else b"0-0"
+        with contextlib.suppress(aioredis.RedisError):
+            block = int(self.config.idle_s * 1000)
+            reply: Any = await self.client.xread(self._log_ends, count=1000, block=block)
+            for key, entries in reply or []:
+                self._log_ends[text(key)] = entries[-1][0]
 
     async def _lead(self) -> bool:
         lease = self.config.leader_lease_ms

@@ -176,7 +176,8 @@ class Worker:
         try:
             for stage in STAGES:
                 await self._hold_while_quiesced()
-                if (await held.stage(finished, stage)).status == "cancelled":
+                held.open_stage(finished, stage)
+                if executor.waits(stage, job) and (await held.flush()).status == "cancelled":
                     return
                 outcome, detail = await self._stage(stage, run, held)
                 finished = (stage, outcome, detail)

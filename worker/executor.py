@@ -62,6 +62,11 @@ class ExecutorConfig:
 Checkpoint = Callable[[], Awaitable[bool]]  # True when a cancel was requested
 
 
+def waits(stage: str, job: Job) -> bool:
+    """Whether a stage may take a while (so what led up to it is written first)."""
+    return stage == "execute" and not (job.job_type == "noop" and not job.normalized.get("sleepMs"))
+
+
 async def prepare(run: Run, config: ExecutorConfig) -> dict[str, Any]:
     """A scratch directory for jobs that run a CLI; a noop job needs nothing."""
     if run.job.job_type == "noop":
