@@ -83,6 +83,11 @@ async def read_body(request: Request, model: type[M]) -> M:
     return parse_model(model, data)
 
 
+def min_position(request: Request) -> str:
+    """The log position a reader asks to see (its own earlier write), as a header or query."""
+    return request.headers.get("cairn-position") or request.query_params.get("min_position", "")
+
+
 def idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is not None and not (1 <= len(key) <= 200):

@@ -20,6 +20,7 @@ from api.context import (
     event_view,
     idempotency_key,
     json_response,
+    min_position,
     read_body,
 )
 from commands.jobs import JobRequest, cancel_job, resubmit_job, submit_job, update_job
@@ -146,7 +147,7 @@ async def get_job(request: Request) -> Response:
 
 async def _job_or_404(request: Request, job_id: str) -> Job:
     ctx = context(request)
-    await ctx.caught_up(request.headers.get("cairn-position", ""), QUEUE)
+    await ctx.caught_up(min_position(request), QUEUE)
     job = (await ctx.queue.get_jobs([job_id])).get(job_id)
     if job is None:
         raise NotFound(f"job {job_id} does not exist", job_id=job_id)

@@ -16,6 +16,7 @@ from api.context import (
     event_view,
     idempotency_key,
     json_response,
+    min_position,
     read_body,
 )
 from commands.runner import CommandResult
@@ -76,9 +77,7 @@ async def _card(request: Request, task: Task) -> dict[str, Any]:
 
 async def _task_or_404(request: Request, task_id: str) -> Task:
     ctx = context(request)
-    await ctx.caught_up(
-        request.headers.get("cairn-position") or request.query_params.get("min_position", "")
-    )
+    await ctx.caught_up(min_position(request))
     task = (await ctx.board.get_tasks([task_id])).get(task_id)
     if task is None:
         raise NotFound(f"task {task_id} does not exist", task_id=task_id)
@@ -177,7 +176,7 @@ async def get_task_events(request: Request) -> Response:
 async def get_board(request: Request) -> Response:
     project = request.query_params.get("project", "default")
     ctx = context(request)
-    await ctx.caught_up(request.headers.get("cairn-position", ""))
+    await ctx.caught_up(min_position(request))
     tasks = await ctx.board.project_tasks(project)
     by_id = {t.id: t for t in tasks}
     columns = [

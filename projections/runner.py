@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol, TypeVar
@@ -160,12 +160,14 @@ class ProjectionWorker:
 
     def __init__(
         self, client: aioredis.Redis, keys: Keys, projection: Projection, *,
-        lease_ms: int = 15_000, batch: int = 500, block_ms: int = 1_000,
+        lease_ms: int = 15_000, batch: int = 2_000, block_ms: int = 1_000,
+        partitions: Sequence[int] | None = None,
     ) -> None:  # fmt: skip
         self.client, self.keys, self.projection = client, keys, projection
         # A blocking read must end well inside the lease, or the lease lapses while we wait.
         self.lease_ms, self.batch, self.block_ms = lease_ms, batch, min(block_ms, lease_ms // 4)
         self.me = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.partitions = list(keys.all_partitions() if partitions is None else partitions)
         self.spaces: dict[int, Space] = {}
         self.pending: set[int] = set()  # partitions whose unacknowledged entries come first
         self.applied = 0
@@ -208,14 +210,14 @@ class ProjectionWorker:
     async def _hold(self) -> None:
         """Take or renew the lease of every partition we can; follow generation switches."""
         async with self.client.pipeline(transaction=False) as pipe:
-            for p in self.keys.all_partitions():
+            for p in self.partitions:
                 pipe.eval(HOLD_LUA, 1, self._lock(p), self.me, self.lease_ms)
                 pipe.get(generation_key(self.keys, self.projection.name, p))
             replies = await pipe.execute()
         held: dict[int, Space] = {}
-        for p in self.keys.all_partitions():
-            if replies[2 * p]:
-                held[p] = Space(self.keys, self.projection.name, p, int(replies[2 * p + 1] or 1))
+        for i, p in enumerate(self.partitions):
+            if replies[2 * i]:
+                held[p] = Space(self.keys, self.projection.name, p, int(replies[2 * i + 1] or 1))
         for p, space in held.items():
             if self.spaces.get(p) != space:
                 await ensure_group(self.client, self.keys.log(p), space.group)
@@ -247,9 +249,12 @@ class ProjectionWorker:
         for group, partitions in by_group.items():
             streams: dict[Any, Any] = {self.keys.log(p): at for p, at in partitions.items()}
             block = None if any(at == "0" for at in partitions.values()) else self.block_ms
+            # At most about `batch` events a round in all, so a projection catching up a
+            # backlog does not hold the process's loop (and the other projections) for long.
+            count = max(16, self.batch // len(partitions))
             try:
                 reply: Any = await self.client.xreadgroup(
-                    group, ACTIVE_CONSUMER, streams, count=self.batch, block=block
+                    group, ACTIVE_CONSUMER, streams, count=count, block=block
                 )
             except ResponseError as e:
                 raise InfrastructureError(f"projection read failed: {e}") from e
@@ -270,9 +275,18 @@ async def run_projections(
     stop: asyncio.Event,
     *,
     lease_ms: int = 15_000,
+    loops: int = 4,
 ) -> None:
-    """Run every projection on every partition it can hold until `stop` is set."""
-    workers = [ProjectionWorker(client, keys, p, lease_ms=lease_ms) for p in projections]
+    """Run every projection on every partition it can hold until `stop` is set: `loops`
+    loops per projection, each over its own share of the partitions, so that one loop's
+    reads and writes overlap another's work."""
+    shares = [list(keys.all_partitions())[i::loops] for i in range(loops)]
+    workers = [
+        ProjectionWorker(client, keys, p, lease_ms=lease_ms, partitions=share)
+        for p in projections
+        for share in shares
+        if share
+    ]
     await asyncio.gather(*(w.run(stop) for w in workers))
 
 
