@@ -65,6 +65,13 @@ class Writes:
     def set(self, key: str, value: str) -> None:
         self.commands.append(["SET", key, value])
 
+    def register(self, space: Space) -> None:
+        """Record the keys written in the generation's key set, so dropping the generation
+        unlinks exactly them (no keyspace scan)."""
+        written = sorted({str(c[1]) for c in self.commands})
+        if written:
+            self.commands.append(["SADD", space.key("keys"), *written])
+
     def args(self) -> list[Any]:
         flat: list[Any] = [len(self.commands)]
         for command in self.commands:
@@ -137,6 +144,7 @@ async def prepare_batch(
     writes = Writes()
     projection.apply(writes, space, events, await projection.load(client, space, events))
     writes.set(space.position_key, events[-1].position)
+    writes.register(space)
     keys = [space.keys.projection_lock(space.partition, space.projection),
             generation_key(space.keys, space.projection, space.partition),
             space.keys.log(space.partition)]  # fmt: skip
@@ -152,6 +160,7 @@ async def apply_batch(
     writes = Writes()
     projection.apply(writes, space, events, await projection.load(client, space, events))
     writes.set(space.position_key, events[-1].position)
+    writes.register(space)
     async with client.pipeline(transaction=True) as pipe:
         for command in writes.commands:
             pipe.execute_command(*command)
@@ -328,8 +337,11 @@ async def rebuild(
 async def _drop_space(client: aioredis.Redis, space: Space) -> None:
     with contextlib.suppress(RedisError):  # no such group or stream: nothing to drop
         await client.xgroup_destroy(space.keys.log(space.partition), space.group)
-    async for key in client.scan_iter(match=space.key("*"), count=1000):
-        await client.unlink(key)
+    index = space.key("keys")
+    written = [text(k) for k in await client.smembers(index)]
+    for start in range(0, len(written), 1000):
+        await client.unlink(*written[start : start + 1000])
+    await client.unlink(index)
 
 
 async def positions(client: aioredis.Redis, keys: Keys, projection: str) -> dict[int, str]:
