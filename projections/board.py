@@ -14,7 +14,7 @@ from domain.priority import priority_sort_key
 from domain.task import Task, can_become_ready, evolve, unresolved
 from domain.task_events import task_event_from
 from domain.task_states import RESOLVED, Status
-from projections.runner import Space, Writes, current_space, load_docs
+from projections.runner import Space, Writes, current_space, fold_batch, load_docs
 from streams.envelope import Envelope, text
 from streams.keys import Keys
 
@@ -38,15 +38,11 @@ class BoardProjection:
 
     def apply(self, pipe: Writes, space: Space, events: list[Envelope], loaded: Any) -> None:
         before: dict[str, Task] = loaded
-        after = dict(before)
-        for e in events:
-            if not e.type.startswith("task."):
-                continue
-            state = after.get(e.agg)
-            if state is not None and e.ver <= state.version:
-                continue  # already applied
-            after[e.agg] = evolve(state, task_event_from(e.type, e.data), e.agg, e.ver, e.ts)
-        changed = {i: t for i, t in after.items() if before.get(i) is not t}
+
+        def step(state: Task | None, e: Envelope) -> Task:
+            return evolve(state, task_event_from(e.type, e.data), e.agg, e.ver, e.ts)
+
+        changed = fold_batch(before, events, "task", step)
         if not changed:
             return
         pipe.hset(space.key("tasks"), mapping={i: _encode(t) for i, t in changed.items()})

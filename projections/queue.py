@@ -19,7 +19,7 @@ from domain.job_events import (
     JobSucceeded,
     job_event_from,
 )
-from projections.runner import Space, Writes, current_space, load_docs
+from projections.runner import Space, Writes, current_space, fold_batch, load_docs
 from streams.envelope import Envelope, text
 from streams.keys import Keys
 
@@ -62,18 +62,15 @@ class QueueProjection:
 
     def apply(self, pipe: Writes, space: Space, events: list[Envelope], loaded: Any) -> None:
         before: dict[str, Job] = loaded
-        after = dict(before)
         metrics: Counter[str] = Counter()
-        for e in events:
-            if not e.type.startswith("job."):
-                continue
-            state = after.get(e.agg)
-            if state is not None and e.ver <= state.version:
-                continue
+
+        def step(state: Job | None, e: Envelope) -> Job:
             event = job_event_from(e.type, e.data)
-            after[e.agg] = evolve(state, event, e.agg, e.ver, e.ts)
-            count_metrics(metrics, after[e.agg], event)
-        changed = {i: j for i, j in after.items() if before.get(i) is not j}
+            job = evolve(state, event, e.agg, e.ver, e.ts)
+            count_metrics(metrics, job, event)
+            return job
+
+        changed = fold_batch(before, events, "job", step)
         if not changed:
             return
         pipe.hset(space.key("jobs"), mapping={i: _encode(j) for i, j in changed.items()})

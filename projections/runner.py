@@ -129,6 +129,31 @@ async def load_docs(
     return {i: decode(d) for i, d in zip(ids, docs, strict=True) if d is not None}
 
 
+class Versioned(Protocol):
+    @property
+    def version(self) -> int: ...
+
+
+V = TypeVar("V", bound=Versioned)
+
+
+def fold_batch(
+    before: dict[str, V], events: list[Envelope], kind: str,
+    step: Callable[[V | None, Envelope], V],
+) -> dict[str, V]:  # fmt: skip
+    """The documents `events` of `kind` change, folded onto `before` with `step`; an event at
+    or below a document's version was applied already and is skipped."""
+    after = dict(before)
+    for e in events:
+        if not e.type.startswith(f"{kind}."):
+            continue
+        state = after.get(e.agg)
+        if state is not None and e.ver <= state.version:
+            continue
+        after[e.agg] = step(state, e)
+    return {i: doc for i, doc in after.items() if before.get(i) is not doc}
+
+
 async def current_space(
     client: aioredis.Redis, keys: Keys, projection: str, partition: int
 ) -> Space:
