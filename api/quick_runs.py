@@ -12,6 +12,7 @@ from starlette.routing import Route
 from api.context import actor, context, idempotency_key, json_response, read_body
 from api.queue import _job_or_404, _Wire, written_job
 from commands.jobs import JobRequest, promote_quick_run, submit_quick_run
+from domain.errors import NotFound
 from domain.job import Job
 from domain.job_types import Runtime
 from domain.task_spec import Name
@@ -73,8 +74,6 @@ async def post_quick_run(request: Request) -> Response:
 async def get_quick_run(request: Request) -> Response:
     job = await _job_or_404(request, request.path_params["run_id"])
     if job.source != "quick_action":
-        from domain.errors import NotFound
-
         raise NotFound(f"{job.id} is a queue job, not a quick run", job_id=job.id)
     return json_response(quick_run_view(job))
 

@@ -261,9 +261,11 @@ async def post_run(request: Request) -> Response:
         force=True,
     )
     await ctx.caught_up(result.position)
+    headers = {"Cairn-Position": result.position} if result.position else {}
     return json_response(
         {"task_id": result.id, "job_id": job_id, "duplicate": result.duplicate},
         200 if result.duplicate else 201,
+        headers,
     )
 
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from commands.jobs import load_job, writes
-from commands.runner import MAX_ATTEMPTS
+from commands.jobs import load_job
+from commands.runner import MAX_ATTEMPTS, writes
 from commands.tasks import load_tasks
 from domain.errors import VersionConflict
-from domain.job import Job, JobStatus, RetryPolicy, check_lease, decide_fail, evolve
+from domain.job import Job, JobStatus, RetryPolicy, apply_events, check_lease, decide_fail
 from domain.job_events import (
     JobArtifactAdded,
     JobCancelled,
@@ -74,9 +74,7 @@ class Held:
             events = [*self.buffer, *decide(self.job)]
             if not events:
                 return self.job
-            after = self.job
-            for i, event in enumerate(events, start=1):
-                after = evolve(after, event, after.id, self.job.version + i, now_rfc3339())
+            after = apply_events(self.job, events, now_rfc3339())
             decision: dict[str, tuple[int, list[Any]]] = {self.job.id: (self.job.version, events)}
             if self.job.task_id and after.status != self.job.status:
                 task = (await load_tasks(self.store, [self.job.task_id])).get(self.job.task_id)

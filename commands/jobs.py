@@ -6,8 +6,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from commands.runner import (
     CommandResult,
     Plan,
@@ -15,6 +13,7 @@ from commands.runner import (
     id_for_key,
     load_states,
     run_command,
+    writes,
 )
 from domain.errors import NotFound, VersionConflict
 from domain.job import (
@@ -35,7 +34,7 @@ from domain.task import decide_create
 from domain.task_events import TaskEvent
 from domain.task_spec import TaskSpec
 from streams.envelope import Envelope
-from streams.store import EventStore, Meta, NewEvent, StreamWrite
+from streams.store import EventStore, Meta
 
 Event = JobEvent | TaskEvent
 
@@ -57,20 +56,6 @@ async def load_job(store: EventStore, job_id: str) -> Job:
     if job is None:
         raise NotFound(f"job {job_id} does not exist", job_id=job_id)
     return job
-
-
-def writes(decision: dict[str, tuple[int, list[Event]]]) -> list[StreamWrite]:
-    """aggregate id -> (version read at, new events) as stream writes."""
-    return [
-        StreamWrite(agg, version, [NewEvent(e.TYPE, _data(e), e.SCHEMA) for e in events])
-        for agg, (version, events) in decision.items()
-        if events
-    ]
-
-
-def _data(event: Event) -> dict[str, Any]:
-    data: dict[str, Any] = msgspec.to_builtins(event)
-    return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import msgspec
 
 from domain.errors import VersionConflict
 from streams.envelope import Envelope
@@ -92,9 +94,16 @@ def id_for_key(keys: Keys, kind: str, project: str, idempotency_key: str | None)
     return f"{kind}-{keys.partition_of(project):02d}-{digest.hexdigest()[:26]}"
 
 
-def writes_of(decision: dict[str, list[NewEvent]], versions: dict[str, int]) -> list[StreamWrite]:
-    """Stream writes for a decision, each expecting the version its aggregate was read at."""
-    return [StreamWrite(agg, versions.get(agg, 0), events) for agg, events in decision.items()]
+def writes(decision: Mapping[str, tuple[int, Sequence[Any]]]) -> list[StreamWrite]:
+    """aggregate id -> (the version it was read at, its new domain events) as stream writes;
+    aggregates with no new event are left out."""
+    return [
+        StreamWrite(
+            agg, version, [NewEvent(e.TYPE, msgspec.to_builtins(e), e.SCHEMA) for e in events]
+        )
+        for agg, (version, events) in decision.items()
+        if events
+    ]
 
 
 def guards_of(ids: Sequence[str], versions: dict[str, int], written: set[str]) -> list[Guard]:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from commands.jobs import load_job, writes
-from commands.runner import CommandResult, Plan, id_for_key, run_command
+from commands.jobs import load_job
+from commands.runner import CommandResult, Plan, id_for_key, run_command, writes
 from commands.tasks import load_task, load_tasks
 from domain.errors import DomainError, InvalidTransition, NotFound
 from domain.job import (
@@ -16,11 +16,11 @@ from domain.job import (
     JobSource,
     RetryPolicy,
     SubmitOptions,
+    apply_events,
     decide_cancel,
     decide_claim,
     decide_lease_expired,
     decide_submit,
-    evolve,
 )
 from domain.job_events import (
     JobCancelled,
@@ -31,15 +31,10 @@ from domain.runs import decide_run_request, on_claim, on_job_change, run_request
 from domain.task import Task, decide_transition
 from domain.task_events import TaskEvent, TaskRunFinished, TaskTransitioned
 from domain.task_states import Flags, Status
+from streams.envelope import now_rfc3339
 from streams.store import EventStore, Guard, Meta
 
 JobDecider = Callable[[Job], list[JobEvent]]
-
-
-def _after(job: Job, events: list[JobEvent]) -> Job:
-    for i, e in enumerate(events, start=1):
-        job = evolve(job, e, job.id, job.version + i, datetime.now(UTC).isoformat())
-    return job
 
 
 async def write_job(
@@ -51,7 +46,7 @@ async def write_job(
     async def plan() -> Plan:
         job = await load_job(store, job_id)
         events = decide(job)
-        after = _after(job, events)
+        after = apply_events(job, events, now_rfc3339())
         outcome["job"] = after
         decision: dict[str, tuple[int, list[Any]]] = {job_id: (job.version, list(events))}
         if job.task_id and events:
@@ -73,7 +68,7 @@ async def claim_job(store: EventStore, job_id: str, worker_id: str, flags: Flags
     async def plan() -> Plan:
         job = await load_job(store, job_id)
         events: list[JobEvent] = decide_claim(job, worker_id, job.epoch + 1)
-        after = _after(job, events)
+        after = apply_events(job, events, now_rfc3339())
         decision: dict[str, tuple[int, list[Any]]] = {}
         guards: list[str] = []
         if job.task_id:
@@ -84,7 +79,7 @@ async def claim_job(store: EventStore, job_id: str, worker_id: str, flags: Flags
                 guards = list(blockers)
             except DomainError as refused:
                 events = [JobCancelled(reason=f"its task could not start: {refused.message}")]
-                after = _after(job, events)
+                after = apply_events(job, events, now_rfc3339())
                 effects = on_job_change(task, after, flags)
             decision[task.id] = (task.version, list(effects))
             versions = {i: t.version for i, t in blockers.items()}

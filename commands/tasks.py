@@ -12,7 +12,7 @@ from commands.runner import (
     id_for_key,
     load_states,
     run_command,
-    writes_of,
+    writes,
 )
 from domain.errors import CrossProjectDependency, NotFound, VersionConflict
 from domain.task import (
@@ -25,11 +25,11 @@ from domain.task import (
     decide_update,
     evolve,
 )
-from domain.task_events import task_event_data, task_event_from
+from domain.task_events import task_event_from
 from domain.task_spec import TaskPatch, TaskSpec
 from domain.task_states import DEPENDENCY_GUARDED, RESOLVED, Flags
 from streams.envelope import Envelope
-from streams.store import EventStore, Meta, NewEvent
+from streams.store import EventStore, Meta
 
 
 def fold_task(events: list[Envelope]) -> Task | None:
@@ -56,12 +56,8 @@ def _plan(
     decision: Decision, tasks: dict[str, Task], guard_ids: Iterable[str], subject: str
 ) -> Plan:
     versions = {i: t.version for i, t in tasks.items()}
-    new_events = {
-        agg: [NewEvent(e.TYPE, task_event_data(e), e.SCHEMA) for e in events]
-        for agg, events in decision.items()
-    }
     return Plan(
-        writes=writes_of(new_events, versions),
+        writes=writes({agg: (versions.get(agg, 0), events) for agg, events in decision.items()}),
         guards=guards_of(list(guard_ids), versions, set(decision)),
         subject_version=versions.get(subject, 0),
     )

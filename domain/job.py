@@ -123,6 +123,13 @@ def evolve(state: Job | None, event: JobEvent, job_id: str, version: int, ts: st
     return msgspec.structs.replace(_apply(state, event, ts), version=version, updated_at=ts)
 
 
+def apply_events(job: Job, events: list[JobEvent], ts: str) -> Job:
+    """The job after `events` are appended to it (what a writer expects to have written)."""
+    for event in events:
+        job = evolve(job, event, job.id, job.version + 1, ts)
+    return job
+
+
 def _apply(s: Job, e: JobEvent, ts: str) -> Job:
     replace = msgspec.structs.replace
     match e:

@@ -126,14 +126,6 @@ def _apply(s: Task, e: TaskEvent) -> Task:
     raise TypeError(f"not a task event: {e!r}")
 
 
-def fold(events: list[tuple[TaskEvent, str, int, str]]) -> Task | None:
-    """Replay (event, aggregate id, version, ts) tuples into a state."""
-    state: Task | None = None
-    for event, aggregate_id, version, ts in events:
-        state = evolve(state, event, aggregate_id, version, ts)
-    return state
-
-
 # ---- decide -------------------------------------------------------------------------------
 
 Decision = dict[str, list[TaskEvent]]  # aggregate id -> its new events; the subject first

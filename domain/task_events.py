@@ -109,8 +109,3 @@ TASK_EVENTS: dict[str, type[TaskEvent]] = {
 def task_event_from(type_: str, data: dict[str, Any]) -> TaskEvent:
     """Rebuild a task event from its envelope's type and data (upcasters go here)."""
     return msgspec.convert(data, TASK_EVENTS[type_])
-
-
-def task_event_data(event: TaskEvent) -> dict[str, Any]:
-    data: dict[str, Any] = msgspec.to_builtins(event)
-    return data

@@ -115,7 +115,7 @@ class Scheduler:
             await self.run_board()
         if now - self._reap_at >= self.config.reap_every_s:
             self._reap_at = now
-            await self.reap(workers)
+            await self.reap()
 
     async def feed(self, workers: list[dict[str, Any]]) -> int:
         """Dispatch runnable jobs in run order to signatures some live worker can take, up to
@@ -181,7 +181,7 @@ class Scheduler:
                     except CairnError as e:
                         log.info("task %s not moved to ready: %s", task.id, e.message)
 
-    async def reap(self, workers: list[dict[str, Any]]) -> None:
+    async def reap(self) -> None:
         """Take back jobs whose worker stopped renewing its lease; tidy finished dispatches."""
         every = await self.registry.workers(include_stale=True)
         lease_ms = (

@@ -157,9 +157,6 @@ class Dispatch:
             text(k): orjson.loads(v) for k, v in (await self.redis.hgetall(self.active_key)).items()
         }
 
-    async def counts(self) -> dict[str, int]:
-        return {text(k): int(v) for k, v in (await self.redis.hgetall(self.counts_key)).items()}
-
     async def undelivered(self, signatures: Sequence[str]) -> dict[str, int]:
         """Per signature, messages not yet read by any worker (the prefetch in the stream)."""
         result = {}

@@ -12,8 +12,6 @@ from typing import Any
 import msgspec
 import orjson
 
-FIELDS = ("id", "type", "agg", "ver", "ts", "actor", "corr", "cause", "schema", "data")
-
 
 class Envelope(msgspec.Struct, frozen=True):
     id: str
@@ -27,14 +25,6 @@ class Envelope(msgspec.Struct, frozen=True):
     schema: int
     data: dict[str, Any]
     position: str = ""  # the partition-log entry id once written; "" before
-
-    def to_fields(self) -> list[bytes | str]:
-        """Field/value pairs in a fixed order (Redis listpacks compress repeated field names)."""
-        return [
-            "id", self.id, "type", self.type, "agg", self.agg, "ver", str(self.ver),
-            "ts", self.ts, "actor", self.actor, "corr", self.corr, "cause", self.cause,
-            "schema", str(self.schema), "data", orjson.dumps(self.data),
-        ]  # fmt: skip
 
 
 def decode_entry(entry_id: Any, fields: Any) -> Envelope:

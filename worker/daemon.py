@@ -9,7 +9,7 @@ import os
 import socket
 import time
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,6 @@ class Holding:
     job: Job
     task: asyncio.Task[None] | None = None
     lost: bool = False  # the lease went to someone else: never settle, never write
-    released: bool = field(default=False)
 
 
 class Worker:

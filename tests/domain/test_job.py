@@ -125,3 +125,13 @@ def test_attempts_never_exceed_max_and_terminal_is_final(steps: list[str]) -> No
         assert job.attempt <= job.max_attempts
         if before in {"succeeded", "failed", "cancelled", "dead_letter"}:
             assert job.status == before
+
+
+def test_apply_events_folds_several_events_in_order() -> None:
+    from domain.job import apply_events
+
+    job = claimed(queued(max_attempts=1))
+    events = decide_fail(job, job.epoch, {"code": "x"}, NOW, POLICY)  # failed + dead-lettered
+    assert len(events) == 2
+    after = apply_events(job, events, "2026-11-21T12:00:01Z")
+    assert after.version == job.version + 2 and after.status == JobStatus.DEAD_LETTER

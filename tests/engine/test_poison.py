@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from commands.settings import Settings
 from projections.catalog import all_projections
 from projections.runner import run_projections
-from projections.scheduler import POISON_AFTER, Scheduler, SchedulerConfig
+from projections.scheduler import Scheduler, SchedulerConfig
 from streams.dispatch import Dispatch
 from streams.keys import Keys
 from streams.registry import Registry
@@ -51,4 +51,3 @@ async def test_poison_message_is_dead_lettered(
     assert job.attempt == 0  # never claimed
     events = [e.type for e in await log_events(store, keys) if e.agg == job_id]
     assert events == ["job.submitted", "job.dead_lettered"]
-    assert POISON_AFTER == 3
