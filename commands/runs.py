@@ -59,14 +59,19 @@ async def write_job(
     return result, outcome["job"]
 
 
-async def claim_job(store: EventStore, job_id: str, worker_id: str, flags: Flags) -> Job:
+async def claim_job(
+    store: EventStore, job_id: str, worker_id: str, flags: Flags, known: Job | None = None
+) -> Job:
     """Claim a queued job: running, a new lease epoch, its task in progress, in one append
     (the task's blockers must be unchanged since they were read). A board job whose task can
-    no longer start is cancelled instead, saying why; the returned job is then not running."""
+    no longer start is cancelled instead, saying why; the returned job is then not running.
+    `known` is the job as read just before (with others, in one read): decided on first, and
+    read again only if it changed since."""
     outcome: dict[str, Job] = {}
+    first = [known] if known is not None else []
 
     async def plan() -> Plan:
-        job = await load_job(store, job_id)
+        job = first.pop() if first else await load_job(store, job_id)
         events: list[JobEvent] = decide_claim(job, worker_id, job.epoch + 1)
         after = apply_events(job, events, now_rfc3339())
         decision: dict[str, tuple[int, list[Any]]] = {}

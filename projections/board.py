@@ -30,11 +30,12 @@ def card_member(task: Task) -> str:
 
 class BoardProjection:
     name = NAME
+    kind = "task"
 
     async def load(
         self, client: aioredis.Redis, space: Space, events: list[Envelope]
     ) -> dict[str, Task]:
-        return await load_docs(client, space.key("tasks"), events, "task", _decode)
+        return await load_docs(client, space.key("tasks"), events, self.kind, _decode)
 
     def apply(self, pipe: Writes, space: Space, events: list[Envelope], loaded: Any) -> None:
         before: dict[str, Task] = loaded
@@ -42,7 +43,7 @@ class BoardProjection:
         def step(state: Task | None, e: Envelope) -> Task:
             return evolve(state, task_event_from(e.type, e.data), e.agg, e.ver, e.ts)
 
-        changed = fold_batch(before, events, "task", step)
+        changed = fold_batch(before, events, self.kind, step)
         if not changed:
             return
         pipe.hset(space.key("tasks"), mapping={i: _encode(t) for i, t in changed.items()})

@@ -19,7 +19,7 @@ from domain.job_events import (
     JobSucceeded,
     job_event_from,
 )
-from projections.runner import Space, Writes, current_space, fold_batch, load_docs
+from projections.runner import Space, Writes, current_spaces, fold_batch, load_docs
 from streams.envelope import Envelope, text
 from streams.keys import Keys
 
@@ -54,11 +54,12 @@ def index_key(space: Space, facet: str, value: str) -> str:
 
 class QueueProjection:
     name = NAME
+    kind = "job"
 
     async def load(
         self, client: aioredis.Redis, space: Space, events: list[Envelope]
     ) -> dict[str, Job]:
-        return await load_docs(client, space.key("jobs"), events, "job", _decode)
+        return await load_docs(client, space.key("jobs"), events, self.kind, _decode)
 
     def apply(self, pipe: Writes, space: Space, events: list[Envelope], loaded: Any) -> None:
         before: dict[str, Job] = loaded
@@ -70,7 +71,7 @@ class QueueProjection:
             count_metrics(metrics, job, event)
             return job
 
-        changed = fold_batch(before, events, "job", step)
+        changed = fold_batch(before, events, self.kind, step)
         if not changed:
             return
         pipe.hset(space.key("jobs"), mapping={i: _encode(j) for i, j in changed.items()})
@@ -140,7 +141,7 @@ class Queue:
 
     async def spaces(self, partitions: list[int] | None = None) -> dict[int, Space]:
         wanted = list(self.keys.all_partitions()) if partitions is None else partitions
-        return {p: await current_space(self.client, self.keys, NAME, p) for p in wanted}
+        return await current_spaces(self.client, self.keys, NAME, wanted)
 
     async def get_jobs(self, ids: list[str]) -> dict[str, Job]:
         by_partition: dict[int, list[str]] = defaultdict(list)
@@ -226,9 +227,12 @@ class Queue:
             found.update({i: _decode(d) for i, d in zip(ids, docs, strict=True) if d})
         return found
 
-    async def runnable(self, per_partition: int) -> list[tuple[str, Job]]:
+    async def runnable(
+        self, per_partition: int, skip: set[str] | frozenset[str] = frozenset(), limit: int = 0
+    ) -> list[tuple[str, Job]]:
         """The best queued jobs of every partition (up to `per_partition` each), merged into
-        run order: priority desc, created_at asc, id."""
+        run order: priority desc, created_at asc, id; without the ids in `skip`, and only the
+        first `limit` of them (0: all), so that only those are read and decoded."""
         spaces = await self.spaces()
         async with self.client.pipeline(transaction=False) as pipe:
             for space in spaces.values():
@@ -242,8 +246,10 @@ class Queue:
             (text(m), p)
             for p, page in pages.items()
             for m in page
-            if ceiling is None or text(m) <= ceiling
+            if (ceiling is None or text(m) <= ceiling) and text(m).rsplit("|", 1)[1] not in skip
         )
+        if limit:
+            candidates = candidates[:limit]
         docs = await self._docs(spaces, candidates)
         return [
             (name, docs[name.rsplit("|", 1)[1]])

@@ -81,6 +81,7 @@ class Writes:
 
 class Projection(Protocol):
     name: str
+    kind: str  # the aggregate kind whose events it folds (`task.*`); others it passes over
 
     async def load(self, client: aioredis.Redis, space: Space, events: list[Envelope]) -> Any:
         """Read what applying `events` needs (before the write, outside the script)."""
@@ -159,6 +160,19 @@ async def current_space(
 ) -> Space:
     raw = await client.get(generation_key(keys, projection, partition))
     return Space(keys, projection, partition, int(raw or 1))
+
+
+async def current_spaces(
+    client: aioredis.Redis, keys: Keys, projection: str, partitions: Sequence[int]
+) -> dict[int, Space]:
+    """The current space of each of `partitions`, in one round trip."""
+    if not partitions:
+        return {}
+    raws = await client.mget([generation_key(keys, projection, p) for p in partitions])
+    return {
+        p: Space(keys, projection, p, int(raw or 1))
+        for p, raw in zip(partitions, raws, strict=True)
+    }
 
 
 async def prepare_batch(
@@ -287,6 +301,7 @@ class ProjectionWorker:
         for p, space in self.spaces.items():
             by_group.setdefault(space.group, {})[p] = "0" if p in self.pending else ">"
         batches: dict[int, list[Envelope]] = {}
+        kind = f"{self.projection.kind}.".encode()
         for group, partitions in by_group.items():
             streams: dict[Any, Any] = {self.keys.log(p): at for p, at in partitions.items()}
             block = None if any(at == "0" for at in partitions.values()) else self.block_ms
@@ -301,7 +316,12 @@ class ProjectionWorker:
                 raise InfrastructureError(f"projection read failed: {e}") from e
             got = {self.keys.partition_of_log(text(key)): entries for key, entries in reply or []}
             for p, at in partitions.items():
-                events = [decode_entry(i, f) for i, f in got.get(p, []) if f]
+                # Events of other kinds only move the position: their data is not decoded.
+                events = [
+                    decode_entry(i, f, with_data=f[b"type"].startswith(kind))
+                    for i, f in got.get(p, [])
+                    if f
+                ]
                 if at == "0" and not events:
                     self.pending.discard(p)  # caught up on what a previous holder left
                 if events:

@@ -63,6 +63,7 @@ class Scheduler:
         self.policy = RetryPolicy(settings.retry_base_s, settings.retry_cap_s)
         self._board_at = self._reap_at = 0.0
         self._log_ends: dict[Any, Any] | None = None
+        self._behind = False  # the last round skipped jobs the read model showed out of date
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -74,7 +75,8 @@ class Scheduler:
             except (OSError, aioredis.RedisError) as e:
                 log.warning("scheduler tick: %s", e)
             await _wait(stop, self.config.tick_s)
-            await self._until_something_happens(stop)
+            if not self._behind:  # else the read model is catching up: look again next tick
+                await self._until_something_happens(stop)
         await self.client.eval(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
             " return 0",
@@ -120,24 +122,38 @@ class Scheduler:
     async def feed(self, workers: list[dict[str, Any]]) -> int:
         """Dispatch runnable jobs in run order to signatures some live worker can take, up to
         each signature's free worker slots; limits are checked by the dispatch script."""
+        self._behind = False
         if not workers:
             return 0
-        free = sum(max(0, int(w["concurrency"]) - len(w.get("running", []))) for w in workers)
-        candidates = await self.queue.runnable(per_partition=max(8, 2 * free))
+        slots = sum(int(w["concurrency"]) for w in workers)
+        # Jobs dispatched and not yet settled are still queued in the read model until their
+        # claim is projected: skipped before any job is read.
+        active = await self.dispatch.active_ids()
+        candidates = await self.queue.runnable(
+            per_partition=max(8, 2 * slots), skip=active, limit=max(16, 2 * slots)
+        )
         if not candidates:
             return 0
-        active = set(await self.dispatch.active())
         sigs = {signature(job.required_capabilities) for _, job in candidates}
         waiting = await self.dispatch.undelivered(sorted(sigs))
+        # The read model lags the log: a job claimed (or finished) since shows as queued at an
+        # older version. Only a job still at the version we read is dispatched.
+        stored = await self.store.versions([job.id for _, job in candidates])
         now = datetime.now(UTC).isoformat()
         picks: list[Dispatchable] = []
         for _, job in candidates:
-            if job.id in active or job.status != "queued" or (job.not_before or "") > now:
+            if job.status != "queued" or (job.not_before or "") > now:
+                continue
+            if stored[job.id] != job.version:
+                self._behind = True
                 continue
             sig = signature(job.required_capabilities)
             takers = [w for w in workers if eligible(sig, w["capabilities"])]
-            slots = sum(max(0, int(w["concurrency"]) - len(w.get("running", []))) for w in takers)
-            if not takers or waiting.get(sig, 0) >= max(1, slots):
+            # A signature's stream holds at most as many undelivered messages as its takers
+            # run at once: a slot that frees never waits for a round of ours, and a better
+            # job that comes later waits behind at most that many.
+            window = sum(int(w["concurrency"]) for w in takers)
+            if not takers or waiting.get(sig, 0) >= window:
                 continue
             waiting[sig] = waiting.get(sig, 0) + 1
             repository = str(job.normalized.get("repository") or "")
@@ -211,7 +227,6 @@ class Scheduler:
                     actor="reaper",
                 )
         await self.dispatch.settle(job.id, message)
-        await self.dispatch.forget([job.id])
 
     async def _tidy(self) -> None:
         """Drop dispatch records of jobs that finished without a worker settling them (say,
@@ -233,7 +248,6 @@ class Scheduler:
                 )
                 if not pending:
                     await self.dispatch.settle(job_id, message)
-                    await self.dispatch.forget([job_id])
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

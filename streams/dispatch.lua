@@ -1,6 +1,5 @@
 -- Put jobs on their signatures' dispatch streams, each unless that would break a rule.
--- KEYS: 1 active (hash job -> dispatch record), 2 counts (hash), 3 dispatched (hash job ->
---   version dispatched at), 4 signatures (set), 5 leader.
+-- KEYS: 1 active (hash job -> dispatch record), 2 counts (hash), 3 signatures (set), 4 leader.
 -- ARGV: 1 max running (0 = no limit), 2 max per repository, 3 max per project, 4 leader token
 --   ('' = no check), 5 number of jobs, then per job 8 values: stream key (in the dispatch
 --   slot), job id, version, signature, repository ('' for none), project, priority, created.
@@ -12,15 +11,12 @@ end
 local results = {}
 for i = 1, tonumber(ARGV[5]) do
   local at = 6 + (i - 1) * 8
-  local stream, job, version, sig = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3]
+  local stream, job, sig = ARGV[at], ARGV[at + 1], ARGV[at + 3]
   local repo, project = ARGV[at + 4], ARGV[at + 5]
-  local seen = redis.call('HGET', KEYS[3], job)
-  if ARGV[4] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[4] then
+  if ARGV[4] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[4] then
     results[i] = {'not_leader', ''}
   elseif redis.call('HEXISTS', KEYS[1], job) == 1 then
     results[i] = {'active', ''}
-  elseif seen and tonumber(seen) >= version then
-    results[i] = {'dispatched', seen}
   elseif over('all', ARGV[1]) then
     results[i] = {'limit', 'all'}
   elseif repo ~= '' and over('repo:' .. repo, ARGV[2]) then
@@ -35,8 +31,7 @@ for i = 1, tonumber(ARGV[5]) do
     redis.call('HINCRBY', KEYS[2], 'all', 1)
     if repo ~= '' then redis.call('HINCRBY', KEYS[2], 'repo:' .. repo, 1) end
     redis.call('HINCRBY', KEYS[2], 'project:' .. project, 1)
-    redis.call('HSET', KEYS[3], job, ARGV[at + 2])
-    redis.call('SADD', KEYS[4], sig)
+    redis.call('SADD', KEYS[3], sig)
     results[i] = {'ok', id}
   end
 end

@@ -64,20 +64,18 @@ class Dispatch:
         self._settle = client.register_script(SETTLE_LUA)
         self.active_key = keys.dispatch_part("active")
         self.counts_key = keys.dispatch_part("counts")
-        self.dispatched_key = keys.dispatch_part("dispatched")
         self.leader_key = keys.dispatch_part("leader")
         self._groups: set[str] = set()  # signatures whose group this process has made
 
     async def dispatch(self, jobs: Sequence[Dispatchable], limits: Limits,
                        leader_token: str = "") -> list[tuple[str, str]]:  # fmt: skip
         """Dispatch jobs in order, in one script call: per job ('ok', message id) or
-        (reason, detail), the reason one of active, dispatched, limit, not_leader."""
+        (reason, detail), the reason one of active, limit, not_leader."""
         if not jobs:
             return []
         for sig in {j.signature for j in jobs}:
             await self.ensure_group(sig)
-        keys = [self.active_key, self.counts_key, self.dispatched_key, self.keys.signatures(),
-                self.leader_key]  # fmt: skip
+        keys = [self.active_key, self.counts_key, self.keys.signatures(), self.leader_key]
         args: list[Any] = [limits.max_running, limits.per_repository, limits.per_project,
                            leader_token, len(jobs)]  # fmt: skip
         for j in jobs:
@@ -88,8 +86,16 @@ class Dispatch:
 
     async def settle(self, job_id: str, message: Message) -> None:
         """Acknowledge, delete and free the place of a message; safe to repeat."""
-        keys = [self.keys.dispatch(message.signature), self.active_key, self.counts_key]
-        await self._call(self._settle, keys, [job_id, message.id, GROUP])
+        await self.settle_many([(job_id, message)])
+
+    async def settle_many(self, settled: Sequence[tuple[str, Message]]) -> None:
+        """`settle` each (job id, message), in one round trip."""
+        if not settled:
+            return
+        keys = [self.active_key, self.counts_key]
+        keys += [self.keys.dispatch(m.signature) for _, m in settled]
+        args = [GROUP, *(value for job_id, m in settled for value in (job_id, m.id))]
+        await self._call(self._settle, keys, args)
 
     async def ensure_group(self, sig: str) -> None:
         if sig in self._groups:
@@ -157,23 +163,23 @@ class Dispatch:
             text(k): orjson.loads(v) for k, v in (await self.redis.hgetall(self.active_key)).items()
         }
 
+    async def active_ids(self) -> set[str]:
+        return {text(k) for k in await self.redis.hkeys(self.active_key)}
+
     async def undelivered(self, signatures: Sequence[str]) -> dict[str, int]:
         """Per signature, messages not yet read by any worker (the prefetch in the stream)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sig in signatures:
+                pipe.xinfo_groups(self.keys.dispatch(sig))
+            replies = await pipe.execute(raise_on_error=False)
         result = {}
-        for sig in signatures:
-            try:
-                groups = await self.redis.xinfo_groups(self.keys.dispatch(sig))
-            except ResponseError:
+        for sig, groups in zip(signatures, replies, strict=True):
+            if isinstance(groups, ResponseError):  # no stream yet
                 result[sig] = 0
                 continue
             lag = next((g.get("lag") for g in groups if text(g["name"]) == GROUP), 0)
             result[sig] = int(lag or 0)
         return result
-
-    async def forget(self, job_ids: Sequence[str]) -> None:
-        """Drop the dispatched-at-version marks of finished jobs."""
-        if job_ids:
-            await self.redis.hdel(self.dispatched_key, *job_ids)
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:

@@ -27,8 +27,9 @@ class Envelope(msgspec.Struct, frozen=True):
     position: str = ""  # the partition-log entry id once written; "" before
 
 
-def decode_entry(entry_id: Any, fields: Any) -> Envelope:
-    """Decode one stream entry; `position` is the entry id it was read at."""
+def decode_entry(entry_id: Any, fields: Any, with_data: bool = True) -> Envelope:
+    """Decode one stream entry; `position` is the entry id it was read at. Without data, the
+    envelope's `data` is left empty (a reader that only passes over the event)."""
     return Envelope(
         id=fields[b"id"].decode(),
         type=fields[b"type"].decode(),
@@ -39,7 +40,7 @@ def decode_entry(entry_id: Any, fields: Any) -> Envelope:
         corr=fields[b"corr"].decode(),
         cause=fields[b"cause"].decode(),
         schema=int(fields[b"schema"]),
-        data=orjson.loads(fields[b"data"]),
+        data=orjson.loads(fields[b"data"]) if with_data else {},
         position=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
     )
 

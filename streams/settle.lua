@@ -1,14 +1,22 @@
--- A dispatch is over (the job finished, was re-queued, or could not be claimed): acknowledge
--- and delete its message, and free its place in the limits, once.
--- KEYS: 1 stream, 2 active, 3 counts. ARGV: 1 job id, 2 message id, 3 group.
-redis.call('XACK', KEYS[1], ARGV[3], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-local raw = redis.call('HGET', KEYS[2], ARGV[1])
-if not raw then return 0 end
-local record = cjson.decode(raw)
-if record.msg ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('HINCRBY', KEYS[3], 'all', -1)
-if record.repo ~= '' then redis.call('HINCRBY', KEYS[3], 'repo:' .. record.repo, -1) end
-redis.call('HINCRBY', KEYS[3], 'project:' .. record.project, -1)
-return 1
+-- Dispatches that are over (the job finished, was re-queued, or could not be claimed):
+-- acknowledge and delete each message, and free its place in the limits, once.
+-- KEYS: 1 active, 2 counts, then the stream of each message.
+-- ARGV: 1 group, then per message: job id, message id. Returns how many places were freed.
+local freed = 0
+for i = 3, #KEYS do
+  local job, msg = ARGV[(i - 3) * 2 + 2], ARGV[(i - 3) * 2 + 3]
+  redis.call('XACK', KEYS[i], ARGV[1], msg)
+  redis.call('XDEL', KEYS[i], msg)
+  local raw = redis.call('HGET', KEYS[1], job)
+  if raw then
+    local record = cjson.decode(raw)
+    if record.msg == msg then
+      redis.call('HDEL', KEYS[1], job)
+      redis.call('HINCRBY', KEYS[2], 'all', -1)
+      if record.repo ~= '' then redis.call('HINCRBY', KEYS[2], 'repo:' .. record.repo, -1) end
+      redis.call('HINCRBY', KEYS[2], 'project:' .. record.project, -1)
+      freed = freed + 1
+    end
+  end
+end
+return freed

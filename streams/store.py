@@ -140,6 +140,17 @@ class EventStore:
         except RedisError as e:
             raise InfrastructureError(f"read of {aggregate_id} failed: {e}") from e
 
+    async def versions(self, aggregate_ids: list[str]) -> dict[str, int]:
+        """The current version of each aggregate, in one round trip."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in aggregate_ids:
+                    pipe.llen(self.keys.stream(i))
+                replies = await pipe.execute()
+        except RedisError as e:
+            raise InfrastructureError(f"read of versions failed: {e}") from e
+        return {i: int(n) for i, n in zip(aggregate_ids, replies, strict=True)}
+
     async def read_log(
         self, partition: int, after: str = "0-0", count: int = 1000
     ) -> list[Envelope]:

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from commands import runs
 from commands.held import Held, Stage
+from commands.jobs import load_jobs
 from commands.settings import Settings
 from domain.dispatch import eligible
 from domain.errors import CairnError, DomainError, StaleLease
@@ -48,7 +49,7 @@ class Holding:
     """A job this worker holds: the dispatch message (its lease) and the claim's epoch."""
 
     message: Message
-    job: Job
+    job: Job | None = None  # once claimed
     task: asyncio.Task[None] | None = None
     lost: bool = False  # the lease went to someone else: never settle, never write
 
@@ -68,24 +69,34 @@ class Worker:
         self._sigs: list[str] = []
         self._sigs_at = 0.0
         self._pause, self._pause_at = "off", 0.0
+        self._freed = asyncio.Event()  # set when a job ends: its slot can take the next one
+        self._to_settle: list[tuple[str, Message]] = []
+        self._settle_wanted = asyncio.Event()
 
     # ---- the loop ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take work until `stop`; then take no more, let running jobs finish for the grace
         period, release what is left, and leave the registry."""
-        beat = asyncio.create_task(self._heartbeat(stop))
+        # Both run until `closing`, which comes after the drain (leases are kept alive while
+        # running jobs finish); they end on their own: a cancel could land inside a client
+        # call that swallows it, and the stop would then hang.
+        closing = asyncio.Event()
+        helpers = [asyncio.create_task(self._heartbeat(closing)),
+                   asyncio.create_task(self._settler(closing))]  # fmt: skip
         try:
             while not stop.is_set():
                 if await self._may_take():
                     await self._take()
-                else:
-                    await _wait(stop, 0.1)
+                else:  # full or paused: until a job finishes, the pause is re-read or we stop
+                    self._freed.clear()
+                    await _wait_any(stop, self._freed, PAUSE_READ_S)
         finally:
             await self._drain()
-            beat.cancel()
-            with suppress(asyncio.CancelledError):
-                await beat
+            closing.set()
+            self._settle_wanted.set()
+            await asyncio.gather(*helpers)
+            await self._settle_now()
             await self.registry.leave(self.config.worker_id)
 
     async def _may_take(self) -> bool:
@@ -103,25 +114,60 @@ class Worker:
             self.config.worker_id, sigs, count=free, block_ms=self.config.block_ms
         )
         messages.sort(key=lambda m: (-m.priority, m.created, m.job_id))
-        for i, message in enumerate(messages):
-            if i >= free:  # more than we can run: hand it back for the scheduler to re-place
-                await self.dispatch.settle(message.job_id, message)
-                await self.dispatch.forget([message.job_id])
-                continue
-            try:
-                job = await runs.claim_job(
-                    self.store, message.job_id, self.config.worker_id, self.settings.flags
-                )
-            except DomainError as e:
-                log.info("not claimed %s: %s", message.job_id, e.message)
-                await self.dispatch.settle(message.job_id, message)
-                continue
-            if job.status != "running":  # its task could not start: the run was cancelled
-                await self.dispatch.settle(message.job_id, message)
-                continue
-            holding = Holding(message, job)
-            self.holding[job.id] = holding
-            holding.task = asyncio.create_task(self._run(holding))
+        for message in messages[free:]:  # more than we can run: back for the scheduler to place
+            self._settle_later(message.job_id, message)
+        messages = messages[:free]
+        known = await load_jobs(self.store, [m.job_id for m in messages]) if messages else {}
+        for message in messages:
+            # Claims run side by side (in run order they start), each in its job's own task:
+            # a job's slot is taken from here on.
+            holding = Holding(message)
+            self.holding[message.job_id] = holding
+            job = known.get(message.job_id)
+            holding.task = asyncio.create_task(self._claim_and_run(holding, job))
+
+    async def _claim_and_run(self, holding: Holding, known: Job | None) -> None:
+        message = holding.message
+        try:
+            job = await runs.claim_job(
+                self.store, message.job_id, self.config.worker_id, self.settings.flags, known
+            )
+        except DomainError as e:
+            log.info("not claimed %s: %s", message.job_id, e.message)
+            job = None
+        except BaseException:
+            self._let_go(message.job_id)
+            raise
+        if job is None or job.status != "running":  # its task could not start: cancelled
+            self._settle_later(message.job_id, message)
+            self._let_go(message.job_id)
+            return
+        holding.job = job
+        await self._run(holding, job)
+
+    def _let_go(self, job_id: str) -> None:
+        self.holding.pop(job_id, None)
+        self._freed.set()
+
+    def _settle_later(self, job_id: str, message: Message) -> None:
+        """Settle the message soon, in one call with the others that ended meanwhile. The job's
+        outcome is already written; until then the message only keeps its place in the limits
+        (if we die first, the reaper settles it)."""
+        self._to_settle.append((job_id, message))
+        self._settle_wanted.set()
+
+    async def _settler(self, closing: asyncio.Event) -> None:
+        while not closing.is_set():
+            await self._settle_wanted.wait()
+            self._settle_wanted.clear()
+            await self._settle_now()
+
+    async def _settle_now(self) -> None:
+        batch, self._to_settle = self._to_settle, []
+        try:
+            await self.dispatch.settle_many(batch)
+        except (CairnError, aioredis.RedisError, OSError) as e:
+            log.warning("settling %d messages failed (the reaper will): %s", len(batch), e)
 
     async def _eligible(self) -> list[str]:
         if time.monotonic() - self._sigs_at > 0.5:
@@ -132,14 +178,14 @@ class Worker:
             self._sigs_at = time.monotonic()
         return self._sigs
 
-    async def _heartbeat(self, stop: asyncio.Event) -> None:
-        while True:
+    async def _heartbeat(self, closing: asyncio.Event) -> None:
+        while not closing.is_set():
             with suppress(CairnError, aioredis.RedisError, OSError):
                 await self.registry.beat(self.record())
                 live = [h.message for h in self.holding.values() if not h.lost]
                 if live:
                     await self.dispatch.keep_alive(self.config.worker_id, live)
-            await asyncio.sleep(self.heartbeat_s)
+            await _wait(closing, self.heartbeat_s)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -166,8 +212,8 @@ class Worker:
 
     # ---- one job ----------------------------------------------------------------------------
 
-    async def _run(self, holding: Holding) -> None:
-        job, me = holding.job, self.config.worker_id
+    async def _run(self, holding: Holding, job: Job) -> None:
+        me = self.config.worker_id
         held = Held(self.store, job, me, self.settings.flags, self.policy)
         run = Run(job, job.epoch)
         finished: Stage | None = None  # closed in the same append that opens the next stage
@@ -197,9 +243,8 @@ class Worker:
         finally:
             executor.cleanup(run)
             if not holding.lost:
-                with suppress(CairnError, aioredis.RedisError):
-                    await self.dispatch.settle(job.id, holding.message)
-            self.holding.pop(job.id, None)
+                self._settle_later(job.id, holding.message)
+            self._let_go(job.id)
 
     async def _stage(self, stage: str, run: Run, held: Held) -> tuple[str, dict[str, Any]]:
         if stage == "prepare":
@@ -228,6 +273,13 @@ class Worker:
             log.warning("late write refused: %s", e.message)
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
+async def _wait(event: asyncio.Event, seconds: float) -> None:
     with suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+async def _wait_any(stop: asyncio.Event, other: asyncio.Event, seconds: float) -> None:
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(other.wait())]
+    _done, pending = await asyncio.wait(waits, timeout=seconds, return_when="FIRST_COMPLETED")
+    for task in pending:
+        task.cancel()
