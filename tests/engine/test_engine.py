@@ -11,6 +11,7 @@ from commands.settings import Settings
 from commands.tasks import add_dependency, create_task, load_tasks, transition_task
 from domain.task_spec import TaskSpec
 from domain.task_states import Flags
+from streams.dispatch import Dispatch
 from streams.keys import Keys
 from streams.store import EventStore
 from tests.engine.conftest import (
@@ -197,6 +198,21 @@ async def test_race_8_workers_2_schedulers_1000_jobs_each_once(
     claims = [(e.agg, e.data["epoch"]) for e in events if e.type == "job.claimed"]
     assert len(claims) == len(set(claims))  # never two claims of one job at one epoch
     assert len({e.data["worker_id"] for e in events if e.type == "job.claimed"}) >= 4
+
+    # Nothing of a finished job stays in the dispatch bookkeeping: every message settled and
+    # deleted, every place in the limits freed, no per-job mark left behind.
+    dispatch = Dispatch(store.redis, keys)
+
+    async def all_settled() -> bool:
+        return not await dispatch.active_ids()
+
+    await wait_for(all_settled, timeout=20, what="every dispatch settled")
+    counts = await store.redis.hgetall(dispatch.counts_key)
+    assert {int(n) for n in counts.values()} <= {0}
+    assert await store.redis.xlen(keys.dispatch("noop")) == 0
+    left = {k.decode() async for k in store.redis.scan_iter(match=keys.dispatch_part("*"))}
+    assert left <= {keys.dispatch("noop"), dispatch.counts_key, keys.signatures(),
+                    dispatch.leader_key}  # fmt: skip
 
 
 async def test_sigterm_finishes_the_running_job_or_releases_it_after_the_grace(
