@@ -4,6 +4,7 @@ lex-ordered `created_at|id` members), counts per status, and the metrics behind 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -228,11 +229,14 @@ class Queue:
         return found
 
     async def runnable(
-        self, per_partition: int, skip: set[str] | frozenset[str] = frozenset(), limit: int = 0
-    ) -> list[tuple[str, Job]]:
+        self, per_partition: int, skip: set[str] | frozenset[str] = frozenset(), chunk: int = 64
+    ) -> AsyncIterator[list[Job]]:
         """The best queued jobs of every partition (up to `per_partition` each), merged into
-        run order: priority desc, created_at asc, id; without the ids in `skip`, and only the
-        first `limit` of them (0: all), so that only those are read and decoded."""
+        run order (priority desc, created_at asc, id), without the ids in `skip`; read and
+        decoded `chunk` at a time, so a caller that has what it needs stops reading.
+
+        The order is exact up to the lowest last member of the partitions that filled their
+        page: beyond it a partition may hide better work, so the merge stops there."""
         spaces = await self.spaces()
         async with self.client.pipeline(transaction=False) as pipe:
             for space in spaces.values():
@@ -241,21 +245,18 @@ class Queue:
                 )
             pages = dict(zip(spaces, await pipe.execute(), strict=True))
         full = [text(page[-1]) for page in pages.values() if len(page) == per_partition]
-        ceiling = min(full) if full else None  # beyond it a partition may hide better work
+        ceiling = min(full) if full else None
         candidates = sorted(
             (text(m), p)
             for p, page in pages.items()
             for m in page
             if (ceiling is None or text(m) <= ceiling) and text(m).rsplit("|", 1)[1] not in skip
         )
-        if limit:
-            candidates = candidates[:limit]
-        docs = await self._docs(spaces, candidates)
-        return [
-            (name, docs[name.rsplit("|", 1)[1]])
-            for name, _ in candidates
-            if name.rsplit("|", 1)[1] in docs
-        ]
+        for at in range(0, len(candidates), chunk):
+            part = candidates[at : at + chunk]
+            docs = await self._docs(spaces, part)
+            found = [docs.get(name.rsplit("|", 1)[1]) for name, _ in part]
+            yield [job for job in found if job is not None]
 
     async def counts(self, project: str | None = None) -> dict[str, int]:
         partitions = [self.keys.partition_of(project)] if project else None

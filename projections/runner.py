@@ -391,12 +391,9 @@ async def _drop_space(client: aioredis.Redis, space: Space) -> None:
 
 async def positions(client: aioredis.Redis, keys: Keys, projection: str) -> dict[int, str]:
     """Each partition's last applied log position for `projection`."""
-    result = {}
-    for partition in keys.all_partitions():
-        space = await current_space(client, keys, projection, partition)
-        raw = await client.get(space.position_key)
-        result[partition] = text(raw) if raw else "0-0"
-    return result
+    spaces = await current_spaces(client, keys, projection, keys.all_partitions())
+    raws = await client.mget([space.position_key for space in spaces.values()])
+    return {p: text(raw) if raw else "0-0" for p, raw in zip(spaces, raws, strict=True)}
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -29,7 +29,9 @@ from domain.job import ACTIVE, TERMINAL, RetryPolicy, decide_poisoned
 from domain.task import can_become_ready
 from domain.task_states import Status
 from projections.board import Board
+from projections.queue import NAME as QUEUE
 from projections.queue import Queue
+from projections.runner import positions
 from streams.dispatch import Dispatch, Dispatchable, Limits, Message
 from streams.envelope import text
 from streams.keys import Keys
@@ -67,7 +69,12 @@ class Scheduler:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            # A round sees what woke it only once the queue read model has applied it; until
+            # a round has run on a caught-up read model, the next comes after a tick instead
+            # of after the next event.
+            caught_up = False
             try:
+                caught_up = await self._queue_caught_up()
                 if await self._lead():
                     await self.tick()
             except CairnError as e:
@@ -75,7 +82,7 @@ class Scheduler:
             except (OSError, aioredis.RedisError) as e:
                 log.warning("scheduler tick: %s", e)
             await _wait(stop, self.config.tick_s)
-            if not self._behind:  # else the read model is catching up: look again next tick
+            if caught_up and not self._behind:
                 await self._until_something_happens(stop)
         await self.client.eval(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
@@ -99,6 +106,17 @@ class Scheduler:
             for key, entries in reply or []:
                 self._log_ends[text(key)] = entries[-1][0]
 
+    async def _queue_caught_up(self) -> bool:
+        """Whether the queue read model has applied every event we have seen in the logs
+        (a job submitted a moment ago is runnable only once it has)."""
+        if not self._log_ends:
+            return True
+        applied = await positions(self.client, self.keys, QUEUE)
+        return all(
+            _entry_id(applied[self.keys.partition_of_log(text(log))]) >= _entry_id(text(end))
+            for log, end in self._log_ends.items()
+        )
+
     async def _lead(self) -> bool:
         lease = self.config.leader_lease_ms
         if await self.client.set(self.dispatch.leader_key, self.token, nx=True, px=lease):
@@ -121,44 +139,57 @@ class Scheduler:
 
     async def feed(self, workers: list[dict[str, Any]]) -> int:
         """Dispatch runnable jobs in run order to signatures some live worker can take, up to
-        each signature's free worker slots; limits are checked by the dispatch script."""
+        each signature's window; limits are checked by the dispatch script."""
         self._behind = False
         if not workers:
             return 0
-        slots = sum(int(w["concurrency"]) for w in workers)
-        # Jobs dispatched and not yet settled are still queued in the read model until their
-        # claim is projected: skipped before any job is read.
-        active = await self.dispatch.active_ids()
-        candidates = await self.queue.runnable(
-            per_partition=max(8, 2 * slots), skip=active, limit=max(16, 2 * slots)
-        )
-        if not candidates:
-            return 0
-        sigs = {signature(job.required_capabilities) for _, job in candidates}
-        waiting = await self.dispatch.undelivered(sorted(sigs))
-        # The read model lags the log: a job claimed (or finished) since shows as queued at an
-        # older version. Only a job still at the version we read is dispatched.
-        stored = await self.store.versions([job.id for _, job in candidates])
-        now = datetime.now(UTC).isoformat()
-        picks: list[Dispatchable] = []
-        for _, job in candidates:
-            if job.status != "queued" or (job.not_before or "") > now:
-                continue
-            if stored[job.id] != job.version:
-                self._behind = True
-                continue
-            sig = signature(job.required_capabilities)
-            takers = [w for w in workers if eligible(sig, w["capabilities"])]
+
+        def window(sig: str) -> int:
             # A signature's stream holds at most as many undelivered messages as its takers
             # run at once: a slot that frees never waits for a round of ours, and a better
             # job that comes later waits behind at most that many.
-            window = sum(int(w["concurrency"]) for w in takers)
-            if not takers or waiting.get(sig, 0) >= window:
-                continue
-            waiting[sig] = waiting.get(sig, 0) + 1
-            repository = str(job.normalized.get("repository") or "")
-            picks.append(Dispatchable(job.id, job.version, sig, repository, job.project,
-                                      job.priority, job.created_at))  # fmt: skip
+            return sum(int(w["concurrency"]) for w in workers if eligible(sig, w["capabilities"]))
+
+        known = {sig: window(sig) for sig in await self.dispatch.signatures()}
+        waiting = await self.dispatch.undelivered(sorted(s for s, n in known.items() if n))
+        room = sum(max(0, known[sig] - n) for sig, n in waiting.items())
+        if waiting and not room:
+            # Every stream a worker reads is stocked. A job of a signature never dispatched
+            # before waits for the next round with room (a worker's next read makes some).
+            return 0
+        slots = sum(int(w["concurrency"]) for w in workers)
+        # Jobs dispatched and not yet settled are still queued in the read model until their
+        # claim is projected: skipped before any job is read. Jobs are read a chunk of about
+        # the room there is at a time, until the room is filled.
+        active = await self.dispatch.active_ids()
+        now = datetime.now(UTC).isoformat()
+        picks: list[Dispatchable] = []
+        chunks = self.queue.runnable(max(8, 2 * slots), skip=active, chunk=max(8, room + 8))
+        async for chunk in chunks:
+            sigs = {signature(job.required_capabilities) for job in chunk}
+            for sig in sigs - known.keys():  # dispatched for the first time (or a new taker)
+                known[sig] = window(sig)
+            if unknown := sorted(s for s in sigs - waiting.keys() if known[s]):
+                waiting.update(await self.dispatch.undelivered(unknown))
+                room += sum(max(0, known[s] - waiting[s]) for s in unknown)
+            # The read model lags the log: a job claimed (or finished) since shows as queued
+            # at an older version. Only a job still at the version we read is dispatched.
+            stored = await self.store.versions([job.id for job in chunk])
+            for job in chunk:
+                if job.status != "queued" or (job.not_before or "") > now:
+                    continue
+                if stored[job.id] != job.version:
+                    self._behind = True
+                    continue
+                sig = signature(job.required_capabilities)
+                if waiting.get(sig, 0) >= known[sig]:  # no taker (window 0), or stocked
+                    continue
+                waiting[sig] = waiting.get(sig, 0) + 1
+                repository = str(job.normalized.get("repository") or "")
+                picks.append(Dispatchable(job.id, job.version, sig, repository, job.project,
+                                          job.priority, job.created_at))  # fmt: skip
+            if len(picks) >= room:
+                break
         # One script call for the round; it checks the lead, activity and limits per job, in
         # run order, so work over a limit is skipped and waits with its place kept.
         outcomes = await self.dispatch.dispatch(picks, self.config.limits, self.token)
@@ -248,6 +279,11 @@ class Scheduler:
                 )
                 if not pending:
                     await self.dispatch.settle(job_id, message)
+
+
+def _entry_id(entry: str) -> tuple[int, int]:
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq or 0)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
