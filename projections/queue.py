@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from domain.dispatch import run_order_key
+from domain.dispatch import run_order_key, signature
 from domain.job import Job, evolve
 from domain.job_events import (
     JobFailed,
@@ -79,6 +79,7 @@ class QueueProjection:
         removed: dict[str, list[str]] = defaultdict(list)
         added: dict[str, dict[str, float]] = defaultdict(dict)
         counts: Counter[tuple[str, str]] = Counter()
+        signatures: set[str] = set()
         for job_id, new in changed.items():
             old = before.get(job_id)
             new_facets = facets(new)
@@ -90,17 +91,15 @@ class QueueProjection:
                     if old is not None:
                         removed[index_key(space, facet, old_facets[facet])].append(member(old))
                     added[index_key(space, facet, value)][member(new)] = 0
-            # Runnable work in run order: what the scheduler reads, best first.
-            was = run_order_key(old.priority, old.created_at, old.id) if old else None
-            now = run_order_key(new.priority, new.created_at, new.id)
-            if (
-                old is not None
-                and old.status == "queued"
-                and (new.status != "queued" or was != now)
-            ):
-                removed[space.key("runnable")].append(str(was))
-            if new.status == "queued" and (old is None or old.status != "queued" or was != now):
-                added[space.key("runnable")][now] = 0
+            # Runnable work in run order, one index per capability signature: what the
+            # scheduler reads for the signatures some worker can take, best first.
+            was = runnable_key(space, old) if old is not None and old.status == "queued" else None
+            now = runnable_key(space, new) if new.status == "queued" else None
+            if was is not None and was != now:
+                removed[was[0]].append(was[1])
+            if now is not None and now != was:
+                added[now[0]][now[1]] = 0
+                signatures.add(signature(new.required_capabilities))
             if old is None or old.status != new.status:
                 if old is not None:
                     counts[(old.project, old.status)] -= 1
@@ -115,6 +114,14 @@ class QueueProjection:
                 pipe.hincrby(space.key("counts", project), status, delta)
         for name, delta in metrics.items():
             pipe.hincrby(space.key("metrics"), name, delta)
+        if signatures:
+            pipe.sadd(space.key("runnable-signatures"), *sorted(signatures))
+
+
+def runnable_key(space: Space, job: Job) -> tuple[str, str]:
+    """Where a queued job sits in the runnable indexes: its signature's index and member."""
+    sig = signature(job.required_capabilities)
+    return space.key("runnable", sig), run_order_key(job.priority, job.created_at, job.id)
 
 
 def count_metrics(metrics: Counter[str], job: Job, event: Any) -> None:
@@ -228,35 +235,57 @@ class Queue:
             found.update({i: _decode(d) for i, d in zip(ids, docs, strict=True) if d})
         return found
 
-    async def runnable(
-        self, per_partition: int, skip: set[str] | frozenset[str] = frozenset(), chunk: int = 64
-    ) -> AsyncIterator[list[Job]]:
-        """The best queued jobs of every partition (up to `per_partition` each), merged into
-        run order (priority desc, created_at asc, id), without the ids in `skip`; read and
-        decoded `chunk` at a time, so a caller that has what it needs stops reading.
-
-        The order is exact up to the lowest last member of the partitions that filled their
-        page: beyond it a partition may hide better work, so the merge stops there."""
+    async def runnable_signatures(self) -> set[str]:
+        """Every signature that has had runnable work (a set per partition, never pruned:
+        signatures are few)."""
         spaces = await self.spaces()
         async with self.client.pipeline(transaction=False) as pipe:
             for space in spaces.values():
-                pipe.zrange(
-                    space.key("runnable"), "-", "+", bylex=True, offset=0, num=per_partition
-                )
-            pages = dict(zip(spaces, await pipe.execute(), strict=True))
-        full = [text(page[-1]) for page in pages.values() if len(page) == per_partition]
-        ceiling = min(full) if full else None
-        candidates = sorted(
-            (text(m), p)
-            for p, page in pages.items()
-            for m in page
-            if (ceiling is None or text(m) <= ceiling) and text(m).rsplit("|", 1)[1] not in skip
-        )
-        for at in range(0, len(candidates), chunk):
-            part = candidates[at : at + chunk]
-            docs = await self._docs(spaces, part)
-            found = [docs.get(name.rsplit("|", 1)[1]) for name, _ in part]
-            yield [job for job in found if job is not None]
+                pipe.smembers(space.key("runnable-signatures"))
+            replies = await pipe.execute()
+        return {text(sig) for members in replies for sig in members}
+
+    async def runnable(
+        self, sig: str, page: int, skip: set[str] | frozenset[str] = frozenset(), chunk: int = 64
+    ) -> AsyncIterator[list[Job]]:
+        """The queued jobs of signature `sig` across partitions in run order (priority desc,
+        created_at asc, id), without the ids in `skip`; read `page` names a partition at a
+        time and decoded `chunk` jobs at a time, so a caller that has what it needs stops.
+
+        Each step merges the partitions' pages up to the lowest last name of a full page
+        (beyond it a partition may hide better work), then goes on after it."""
+        spaces = await self.spaces()
+        after = dict.fromkeys(spaces, "-")
+        while after:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for p, lower in after.items():
+                    pipe.zrange(
+                        spaces[p].key("runnable", sig), lower, "+", bylex=True, offset=0, num=page
+                    )
+                pages = {
+                    p: [text(m) for m in names]
+                    for p, names in zip(after, await pipe.execute(), strict=True)
+                }
+            full = [names[-1] for names in pages.values() if len(names) == page]
+            ceiling = min(full) if full else None
+            candidates = sorted(
+                (name, p)
+                for p, names in pages.items()
+                for name in names
+                if (ceiling is None or name <= ceiling) and name.rsplit("|", 1)[1] not in skip
+            )
+            for at in range(0, len(candidates), chunk):
+                part = candidates[at : at + chunk]
+                docs = await self._docs(spaces, part)
+                found = [docs.get(name.rsplit("|", 1)[1]) for name, _ in part]
+                yield [job for job in found if job is not None]
+            if ceiling is None:
+                return
+            after = {
+                p: f"({ceiling}"
+                for p, names in pages.items()
+                if names and (len(names) == page or names[-1] > ceiling)
+            }
 
     async def counts(self, project: str | None = None) -> dict[str, int]:
         partitions = [self.keys.partition_of(project)] if project else None

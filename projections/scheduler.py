@@ -23,7 +23,7 @@ from commands.jobs import load_job
 from commands.runs import expire_lease, request_task_run, write_job
 from commands.settings import Settings
 from commands.tasks import transition_task
-from domain.dispatch import eligible, signature
+from domain.dispatch import eligible, run_order_key
 from domain.errors import CairnError
 from domain.job import ACTIVE, TERMINAL, RetryPolicy, decide_poisoned
 from domain.task import can_become_ready
@@ -65,7 +65,9 @@ class Scheduler:
         self.policy = RetryPolicy(settings.retry_base_s, settings.retry_cap_s)
         self._board_at = self._reap_at = 0.0
         self._log_ends: dict[Any, Any] | None = None
-        self._behind = False  # the last round skipped jobs the read model showed out of date
+        # The last round left work that may go soon without a new event: it skipped jobs the
+        # read model showed out of date, or a limit held some (a settle frees it, silently).
+        self._again = False
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -82,7 +84,7 @@ class Scheduler:
             except (OSError, aioredis.RedisError) as e:
                 log.warning("scheduler tick: %s", e)
             await _wait(stop, self.config.tick_s)
-            if caught_up and not self._behind:
+            if caught_up and not self._again:
                 await self._until_something_happens(stop)
         await self.client.eval(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
@@ -140,60 +142,56 @@ class Scheduler:
     async def feed(self, workers: list[dict[str, Any]]) -> int:
         """Dispatch runnable jobs in run order to signatures some live worker can take, up to
         each signature's window; limits are checked by the dispatch script."""
-        self._behind = False
+        self._again = False
         if not workers:
             return 0
-
-        def window(sig: str) -> int:
-            # A signature's stream holds at most as many undelivered messages as its takers
-            # run at once: a slot that frees never waits for a round of ours, and a better
-            # job that comes later waits behind at most that many.
-            return sum(int(w["concurrency"]) for w in workers if eligible(sig, w["capabilities"]))
-
-        known = {sig: window(sig) for sig in await self.dispatch.signatures()}
-        waiting = await self.dispatch.undelivered(sorted(s for s, n in known.items() if n))
-        room = sum(max(0, known[sig] - n) for sig, n in waiting.items())
-        if waiting and not room:
-            # Every stream a worker reads is stocked. A job of a signature never dispatched
-            # before waits for the next round with room (a worker's next read makes some).
+        # A signature's stream holds at most as many undelivered messages as its takers run
+        # at once: a slot that frees never waits for a round of ours, and a better job that
+        # comes later waits behind at most that many.
+        windows = {
+            sig: sum(int(w["concurrency"]) for w in workers if eligible(sig, w["capabilities"]))
+            for sig in await self.queue.runnable_signatures()
+        }
+        windows = {sig: n for sig, n in windows.items() if n}  # work no live worker can take
+        waiting = await self.dispatch.undelivered(sorted(windows))  # stays queued, unread
+        rooms = {sig: windows[sig] - waiting[sig] for sig in windows if waiting[sig] < windows[sig]}
+        if not rooms:
             return 0
-        slots = sum(int(w["concurrency"]) for w in workers)
         # Jobs dispatched and not yet settled are still queued in the read model until their
-        # claim is projected: skipped before any job is read. Jobs are read a chunk of about
-        # the room there is at a time, until the room is filled.
+        # claim is projected: skipped before any job is read.
         active = await self.dispatch.active_ids()
+        picks: list[Dispatchable] = []
+        for sig, room in rooms.items():
+            picks += await self._picks(sig, room, active, page=max(16, 2 * windows[sig]))
+        # Limits are counted in run order across signatures.
+        picks.sort(key=lambda d: run_order_key(d.priority, d.created, d.job_id))
+        # One script call for the round; it checks the lead, activity and limits per job, in
+        # run order, so work over a limit is skipped and waits with its place kept.
+        outcomes = await self.dispatch.dispatch(picks, self.config.limits, self.token)
+        self._again = self._again or any(outcome == "limit" for outcome, _ in outcomes)
+        return sum(1 for outcome, _ in outcomes if outcome == "ok")
+
+    async def _picks(self, sig: str, room: int, active: set[str], page: int) -> list[Dispatchable]:
+        """The best `room` jobs of `sig` that may be dispatched now, reading no more of the
+        index than it takes to find them."""
         now = datetime.now(UTC).isoformat()
         picks: list[Dispatchable] = []
-        chunks = self.queue.runnable(max(8, 2 * slots), skip=active, chunk=max(8, room + 8))
-        async for chunk in chunks:
-            sigs = {signature(job.required_capabilities) for job in chunk}
-            for sig in sigs - known.keys():  # dispatched for the first time (or a new taker)
-                known[sig] = window(sig)
-            if unknown := sorted(s for s in sigs - waiting.keys() if known[s]):
-                waiting.update(await self.dispatch.undelivered(unknown))
-                room += sum(max(0, known[s] - waiting[s]) for s in unknown)
+        async for chunk in self.queue.runnable(sig, page, skip=active, chunk=room + 8):
             # The read model lags the log: a job claimed (or finished) since shows as queued
             # at an older version. Only a job still at the version we read is dispatched.
             stored = await self.store.versions([job.id for job in chunk])
             for job in chunk:
                 if job.status != "queued" or (job.not_before or "") > now:
-                    continue
+                    continue  # waiting out a retry's backoff
                 if stored[job.id] != job.version:
-                    self._behind = True
+                    self._again = True
                     continue
-                sig = signature(job.required_capabilities)
-                if waiting.get(sig, 0) >= known[sig]:  # no taker (window 0), or stocked
-                    continue
-                waiting[sig] = waiting.get(sig, 0) + 1
                 repository = str(job.normalized.get("repository") or "")
                 picks.append(Dispatchable(job.id, job.version, sig, repository, job.project,
                                           job.priority, job.created_at))  # fmt: skip
-            if len(picks) >= room:
-                break
-        # One script call for the round; it checks the lead, activity and limits per job, in
-        # run order, so work over a limit is skipped and waits with its place kept.
-        outcomes = await self.dispatch.dispatch(picks, self.config.limits, self.token)
-        return sum(1 for outcome, _ in outcomes if outcome == "ok")
+                if len(picks) == room:
+                    return picks
+        return picks
 
     async def run_board(self) -> None:
         """Queue a run for each ready task without one; move dependents whose blockers are all

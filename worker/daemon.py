@@ -86,11 +86,19 @@ class Worker:
                    asyncio.create_task(self._settler(closing))]  # fmt: skip
         try:
             while not stop.is_set():
-                if await self._may_take():
-                    await self._take()
-                else:  # full or paused: until a job finishes, the pause is re-read or we stop
-                    self._freed.clear()
-                    await _wait_any(stop, self._freed, PAUSE_READ_S)
+                try:
+                    if await self._may_take():
+                        await self._take()
+                        continue
+                except (CairnError, aioredis.RedisError, OSError) as e:
+                    # The server restarts, say: what was read and not claimed goes back
+                    # through the reaper; try again shortly.
+                    log.warning("taking work failed: %s", e)
+                    await _wait(stop, 1.0)
+                    continue
+                # Full or paused: until a job finishes, the pause is re-read or we stop.
+                self._freed.clear()
+                await _wait_any(stop, self._freed, PAUSE_READ_S)
         finally:
             await self._drain()
             closing.set()
@@ -135,6 +143,12 @@ class Worker:
         except DomainError as e:
             log.info("not claimed %s: %s", message.job_id, e.message)
             job = None
+        except (CairnError, aioredis.RedisError, OSError) as e:
+            # Whether the claim was written is unknown: the message stays ours, unrenewed,
+            # until the reaper takes it back (and expires the claim, if there was one).
+            log.warning("claim of %s failed: %s", message.job_id, e)
+            self._let_go(message.job_id)
+            return
         except BaseException:
             self._let_go(message.job_id)
             raise

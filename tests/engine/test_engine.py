@@ -52,6 +52,23 @@ async def test_routing_by_capability(
     assert {claims[j] for j in both} == {"universal"}
 
 
+async def test_work_no_worker_can_take_does_not_hold_up_the_rest(
+    engine: Engine, store: EventStore, settings: Settings
+) -> None:
+    # 40 better jobs that need a capability no worker has, ahead of one a worker can take,
+    # all in one project (one partition, one run order).
+    engine.projector()
+    engine.scheduler()
+    engine.worker("only-claude", "claude,git", concurrency=1)
+    stuck = [
+        await submit(store, settings, "task", task_payload("gemini"), project="p", priority=5)
+        for _ in range(40)
+    ]
+    runnable = await submit(store, settings, "task", task_payload("claude"), project="p")
+    await wait_for(await jobs_settled(store, [runnable]), what="the claude job, behind 40")
+    assert {j.status for j in await load_all(store, stuck)} == {"queued"}
+
+
 async def test_one_worker_claims_in_priority_then_age_order(
     engine: Engine, store: EventStore, settings: Settings, keys: Keys
 ) -> None:
