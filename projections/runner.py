@@ -158,8 +158,7 @@ def fold_batch(
 async def current_space(
     client: aioredis.Redis, keys: Keys, projection: str, partition: int
 ) -> Space:
-    raw = await client.get(generation_key(keys, projection, partition))
-    return Space(keys, projection, partition, int(raw or 1))
+    return (await current_spaces(client, keys, projection, [partition]))[partition]
 
 
 async def current_spaces(

@@ -1,8 +1,8 @@
 """The scheduler, a process manager: feeds dispatch streams just in time in run order within
 the limits, runs ready board tasks, moves dependents on, and reaps expired leases.
 
-Several schedulers may run; one leads (a lease). The dispatch script also refuses a job that
-is already dispatched or active, so even two leaders would not dispatch a job twice.
+Several schedulers may run; one leads (a lease). The dispatch script refuses a caller that
+does not lead and a job that is still active, so no job is dispatched twice (decision 0002).
 """
 
 from __future__ import annotations

@@ -46,10 +46,10 @@ class WorkerConfig:
 
 @dataclass
 class Holding:
-    """A job this worker holds: the dispatch message (its lease) and the claim's epoch."""
+    """A job this worker holds, from the read of its message: the message (its lease) and the
+    task that claims and runs it."""
 
     message: Message
-    job: Job | None = None  # once claimed
     task: asyncio.Task[None] | None = None
     lost: bool = False  # the lease went to someone else: never settle, never write
 
@@ -156,7 +156,6 @@ class Worker:
             self._settle_later(message.job_id, message)
             self._let_go(message.job_id)
             return
-        holding.job = job
         await self._run(holding, job)
 
     def _let_go(self, job_id: str) -> None:
