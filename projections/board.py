@@ -14,7 +14,7 @@ from domain.priority import priority_sort_key
 from domain.task import Task, can_become_ready, evolve, unresolved
 from domain.task_events import task_event_from
 from domain.task_states import RESOLVED, Status
-from projections.runner import Space, Writes, current_space, fold_batch, load_docs
+from projections.runner import Space, Writes, current_space, current_spaces, fold_batch
 from streams.envelope import Envelope, text
 from streams.keys import Keys
 
@@ -32,10 +32,11 @@ class BoardProjection:
     name = NAME
     kind = "task"
 
-    async def load(
-        self, client: aioredis.Redis, space: Space, events: list[Envelope]
-    ) -> dict[str, Task]:
-        return await load_docs(client, space.key("tasks"), events, self.kind, _decode)
+    def documents(self, space: Space) -> str:
+        return space.key("tasks")
+
+    def decode(self, raw: bytes) -> Any:
+        return _decode(raw)
 
     def apply(self, pipe: Writes, space: Space, events: list[Envelope], loaded: Any) -> None:
         before: dict[str, Task] = loaded
@@ -127,18 +128,28 @@ class Board:
         return [(n, _decode(d)) for n, d in zip(names, docs, strict=True) if d is not None]
 
     async def projects(self) -> list[dict[str, Any]]:
-        """Every project with its task counts per status."""
+        """Every project with its task counts per status, in three round trips."""
+        spaces = await current_spaces(self.client, self.keys, NAME, self.keys.all_partitions())
+        async with self.client.pipeline(transaction=False) as pipe:
+            for space in spaces.values():
+                pipe.smembers(space.key("projects"))
+            members = await pipe.execute()
+        names = [
+            (space, text(raw))
+            for space, raws in zip(spaces.values(), members, strict=True)
+            for raw in sorted(raws)
+        ]
+        if not names:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for space, name in names:
+                pipe.hgetall(space.key("counts", name))
+            all_counts = await pipe.execute()
         result = []
-        for partition in self.keys.all_partitions():
-            space = await self._space(partition)
-            for raw in sorted(await self.client.smembers(space.key("projects"))):
-                name = text(raw)
-                counts = await self.client.hgetall(space.key("counts", name))
-                by_status = {s.value: 0 for s in Status}
-                by_status.update({text(k): int(v) for k, v in counts.items()})
-                result.append(
-                    {"project": name, "counts": by_status, "total": sum(by_status.values())}
-                )
+        for (_, name), counts in zip(names, all_counts, strict=True):
+            by_status = {s.value: 0 for s in Status}
+            by_status.update({text(k): int(v) for k, v in counts.items()})
+            result.append({"project": name, "counts": by_status, "total": sum(by_status.values())})
         return sorted(result, key=lambda p: str(p["project"]))
 
 

@@ -20,7 +20,7 @@ from domain.job_events import (
     JobSucceeded,
     job_event_from,
 )
-from projections.runner import Space, Writes, current_spaces, fold_batch, load_docs
+from projections.runner import Space, Writes, current_spaces, fold_batch
 from streams.envelope import Envelope, text
 from streams.keys import Keys
 
@@ -57,10 +57,11 @@ class QueueProjection:
     name = NAME
     kind = "job"
 
-    async def load(
-        self, client: aioredis.Redis, space: Space, events: list[Envelope]
-    ) -> dict[str, Job]:
-        return await load_docs(client, space.key("jobs"), events, self.kind, _decode)
+    def documents(self, space: Space) -> str:
+        return space.key("jobs")
+
+    def decode(self, raw: bytes) -> Any:
+        return _decode(raw)
 
     def apply(self, pipe: Writes, space: Space, events: list[Envelope], loaded: Any) -> None:
         before: dict[str, Job] = loaded
@@ -235,10 +236,10 @@ class Queue:
             found.update({i: _decode(d) for i, d in zip(ids, docs, strict=True) if d})
         return found
 
-    async def runnable_signatures(self) -> set[str]:
+    async def runnable_signatures(self, spaces: dict[int, Space] | None = None) -> set[str]:
         """Every signature that has had runnable work (a set per partition, never pruned:
         signatures are few)."""
-        spaces = await self.spaces()
+        spaces = spaces or await self.spaces()
         async with self.client.pipeline(transaction=False) as pipe:
             for space in spaces.values():
                 pipe.smembers(space.key("runnable-signatures"))
@@ -246,15 +247,16 @@ class Queue:
         return {text(sig) for members in replies for sig in members}
 
     async def runnable(
-        self, sig: str, page: int, skip: set[str] | frozenset[str] = frozenset(), chunk: int = 64
-    ) -> AsyncIterator[list[Job]]:
+        self, sig: str, page: int, skip: set[str] | frozenset[str] = frozenset(), chunk: int = 64,
+        spaces: dict[int, Space] | None = None,
+    ) -> AsyncIterator[list[Job]]:  # fmt: skip
         """The queued jobs of signature `sig` across partitions in run order (priority desc,
         created_at asc, id), without the ids in `skip`; read `page` names a partition at a
         time and decoded `chunk` jobs at a time, so a caller that has what it needs stops.
 
         Each step merges the partitions' pages up to the lowest last name of a full page
         (beyond it a partition may hide better work), then goes on after it."""
-        spaces = await self.spaces()
+        spaces = spaces or await self.spaces()
         after = dict.fromkeys(spaces, "-")
         while after:
             async with self.client.pipeline(transaction=False) as pipe:

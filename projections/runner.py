@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import socket
@@ -15,7 +16,7 @@ from importlib import resources
 from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from domain.errors import InfrastructureError
 from streams.envelope import Envelope, decode_entry, text
@@ -25,6 +26,7 @@ from streams.keys import Keys
 log = logging.getLogger("cairn.projector")
 D = TypeVar("D")
 APPLY_LUA = resources.files("projections").joinpath("apply.lua").read_text()
+APPLY_SHA = hashlib.sha1(APPLY_LUA.encode()).hexdigest()
 # Take the lease if free, or renew it if ours: 1 when we hold it afterwards.
 HOLD_LUA = (
     "local v = redis.call('GET', KEYS[1]) "
@@ -83,11 +85,18 @@ class Projection(Protocol):
     name: str
     kind: str  # the aggregate kind whose events it folds (`task.*`); others it passes over
 
-    async def load(self, client: aioredis.Redis, space: Space, events: list[Envelope]) -> Any:
-        """Read what applying `events` needs (before the write, outside the script)."""
+    def documents(self, space: Space) -> str:
+        """The hash holding the document of each aggregate of `kind`, what a batch loads
+        (before the write, outside the script) for the aggregates it touches."""
 
-    def apply(self, writes: Writes, space: Space, events: list[Envelope], loaded: Any) -> None:
-        """Record the writes for `events`; pure apart from recording."""
+    def decode(self, raw: bytes) -> Any:
+        """One document as stored in `documents`."""
+
+    def apply(
+        self, writes: Writes, space: Space, events: list[Envelope], loaded: dict[str, Any]
+    ) -> None:
+        """Record the writes for `events` onto the `loaded` documents; pure apart from
+        recording."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,19 +124,29 @@ def generation_key(keys: Keys, projection: str, partition: int) -> str:
     return keys.read_model(partition, projection, "gen")
 
 
-async def load_docs(
-    client: aioredis.Redis,
-    key: str,
-    events: list[Envelope],
-    kind: str,
-    decode: Callable[[Any], D],
-) -> dict[str, D]:
-    """The read-model documents (hash `key`) of the aggregates of `kind` that `events` touch."""
-    ids = list(dict.fromkeys(e.agg for e in events if e.type.startswith(f"{kind}.")))
-    if not ids:
-        return {}
-    docs = await client.hmget(key, ids)
-    return {i: decode(d) for i, d in zip(ids, docs, strict=True) if d is not None}
+async def load_documents(
+    client: aioredis.Redis, projection: Projection, batches: Sequence[tuple[Space, list[Envelope]]]
+) -> list[dict[str, Any]]:
+    """The documents of the aggregates each batch touches, for all batches in one round trip."""
+    prefix = f"{projection.kind}."
+    wanted = [
+        list(dict.fromkeys(e.agg for e in events if e.type.startswith(prefix)))
+        for _, events in batches
+    ]
+    if not any(wanted):
+        return [{} for _ in batches]
+    async with client.pipeline(transaction=False) as pipe:
+        for (space, _), ids in zip(batches, wanted, strict=True):
+            if ids:
+                pipe.hmget(projection.documents(space), ids)
+        replies = iter(await pipe.execute())
+    loaded: list[dict[str, Any]] = []
+    for ids in wanted:
+        docs = next(replies) if ids else []
+        loaded.append(
+            {i: projection.decode(d) for i, d in zip(ids, docs, strict=True) if d is not None}
+        )
+    return loaded
 
 
 class Versioned(Protocol):
@@ -174,13 +193,13 @@ async def current_spaces(
     }
 
 
-async def prepare_batch(
-    client: aioredis.Redis, projection: Projection, space: Space, events: list[Envelope],
+def prepare_batch(
+    projection: Projection, space: Space, events: list[Envelope], loaded: dict[str, Any],
     holder: str = "",
 ) -> tuple[list[str], list[Any]]:  # fmt: skip
     """The keys and arguments of the apply script for one batch of one partition."""
     writes = Writes()
-    projection.apply(writes, space, events, await projection.load(client, space, events))
+    projection.apply(writes, space, events, loaded)
     writes.set(space.position_key, events[-1].position)
     writes.register(space)
     keys = [space.keys.projection_lock(space.partition, space.projection),
@@ -196,7 +215,8 @@ async def apply_batch(
     """Apply and acknowledge one batch with no fence (a rebuild's own generation, which no
     one else writes): a plain MULTI, cheaper than the script for the rebuild's big batches."""
     writes = Writes()
-    projection.apply(writes, space, events, await projection.load(client, space, events))
+    [loaded] = await load_documents(client, projection, [(space, events)])
+    projection.apply(writes, space, events, loaded)
     writes.set(space.position_key, events[-1].position)
     writes.register(space)
     async with client.pipeline(transaction=True) as pipe:
@@ -282,16 +302,31 @@ class ProjectionWorker:
         batches = await self._read()
         if not batches:
             return True
-        prepared = await asyncio.gather(*(
-            prepare_batch(self.client, self.projection, self.spaces[p], events, self.me)
-            for p, events in batches.items()
-        ))  # fmt: skip
-        async with self.client.pipeline(transaction=False) as pipe:
-            for keys, args in prepared:
-                pipe.eval(APPLY_LUA, len(keys), *keys, *args)
-            results = await pipe.execute()
+        # A round is three round trips whatever the number of partitions: the read, the loads,
+        # and the fenced apply scripts.
+        spaced = [(self.spaces[p], events) for p, events in batches.items()]
+        loaded = await load_documents(self.client, self.projection, spaced)
+        prepared = [
+            prepare_batch(self.projection, space, events, docs, self.me)
+            for (space, events), docs in zip(spaced, loaded, strict=True)
+        ]
+        results = await self._apply(prepared)
         self.applied += sum(len(e) for e, ok in zip(batches.values(), results, strict=True) if ok)
         return all(results)
+
+    async def _apply(self, prepared: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """The apply scripts, in one pipeline, by digest (loaded again after a restart)."""
+        for attempt in range(2):
+            try:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for keys, args in prepared:
+                        pipe.evalsha(APPLY_SHA, len(keys), *keys, *args)
+                    return list(await pipe.execute())
+            except NoScriptError:
+                if attempt:
+                    raise
+                await self.client.script_load(APPLY_LUA)
+        raise AssertionError("unreachable")
 
     async def _read(self) -> dict[int, list[Envelope]]:
         """The next batch of each held partition: its pending entries first (after taking it
@@ -388,9 +423,12 @@ async def _drop_space(client: aioredis.Redis, space: Space) -> None:
     await client.unlink(index)
 
 
-async def positions(client: aioredis.Redis, keys: Keys, projection: str) -> dict[int, str]:
-    """Each partition's last applied log position for `projection`."""
-    spaces = await current_spaces(client, keys, projection, keys.all_partitions())
+async def positions(
+    client: aioredis.Redis, keys: Keys, projection: str, spaces: dict[int, Space] | None = None
+) -> dict[int, str]:
+    """Each partition's last applied log position for `projection` (in `spaces`, its current
+    ones if not given)."""
+    spaces = spaces or await current_spaces(client, keys, projection, keys.all_partitions())
     raws = await client.mget([space.position_key for space in spaces.values()])
     return {p: text(raw) if raw else "0-0" for p, raw in zip(spaces, raws, strict=True)}
 

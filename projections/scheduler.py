@@ -31,7 +31,7 @@ from domain.task_states import Status
 from projections.board import Board
 from projections.queue import NAME as QUEUE
 from projections.queue import Queue
-from projections.runner import positions
+from projections.runner import Space, positions
 from streams.dispatch import Dispatch, Dispatchable, Limits, Message
 from streams.envelope import text
 from streams.keys import Keys
@@ -76,9 +76,12 @@ class Scheduler:
             # of after the next event.
             caught_up = False
             try:
-                caught_up = await self._queue_caught_up()
+                # The queue read model's generations, read once a round (a rebuild switches
+                # them; a round on the old one only sees a little less).
+                spaces = await self.queue.spaces()
+                caught_up = await self._queue_caught_up(spaces)
                 if await self._lead():
-                    await self.tick()
+                    await self.tick(spaces)
             except CairnError as e:
                 log.warning("scheduler tick: %s", e.message)
             except (OSError, aioredis.RedisError) as e:
@@ -108,12 +111,12 @@ class Scheduler:
             for key, entries in reply or []:
                 self._log_ends[text(key)] = entries[-1][0]
 
-    async def _queue_caught_up(self) -> bool:
+    async def _queue_caught_up(self, spaces: dict[int, Space]) -> bool:
         """Whether the queue read model has applied every event we have seen in the logs
         (a job submitted a moment ago is runnable only once it has)."""
         if not self._log_ends:
             return True
-        applied = await positions(self.client, self.keys, QUEUE)
+        applied = await positions(self.client, self.keys, QUEUE, spaces)
         return all(
             _entry_id(applied[self.keys.partition_of_log(text(log))]) >= _entry_id(text(end))
             for log, end in self._log_ends.items()
@@ -128,9 +131,9 @@ class Scheduler:
             return True
         return False
 
-    async def tick(self) -> None:
+    async def tick(self, spaces: dict[int, Space] | None = None) -> None:
         workers = await self.registry.workers()
-        await self.feed(workers)
+        await self.feed(workers, spaces or await self.queue.spaces())
         now = time.monotonic()
         if now - self._board_at >= self.config.board_every_s:
             self._board_at = now
@@ -139,18 +142,21 @@ class Scheduler:
             self._reap_at = now
             await self.reap()
 
-    async def feed(self, workers: list[dict[str, Any]]) -> int:
+    async def feed(
+        self, workers: list[dict[str, Any]], spaces: dict[int, Space] | None = None
+    ) -> int:
         """Dispatch runnable jobs in run order to signatures some live worker can take, up to
         each signature's window; limits are checked by the dispatch script."""
         self._again = False
         if not workers:
             return 0
+        spaces = spaces or await self.queue.spaces()
         # A signature's stream holds at most as many undelivered messages as its takers run
         # at once: a slot that frees never waits for a round of ours, and a better job that
         # comes later waits behind at most that many.
         windows = {
             sig: sum(int(w["concurrency"]) for w in workers if eligible(sig, w["capabilities"]))
-            for sig in await self.queue.runnable_signatures()
+            for sig in await self.queue.runnable_signatures(spaces)
         }
         windows = {sig: n for sig, n in windows.items() if n}  # work no live worker can take
         waiting = await self.dispatch.undelivered(sorted(windows))  # stays queued, unread
@@ -162,7 +168,7 @@ class Scheduler:
         active = await self.dispatch.active_ids()
         picks: list[Dispatchable] = []
         for sig, room in rooms.items():
-            picks += await self._picks(sig, room, active, page=max(16, 2 * windows[sig]))
+            picks += await self._picks(sig, room, active, max(16, 2 * windows[sig]), spaces)
         # Limits are counted in run order across signatures.
         picks.sort(key=lambda d: run_order_key(d.priority, d.created, d.job_id))
         # One script call for the round; it checks the lead, activity and limits per job, in
@@ -171,12 +177,14 @@ class Scheduler:
         self._again = self._again or any(outcome == "limit" for outcome, _ in outcomes)
         return sum(1 for outcome, _ in outcomes if outcome == "ok")
 
-    async def _picks(self, sig: str, room: int, active: set[str], page: int) -> list[Dispatchable]:
+    async def _picks(
+        self, sig: str, room: int, active: set[str], page: int, spaces: dict[int, Space]
+    ) -> list[Dispatchable]:
         """The best `room` jobs of `sig` that may be dispatched now, reading no more of the
         index than it takes to find them."""
         now = datetime.now(UTC).isoformat()
         picks: list[Dispatchable] = []
-        async for chunk in self.queue.runnable(sig, page, skip=active, chunk=room + 8):
+        async for chunk in self.queue.runnable(sig, page, active, room + 8, spaces):
             # The read model lags the log: a job claimed (or finished) since shows as queued
             # at an older version. Only a job still at the version we read is dispatched.
             stored = await self.store.versions([job.id for job in chunk])
@@ -197,8 +205,10 @@ class Scheduler:
         """Queue a run for each ready task without one; move dependents whose blockers are all
         resolved (and that waited only on them) to ready."""
         contract = self.settings.contract()
-        for project in [p["project"] for p in await self.board.projects()]:
-            ready = await self.board.column_page(project, Status.READY.value, None, 500)
+        for project, counts in [(p["project"], p["counts"]) for p in await self.board.projects()]:
+            ready = []
+            if counts[Status.READY.value]:
+                ready = await self.board.column_page(project, Status.READY.value, None, 500)
             for _, task in ready:
                 if task.active_job_id is None:
                     try:
@@ -207,9 +217,9 @@ class Scheduler:
                         )
                     except CairnError as e:
                         log.info("task %s not run: %s", task.id, e.message)
-            blocked = [t for _, t in await self.board.column_page(project, "blocked", None, 500)]
-            if not blocked:
+            if not counts[Status.BLOCKED.value]:
                 continue
+            blocked = [t for _, t in await self.board.column_page(project, "blocked", None, 500)]
             related = await self.board.get_tasks([b for t in blocked for b in t.blocked_by])
             for task in blocked:
                 if can_become_ready(task, related):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from domain.errors import InfrastructureError, VersionConflict
 from streams.envelope import Envelope, decode_entry, decode_pairs, now_rfc3339, text
@@ -67,6 +68,10 @@ class EventStore:
         self.command_ttl_s = command_ttl_s
         self._append = client.register_script(APPEND_LUA)
         self._read = client.register_script(READ_LUA)
+        # Group commit: appends asked for in the same turn of the event loop go to the server
+        # in one pipeline (each still its own atomic script call, answered on its own).
+        self._queued: list[tuple[list[Any], list[Any], asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Future[None]] = set()
 
     async def append(
         self,
@@ -96,11 +101,60 @@ class EventStore:
         for guard in guards:
             keys.append(self._stream_key(guard.aggregate_id, partition))
         args += [guard.expected_version for guard in guards]
+        return _parse_reply(await self._call_append(keys, args))
+
+    async def _call_append(self, keys: list[Any], args: list[Any]) -> Any:
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.append((keys, args, reply))
+        if len(self._queued) == 1:  # the first of this turn sends them all, after the turn
+            asyncio.get_running_loop().call_soon(self._send_queued)
+        return await reply
+
+    def _send_queued(self) -> None:
+        batch, self._queued = self._queued, []
+        batch = [queued for queued in batch if not queued[2].done()]  # a caller gave up
+        task = asyncio.ensure_future(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[list[Any], list[Any], asyncio.Future[Any]]]) -> None:
+        if not batch:
+            return
         try:
-            reply = await self._append(keys=keys, args=args)
-        except RedisError as e:
-            raise InfrastructureError(f"append failed: {e}") from e
-        return _parse_reply(reply)
+            replies = await self._pipelined(batch)
+        except Exception as e:  # every waiting caller gets it: none hangs
+            replies = [e] * len(batch)
+        except BaseException:
+            for _, _, reply in batch:
+                reply.cancel()
+            raise
+        for (_, _, reply), outcome in zip(batch, replies, strict=True):
+            if reply.done():  # the caller gave up (cancelled); the append went or not, as before
+                continue
+            if isinstance(outcome, BaseException):
+                reply.set_exception(InfrastructureError(f"append failed: {outcome}"))
+            else:
+                reply.set_result(outcome)
+
+    async def _pipelined(
+        self, batch: list[tuple[list[Any], list[Any], asyncio.Future[Any]]]
+    ) -> list[Any]:
+        """One EVALSHA per append, in one pipeline; if the server lost the script (a restart)
+        it is loaded again and the appends it refused are sent again."""
+        replies = await self._evalsha_all([(keys, args) for keys, args, _ in batch])
+        again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if again:
+            await self.redis.script_load(APPEND_LUA)
+            retried = await self._evalsha_all([batch[i][:2] for i in again])
+            for i, reply in zip(again, retried, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _evalsha_all(self, calls: list[tuple[list[Any], list[Any]]]) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(self._append.sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
 
     def _stream_key(self, aggregate_id: str, partition: int) -> str:
         if self.keys.partition_of_id(aggregate_id) != partition:

@@ -8,7 +8,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from domain.errors import VersionConflict
+from streams.connection import connect
 from streams.keys import Keys
+from streams.server import EmbeddedServer
 from streams.store import EventStore, Guard, Meta, NewEvent, StreamWrite
 
 
@@ -98,3 +100,50 @@ async def test_log_entries_are_readable_without_our_code(
     assert set(fields) >= {b"id", b"type", b"agg", b"ver", b"ts", b"actor", b"data", b"schema"}
     assert fields[b"type"] == b"thing.happened" and fields[b"data"] == b'{"n":7}'
     assert fields[b"ver"] == b"1" and fields[b"agg"] == a.encode()
+
+
+async def test_appends_asked_for_together_share_one_round_trip_and_keep_their_own_answers(
+    keys: Keys, client: aioredis.Redis, server: EmbeddedServer
+) -> None:
+    """Group commit: one connection carries the turn's appends, each still atomic on its own,
+    a conflict refusing only its own append."""
+    own = connect(server.url)
+    store = EventStore(own, keys)
+    a, b = keys.new_id("thing", "x"), keys.new_id("thing", "x")
+    p = keys.partition_of_id(a)
+    await store.append(p, [StreamWrite(a, 0, [ev(0)])])
+    before = len(await client.client_list())
+    outcomes = await asyncio.gather(
+        store.append(p, [StreamWrite(a, 0, [ev(1)])]),  # a is at 1: refused
+        *(store.append(p, [StreamWrite(keys.new_id("thing", "x"), 0, [ev(i)])]) for i in range(15)),
+        store.append(p, [StreamWrite(b, 0, [ev(2)])]),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], VersionConflict)
+    assert all(not isinstance(o, BaseException) and o.versions == [1] for o in outcomes[1:])
+    assert len(await client.client_list()) - before <= 1  # not one connection per append
+    assert [e.data["n"] for e in await store.read_aggregate(a)] == [0]
+    await own.aclose()
+
+
+async def test_script_cache_flush_is_survived_by_appends_sent_together(
+    store: EventStore, keys: Keys, client: aioredis.Redis
+) -> None:
+    ids = [keys.new_id("thing", "x") for _ in range(5)]
+    p = keys.partition_of_id(ids[0])
+    await client.script_flush()
+    results = await asyncio.gather(*(store.append(p, [StreamWrite(i, 0, [ev(1)])]) for i in ids))
+    assert [r.versions for r in results] == [[1]] * 5
+
+
+async def test_an_append_whose_caller_gave_up_before_it_was_sent_is_not_written(
+    store: EventStore, keys: Keys
+) -> None:
+    a = keys.new_id("thing", "x")
+    p = keys.partition_of_id(a)
+    doomed = asyncio.ensure_future(store.append(p, [StreamWrite(a, 0, [ev(1)])]))
+    await asyncio.sleep(0)  # queued, not yet sent
+    doomed.cancel()
+    kept = await store.append(p, [StreamWrite(a, 0, [ev(2)])])
+    assert kept.versions == [1]
+    assert [e.data["n"] for e in await store.read_aggregate(a)] == [2]
