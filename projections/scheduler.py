@@ -40,6 +40,10 @@ from streams.store import EventStore
 
 log = logging.getLogger("cairn.scheduler")
 POISON_AFTER = 3
+# Undelivered messages a signature's stream may hold, per job its takers run at once. One
+# round refills up to this many times its takers' slots, so under load rounds (each a few
+# round trips on a busy server) keep up; order bends by at most that many jobs.
+PREFETCH = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +83,13 @@ class Scheduler:
                 # The queue read model's generations, read once a round (a rebuild switches
                 # them; a round on the old one only sees a little less).
                 spaces = await self.queue.spaces()
-                caught_up = await self._queue_caught_up(spaces)
-                if await self._lead():
-                    await self.tick(spaces)
+                # Independent reads go side by side: under load a round's round trips, one
+                # after the other, were most of its time.
+                caught_up, leading, workers = await asyncio.gather(
+                    self._queue_caught_up(spaces), self._lead(), self.registry.workers()
+                )
+                if leading:
+                    await self.tick(spaces, workers)
             except CairnError as e:
                 log.warning("scheduler tick: %s", e.message)
             except (OSError, aioredis.RedisError) as e:
@@ -107,9 +115,17 @@ class Scheduler:
                 self._log_ends[self.keys.log(p)] = last[0][0] if last else b"0-0"
         with contextlib.suppress(aioredis.RedisError):
             block = int(self.config.idle_s * 1000)
-            reply: Any = await self.client.xread(self._log_ends, count=1000, block=block)
-            for key, entries in reply or []:
-                self._log_ends[text(key)] = entries[-1][0]
+            # One entry a log is enough to know something happened; then the woken logs'
+            # ends are read (parsing every event since the last round cost more than the
+            # round).
+            reply: Any = await self.client.xread(self._log_ends, count=1, block=block)
+            woken = [text(key) for key, _ in reply or []]
+            if woken:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for key in woken:
+                        pipe.xrevrange(key, count=1)
+                    for key, last in zip(woken, await pipe.execute(), strict=True):
+                        self._log_ends[key] = last[0][0]
 
     async def _queue_caught_up(self, spaces: dict[int, Space]) -> bool:
         """Whether the queue read model has applied every event we have seen in the logs
@@ -131,8 +147,11 @@ class Scheduler:
             return True
         return False
 
-    async def tick(self, spaces: dict[int, Space] | None = None) -> None:
-        workers = await self.registry.workers()
+    async def tick(
+        self, spaces: dict[int, Space] | None = None, workers: list[dict[str, Any]] | None = None
+    ) -> None:
+        if workers is None:
+            workers = await self.registry.workers()
         await self.feed(workers, spaces or await self.queue.spaces())
         now = time.monotonic()
         if now - self._board_at >= self.config.board_every_s:
@@ -151,21 +170,24 @@ class Scheduler:
         if not workers:
             return 0
         spaces = spaces or await self.queue.spaces()
-        # A signature's stream holds at most as many undelivered messages as its takers run
-        # at once: a slot that frees never waits for a round of ours, and a better job that
-        # comes later waits behind at most that many.
+        # A signature's stream holds at most PREFETCH times as many undelivered messages as
+        # its takers run at once: a slot that frees never waits for a round of ours, and a
+        # better job that comes later waits behind at most that many.
+        signatures, active = await asyncio.gather(
+            self.queue.runnable_signatures(spaces), self.dispatch.active_ids()
+        )
         windows = {
-            sig: sum(int(w["concurrency"]) for w in workers if eligible(sig, w["capabilities"]))
-            for sig in await self.queue.runnable_signatures(spaces)
+            sig: PREFETCH
+            * sum(int(w["concurrency"]) for w in workers if eligible(sig, w["capabilities"]))
+            for sig in signatures
         }
         windows = {sig: n for sig, n in windows.items() if n}  # work no live worker can take
         waiting = await self.dispatch.undelivered(sorted(windows))  # stays queued, unread
         rooms = {sig: windows[sig] - waiting[sig] for sig in windows if waiting[sig] < windows[sig]}
         if not rooms:
             return 0
-        # Jobs dispatched and not yet settled are still queued in the read model until their
-        # claim is projected: skipped before any job is read.
-        active = await self.dispatch.active_ids()
+        # Jobs dispatched and not yet settled (`active`) are still queued in the read model
+        # until their claim is projected: skipped before any job is read.
         picks: list[Dispatchable] = []
         for sig, room in rooms.items():
             picks += await self._picks(sig, room, active, max(16, 2 * windows[sig]), spaces)
