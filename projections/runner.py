@@ -24,7 +24,6 @@ from streams.groups import ensure_group, read_group
 from streams.keys import Keys
 
 log = logging.getLogger("cairn.projector")
-D = TypeVar("D")
 APPLY_LUA = resources.files("projections").joinpath("apply.lua").read_text()
 APPLY_SHA = hashlib.sha1(APPLY_LUA.encode()).hexdigest()
 # Take the lease if free, or renew it if ours: 1 when we hold it afterwards.
@@ -228,7 +227,7 @@ async def apply_batch(
 
 class ProjectionWorker:
     """Keeps one projection up to date on every partition whose lease it holds: each round is
-    one XREADGROUP over their logs, their loads side by side, and one pipeline of fenced apply
+    one XREADGROUP over their logs, one pipeline of their loads, and one pipeline of fenced apply
     scripts (apply + XACK atomic per partition). A crash leaves a batch pending, never half
     applied; whoever holds the partition next takes it up first."""
 
@@ -315,18 +314,26 @@ class ProjectionWorker:
         return all(results)
 
     async def _apply(self, prepared: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """The apply scripts, in one pipeline, by digest (loaded again after a restart)."""
-        for attempt in range(2):
-            try:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for keys, args in prepared:
-                        pipe.evalsha(APPLY_SHA, len(keys), *keys, *args)
-                    return list(await pipe.execute())
-            except NoScriptError:
-                if attempt:
-                    raise
-                await self.client.script_load(APPLY_LUA)
-        raise AssertionError("unreachable")
+        """The apply scripts, in one pipeline, by digest. If the server lost the script (a
+        restart) it is loaded again and only the refused calls are sent again: the others
+        were applied, and applying a batch twice would count it twice."""
+        results = await self._evalsha_all(prepared)
+        again = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if again:
+            await self.client.script_load(APPLY_LUA)
+            retried = await self._evalsha_all([prepared[i] for i in again])
+            for i, result in zip(again, retried, strict=True):
+                results[i] = result
+        for result in results:
+            if isinstance(result, Exception):
+                raise result  # the round fails; what was not applied is read again
+        return results
+
+    async def _evalsha_all(self, prepared: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for keys, args in prepared:
+                pipe.evalsha(APPLY_SHA, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
 
     async def _read(self) -> dict[int, list[Envelope]]:
         """The next batch of each held partition: its pending entries first (after taking it

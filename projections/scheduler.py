@@ -124,8 +124,10 @@ class Scheduler:
                 async with self.client.pipeline(transaction=False) as pipe:
                     for key in woken:
                         pipe.xrevrange(key, count=1)
-                    for key, last in zip(woken, await pipe.execute(), strict=True):
-                        self._log_ends[key] = last[0][0]
+                    ends = await pipe.execute()
+                for (key, entries), last in zip(reply, ends, strict=True):
+                    # The entry that woke us, if the log was emptied meanwhile (a reset).
+                    self._log_ends[text(key)] = last[0][0] if last else entries[-1][0]
 
     async def _queue_caught_up(self, spaces: dict[int, Space]) -> bool:
         """Whether the queue read model has applied every event we have seen in the logs

@@ -71,6 +71,7 @@ class EventStore:
         # Group commit: appends asked for in the same turn of the event loop go to the server
         # in one pipeline (each still its own atomic script call, answered on its own).
         self._queued: list[tuple[list[Any], list[Any], asyncio.Future[Any]]] = []
+        self._send_on: asyncio.AbstractEventLoop | None = None  # a send is scheduled there
         self._sending: set[asyncio.Future[None]] = set()
 
     async def append(
@@ -104,35 +105,42 @@ class EventStore:
         return _parse_reply(await self._call_append(keys, args))
 
     async def _call_append(self, keys: list[Any], args: list[Any]) -> Any:
-        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Any] = loop.create_future()
         self._queued.append((keys, args, reply))
-        if len(self._queued) == 1:  # the first of this turn sends them all, after the turn
-            asyncio.get_running_loop().call_soon(self._send_queued)
+        if self._send_on is not loop:  # the first of this turn sends them all, after the turn
+            self._send_on = loop
+            loop.call_soon(self._send_queued)
         return await reply
 
     def _send_queued(self) -> None:
-        batch, self._queued = self._queued, []
-        batch = [queued for queued in batch if not queued[2].done()]  # a caller gave up
+        loop = asyncio.get_running_loop()
+        # Appends queued on another loop belong to callers gone with it (a loop closed
+        # before its send ran): never sent, never answered.
+        batch = [queued for queued in self._queued if queued[2].get_loop() is loop]
+        self._queued, self._send_on = [], None
         task = asyncio.ensure_future(self._send(batch))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[tuple[list[Any], list[Any], asyncio.Future[Any]]]) -> None:
+        batch = [queued for queued in batch if not queued[2].done()]  # a caller gave up
         if not batch:
             return
         try:
             replies = await self._pipelined(batch)
         except Exception as e:  # every waiting caller gets it: none hangs
             replies = [e] * len(batch)
-        except BaseException:
+        except BaseException as e:  # the send itself was cancelled (the loop is stopping)
             for _, _, reply in batch:
-                reply.cancel()
+                if not reply.done():
+                    reply.set_exception(_append_failed(e))
             raise
         for (_, _, reply), outcome in zip(batch, replies, strict=True):
             if reply.done():  # the caller gave up (cancelled); the append went or not, as before
                 continue
             if isinstance(outcome, BaseException):
-                reply.set_exception(InfrastructureError(f"append failed: {outcome}"))
+                reply.set_exception(_append_failed(outcome))
             else:
                 reply.set_result(outcome)
 
@@ -144,8 +152,11 @@ class EventStore:
         replies = await self._evalsha_all([(keys, args) for keys, args, _ in batch])
         again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if again:
-            await self.redis.script_load(APPEND_LUA)
-            retried = await self._evalsha_all([batch[i][:2] for i in again])
+            try:  # only the refused calls: the others were executed, whatever happens now
+                await self.redis.script_load(APPEND_LUA)
+                retried = await self._evalsha_all([batch[i][:2] for i in again])
+            except (RedisError, OSError) as e:
+                retried = [e] * len(again)
             for i, reply in zip(again, retried, strict=True):
                 replies[i] = reply
         return replies
@@ -254,6 +265,12 @@ class EventStore:
         except RedisError as e:
             raise InfrastructureError(f"read of command {command_id} failed: {e}") from e
         return None if record is None else _parse_record(record, duplicate=True)
+
+
+def _append_failed(cause: BaseException) -> InfrastructureError:
+    error = InfrastructureError(f"append failed: {cause!r}")
+    error.__cause__ = cause
+    return error
 
 
 def _parse_reply(reply: list[Any]) -> AppendResult:

@@ -140,3 +140,22 @@ async def test_a_batch_refused_by_the_fence_is_applied_later_and_nothing_skipped
     await runner
     assert projection.lost
     assert await read_board(client, keys) == await fold_log(client, keys)
+
+
+async def test_the_projector_survives_the_server_losing_its_scripts(
+    client: aioredis.Redis, keys: Keys, store: EventStore
+) -> None:
+    """A restart empties the script cache: the apply script is loaded again, and no batch is
+    applied twice (the board's counts still match its columns and the fold)."""
+    stop = asyncio.Event()
+    runner = asyncio.create_task(
+        run_projections(client, keys, [BoardProjection()], stop, lease_ms=2000)
+    )
+    rng = random.Random(21)
+    for _ in range(5):
+        await run_workload(store, rng, 60)
+        await client.script_flush()
+    await caught_up(client, keys)
+    stop.set()
+    await runner
+    assert await read_board(client, keys) == await fold_log(client, keys)
