@@ -14,7 +14,14 @@ from domain.priority import priority_sort_key
 from domain.task import Task, can_become_ready, evolve, unresolved
 from domain.task_events import task_event_from
 from domain.task_states import RESOLVED, Status
-from projections.runner import Space, Writes, current_space, current_spaces, fold_batch
+from projections.runner import (
+    Space,
+    Writes,
+    current_space,
+    current_spaces,
+    documents_by_id,
+    fold_batch,
+)
 from streams.envelope import Envelope, text
 from streams.keys import Keys
 
@@ -87,17 +94,8 @@ class Board:
         return await current_space(self.client, self.keys, NAME, partition)
 
     async def get_tasks(self, ids: Iterable[str]) -> dict[str, Task]:
-        """Tasks by id (unknown ids left out), grouped into one HMGET per partition."""
-        by_partition: dict[int, list[str]] = {}
-        for i in dict.fromkeys(ids):
-            if self.keys.is_aggregate_id(i):
-                by_partition.setdefault(self.keys.partition_of_id(i), []).append(i)
-        found: dict[str, Task] = {}
-        for partition, wanted in by_partition.items():
-            space = await self._space(partition)
-            docs = await self.client.hmget(space.key("tasks"), wanted)
-            found.update({i: _decode(d) for i, d in zip(wanted, docs, strict=True) if d})
-        return found
+        """Tasks by id (unknown ids left out)."""
+        return await documents_by_id(self.client, self.keys, BoardProjection(), ids)
 
     async def project_tasks(self, project: str) -> list[Task]:
         """Every task of a project, each column in card order, columns in state order."""

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import redis.asyncio as aioredis
 
-from projections.runner import current_space
+from projections.runner import current_spaces
 from streams.envelope import position_key, text
 from streams.keys import Keys
 
@@ -56,10 +56,10 @@ class PositionWatcher:
     async def _poll(self) -> None:
         while any(self.waiters.values()):
             if time.monotonic() - self._keys_read_at > GENERATION_TTL_S:
-                self._pos_keys = [
-                    (await current_space(self.client, self.keys, self.projection, p)).position_key
-                    for p in self.keys.all_partitions()
-                ]
+                spaces = await current_spaces(
+                    self.client, self.keys, self.projection, self.keys.all_partitions()
+                )
+                self._pos_keys = [space.position_key for space in spaces.values()]
                 self._keys_read_at = time.monotonic()
             values = await self.client.mget(self._pos_keys)
             for partition, raw in enumerate(values):

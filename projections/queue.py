@@ -20,7 +20,7 @@ from domain.job_events import (
     JobSucceeded,
     job_event_from,
 )
-from projections.runner import Space, Writes, current_spaces, fold_batch
+from projections.runner import Space, Writes, current_spaces, documents_by_id, fold_batch
 from streams.envelope import Envelope, text
 from streams.keys import Keys
 
@@ -153,16 +153,8 @@ class Queue:
         return await current_spaces(self.client, self.keys, NAME, wanted)
 
     async def get_jobs(self, ids: list[str]) -> dict[str, Job]:
-        by_partition: dict[int, list[str]] = defaultdict(list)
-        for i in dict.fromkeys(ids):
-            if self.keys.is_aggregate_id(i):
-                by_partition[self.keys.partition_of_id(i)].append(i)
-        found: dict[str, Job] = {}
-        spaces = await self.spaces(list(by_partition))
-        for p, wanted in by_partition.items():
-            docs = await self.client.hmget(spaces[p].key("jobs"), wanted)
-            found.update({i: _decode(d) for i, d in zip(wanted, docs, strict=True) if d})
-        return found
+        """Jobs by id (unknown ids left out)."""
+        return await documents_by_id(self.client, self.keys, QueueProjection(), ids)
 
     async def list_jobs(
         self, filters: dict[str, str], cursor: str | None, limit: int

@@ -5,27 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from domain.errors import InfrastructureError
+from streams.connection import run_script_calls
 from streams.envelope import Envelope, decode_entry, text
 from streams.groups import ensure_group, read_group
 from streams.keys import Keys
 
 log = logging.getLogger("cairn.projector")
 APPLY_LUA = resources.files("projections").joinpath("apply.lua").read_text()
-APPLY_SHA = hashlib.sha1(APPLY_LUA.encode()).hexdigest()
 # Take the lease if free, or renew it if ours: 1 when we hold it afterwards.
 HOLD_LUA = (
     "local v = redis.call('GET', KEYS[1]) "
@@ -121,6 +120,30 @@ class Space:
 
 def generation_key(keys: Keys, projection: str, partition: int) -> str:
     return keys.read_model(partition, projection, "gen")
+
+
+async def documents_by_id(
+    client: aioredis.Redis, keys: Keys, projection: Projection, ids: Iterable[str]
+) -> dict[str, Any]:
+    """The documents of `ids` in `projection`'s current read model (unknown ids left out):
+    the generations in one round trip, then one pipeline of an HMGET per partition."""
+    by_partition: dict[int, list[str]] = {}
+    for i in dict.fromkeys(ids):
+        if keys.is_aggregate_id(i):
+            by_partition.setdefault(keys.partition_of_id(i), []).append(i)
+    if not by_partition:
+        return {}
+    spaces = await current_spaces(client, keys, projection.name, list(by_partition))
+    async with client.pipeline(transaction=False) as pipe:
+        for p, wanted in by_partition.items():
+            pipe.hmget(projection.documents(spaces[p]), wanted)
+        replies = await pipe.execute()
+    return {
+        i: projection.decode(doc)
+        for wanted, docs in zip(by_partition.values(), replies, strict=True)
+        for i, doc in zip(wanted, docs, strict=True)
+        if doc
+    }
 
 
 async def load_documents(
@@ -243,6 +266,7 @@ class ProjectionWorker:
         self.partitions = list(keys.all_partitions() if partitions is None else partitions)
         self.spaces: dict[int, Space] = {}
         self.pending: set[int] = set()  # partitions whose unacknowledged entries come first
+        self._apply_script = client.register_script(APPLY_LUA)
         self.applied = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -314,26 +338,13 @@ class ProjectionWorker:
         return all(results)
 
     async def _apply(self, prepared: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """The apply scripts, in one pipeline, by digest. If the server lost the script (a
-        restart) it is loaded again and only the refused calls are sent again: the others
-        were applied, and applying a batch twice would count it twice."""
-        results = await self._evalsha_all(prepared)
-        again = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
-        if again:
-            await self.client.script_load(APPLY_LUA)
-            retried = await self._evalsha_all([prepared[i] for i in again])
-            for i, result in zip(again, retried, strict=True):
-                results[i] = result
+        """The apply scripts, in one pipeline (a batch refused for a lost script is sent again,
+        never one that was applied: it would be counted twice)."""
+        results = await run_script_calls(self.client, self._apply_script, prepared)
         for result in results:
             if isinstance(result, Exception):
                 raise result  # the round fails; what was not applied is read again
         return results
-
-    async def _evalsha_all(self, prepared: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for keys, args in prepared:
-                pipe.evalsha(APPLY_SHA, len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
 
     async def _read(self) -> dict[int, list[Envelope]]:
         """The next batch of each held partition: its pending entries first (after taking it

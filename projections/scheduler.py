@@ -31,9 +31,9 @@ from domain.task_states import Status
 from projections.board import Board
 from projections.queue import NAME as QUEUE
 from projections.queue import Queue
-from projections.runner import Space, positions
-from streams.dispatch import Dispatch, Dispatchable, Limits, Message
-from streams.envelope import text
+from projections.runner import HOLD_LUA, RELEASE_LUA, Space, positions
+from streams.dispatch import GROUP, Dispatch, Dispatchable, Limits, Message
+from streams.envelope import position_key, text
 from streams.keys import Keys
 from streams.registry import Registry
 from streams.store import EventStore
@@ -97,13 +97,7 @@ class Scheduler:
             await _wait(stop, self.config.tick_s)
             if caught_up and not self._again:
                 await self._until_something_happens(stop)
-        await self.client.eval(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
-            " return 0",
-            1,
-            self.dispatch.leader_key,
-            self.token,
-        )
+        await self.client.eval(RELEASE_LUA, 1, self.dispatch.leader_key, self.token)
 
     async def _until_something_happens(self, stop: asyncio.Event) -> None:
         """Wait for new events on any partition log, at most `idle_s`: an idle scheduler
@@ -136,25 +130,17 @@ class Scheduler:
             return True
         applied = await positions(self.client, self.keys, QUEUE, spaces)
         return all(
-            _entry_id(applied[self.keys.partition_of_log(text(log))]) >= _entry_id(text(end))
+            position_key(applied[self.keys.partition_of_log(text(log))]) >= position_key(text(end))
             for log, end in self._log_ends.items()
         )
 
     async def _lead(self) -> bool:
-        lease = self.config.leader_lease_ms
-        if await self.client.set(self.dispatch.leader_key, self.token, nx=True, px=lease):
-            return True
-        if await self.client.get(self.dispatch.leader_key) == self.token.encode():
-            await self.client.pexpire(self.dispatch.leader_key, lease)
-            return True
-        return False
+        """Take the leader lease if free, or renew it if ours, in one atomic call."""
+        leader, lease = self.dispatch.leader_key, self.config.leader_lease_ms
+        return bool(await self.client.eval(HOLD_LUA, 1, leader, self.token, lease))
 
-    async def tick(
-        self, spaces: dict[int, Space] | None = None, workers: list[dict[str, Any]] | None = None
-    ) -> None:
-        if workers is None:
-            workers = await self.registry.workers()
-        await self.feed(workers, spaces or await self.queue.spaces())
+    async def tick(self, spaces: dict[int, Space], workers: list[dict[str, Any]]) -> None:
+        await self.feed(workers, spaces)
         now = time.monotonic()
         if now - self._board_at >= self.config.board_every_s:
             self._board_at = now
@@ -163,15 +149,12 @@ class Scheduler:
             self._reap_at = now
             await self.reap()
 
-    async def feed(
-        self, workers: list[dict[str, Any]], spaces: dict[int, Space] | None = None
-    ) -> int:
+    async def feed(self, workers: list[dict[str, Any]], spaces: dict[int, Space]) -> int:
         """Dispatch runnable jobs in run order to signatures some live worker can take, up to
         each signature's window; limits are checked by the dispatch script."""
         self._again = False
         if not workers:
             return 0
-        spaces = spaces or await self.queue.spaces()
         # A signature's stream holds at most PREFETCH times as many undelivered messages as
         # its takers run at once: a slot that frees never waits for a round of ours, and a
         # better job that comes later waits behind at most that many.
@@ -278,9 +261,7 @@ class Scheduler:
             await expire_lease(self.store, job.id, job.epoch, self.settings.flags, self.policy)
         elif job.status == "queued" and job.version == message.version:
             # Delivered, never claimed: the worker died before claiming. Count it.
-            reclaims = int(
-                await self.client.hincrby(self.dispatch.keys.dispatch_part("poison"), job.id, 1)
-            )
+            reclaims = int(await self.client.hincrby(self.keys.dispatch_part("poison"), job.id, 1))
             if reclaims >= POISON_AFTER:
                 await write_job(
                     self.store,
@@ -298,24 +279,21 @@ class Scheduler:
         if not active:
             return
         jobs = await self.queue.get_jobs(list(active))
+        settled: list[tuple[str, Message]] = []
         for job_id, record in active.items():
             job = jobs.get(job_id)
             if job is not None and job.status in TERMINAL:
                 message = Message(record["sig"], record["msg"], job_id, 0, 0, "")
                 pending = await self.client.xpending_range(
                     self.keys.dispatch(record["sig"]),
-                    "workers",
+                    GROUP,
                     min=record["msg"],
                     max=record["msg"],
                     count=1,
                 )
                 if not pending:
-                    await self.dispatch.settle(job_id, message)
-
-
-def _entry_id(entry: str) -> tuple[int, int]:
-    ms, _, seq = entry.partition("-")
-    return int(ms), int(seq or 0)
+                    settled.append((job_id, message))
+        await self.dispatch.settle_many(settled)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from domain.errors import InfrastructureError
 from streams.envelope import text
+from streams.groups import ensure_group
 from streams.keys import Keys
 
 GROUP = "workers"
@@ -98,14 +99,9 @@ class Dispatch:
         await self._call(self._settle, keys, args)
 
     async def ensure_group(self, sig: str) -> None:
-        if sig in self._groups:
-            return
-        try:
-            await self.redis.xgroup_create(self.keys.dispatch(sig), GROUP, id="0", mkstream=True)
-        except ResponseError as e:
-            if "BUSYGROUP" not in str(e):
-                raise InfrastructureError(f"cannot create the dispatch group: {e}") from e
-        self._groups.add(sig)
+        if sig not in self._groups:
+            await ensure_group(self.redis, self.keys.dispatch(sig), GROUP)
+            self._groups.add(sig)
 
     async def signatures(self) -> list[str]:
         return sorted(text(s) for s in await self.redis.smembers(self.keys.signatures()))

@@ -41,7 +41,7 @@ def decode_entry(entry_id: Any, fields: Any, with_data: bool = True) -> Envelope
         cause=fields[b"cause"].decode(),
         schema=int(fields[b"schema"]),
         data=orjson.loads(fields[b"data"]) if with_data else {},
-        position=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+        position=text(entry_id),
     )
 
 

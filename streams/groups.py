@@ -1,4 +1,4 @@
-"""Consumer-group helpers: create groups, read own pending entries first, then new ones."""
+"""Consumer-group helpers: create groups, read new entries, report their lag."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from domain.errors import InfrastructureError
-from streams.envelope import Envelope, decode_entry
+from streams.envelope import Envelope, decode_entry, text
 
 
 async def ensure_group(client: aioredis.Redis, key: str, group: str, start: str = "0") -> None:
@@ -28,19 +28,12 @@ async def read_group(
     group: str,
     consumer: str,
     *,
-    pending: bool = False,
     count: int = 500,
     block_ms: int | None = 1000,
 ) -> list[Envelope]:
-    """New entries for this consumer, or with `pending` the ones it was given and never
-    acknowledged (read those first after a crash, until none are left)."""
+    """New entries for this consumer (None for `block_ms`: answer at once)."""
     try:
-        if pending:
-            reply = await client.xreadgroup(group, consumer, {key: "0"}, count=count)
-        else:
-            reply = await client.xreadgroup(
-                group, consumer, {key: ">"}, count=count, block=block_ms
-            )
+        reply = await client.xreadgroup(group, consumer, {key: ">"}, count=count, block=block_ms)
     except RedisError as e:
         raise InfrastructureError(f"read of group {group} on {key} failed: {e}") from e
     return _entries(reply)
@@ -55,10 +48,10 @@ async def group_lag(client: aioredis.Redis, key: str) -> dict[str, dict[str, Any
     except RedisError as e:
         raise InfrastructureError(f"XINFO GROUPS {key} failed: {e}") from e
     return {
-        _text(g["name"]): {
+        text(g["name"]): {
             "lag": g.get("lag"),
             "pending": g.get("pending"),
-            "last_delivered": _text(g.get("last-delivered-id", b"0-0")),
+            "last_delivered": text(g.get("last-delivered-id", b"0-0")),
         }
         for g in groups
     }
@@ -69,7 +62,3 @@ def _entries(reply: Any) -> list[Envelope]:
     for _key, items in reply or []:
         entries.extend(decode_entry(entry_id, fields) for entry_id, fields in items if fields)
     return entries
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -11,9 +11,10 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from domain.errors import InfrastructureError, VersionConflict
+from streams.connection import run_script_calls
 from streams.envelope import Envelope, decode_entry, decode_pairs, now_rfc3339, text
 from streams.keys import Keys
 
@@ -128,7 +129,7 @@ class EventStore:
         if not batch:
             return
         try:
-            replies = await self._pipelined(batch)
+            replies = await run_script_calls(self.redis, self._append, [q[:2] for q in batch])
         except Exception as e:  # every waiting caller gets it: none hangs
             replies = [e] * len(batch)
         except BaseException as e:  # the send itself was cancelled (the loop is stopping)
@@ -143,29 +144,6 @@ class EventStore:
                 reply.set_exception(_append_failed(outcome))
             else:
                 reply.set_result(outcome)
-
-    async def _pipelined(
-        self, batch: list[tuple[list[Any], list[Any], asyncio.Future[Any]]]
-    ) -> list[Any]:
-        """One EVALSHA per append, in one pipeline; if the server lost the script (a restart)
-        it is loaded again and the appends it refused are sent again."""
-        replies = await self._evalsha_all([(keys, args) for keys, args, _ in batch])
-        again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if again:
-            try:  # only the refused calls: the others were executed, whatever happens now
-                await self.redis.script_load(APPEND_LUA)
-                retried = await self._evalsha_all([batch[i][:2] for i in again])
-            except (RedisError, OSError) as e:
-                retried = [e] * len(again)
-            for i, reply in zip(again, retried, strict=True):
-                replies[i] = reply
-        return replies
-
-    async def _evalsha_all(self, calls: list[tuple[list[Any], list[Any]]]) -> list[Any]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                pipe.evalsha(self._append.sha, len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
 
     def _stream_key(self, aggregate_id: str, partition: int) -> str:
         if self.keys.partition_of_id(aggregate_id) != partition:
@@ -274,12 +252,12 @@ def _append_failed(cause: BaseException) -> InfrastructureError:
 
 
 def _parse_reply(reply: list[Any]) -> AppendResult:
-    tag = _text(reply[0])
+    tag = text(reply[0])
     if tag == "ok":
-        return AppendResult(position=_text(reply[1]), versions=[int(v) for v in reply[2:]])
+        return AppendResult(position=text(reply[1]), versions=[int(v) for v in reply[2:]])
     if tag == "dup":
         return _parse_record(reply[1], duplicate=True)
-    key, expected, actual = _text(reply[1]), int(reply[2]), int(reply[3])
+    key, expected, actual = text(reply[1]), int(reply[2]), int(reply[3])
     aggregate_id = key.rsplit(":s:", 1)[-1]  # the index list of the aggregate
     raise VersionConflict(
         f"{aggregate_id} is at version {actual}, not the expected {expected}; "
@@ -295,7 +273,3 @@ def _parse_record(record: bytes | str, *, duplicate: bool) -> AppendResult:
     return AppendResult(
         position=str(values[1]), versions=[int(v) for v in values[2:]], duplicate=duplicate
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
