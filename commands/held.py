@@ -15,19 +15,25 @@ from typing import Any
 
 from commands.jobs import load_job
 from commands.runner import MAX_ATTEMPTS, writes
-from commands.tasks import load_tasks
+from commands.runs import with_its_task
 from domain.errors import VersionConflict
-from domain.job import Job, JobStatus, RetryPolicy, apply_events, check_lease, decide_fail
+from domain.job import (
+    Job,
+    JobStatus,
+    RetryPolicy,
+    apply_events,
+    cancelled_as_requested,
+    check_lease,
+    decide_fail,
+)
 from domain.job_events import (
     JobArtifactAdded,
-    JobCancelled,
     JobEvent,
     JobReleased,
     JobStageFinished,
     JobStageStarted,
     JobSucceeded,
 )
-from domain.runs import on_job_change
 from domain.task_states import Flags
 from streams.envelope import now_rfc3339
 from streams.store import EventStore, Meta
@@ -61,7 +67,7 @@ class Held:
 
         def decide(job: Job) -> list[JobEvent]:
             if job.status == JobStatus.CANCEL_REQUESTED:
-                return [JobCancelled(reason=job.cancel_reason or "cancel requested")]
+                return [cancelled_as_requested(job)]
             return []
 
         return await self.write(decide)
@@ -75,11 +81,7 @@ class Held:
             if not events:
                 return self.job
             after = apply_events(self.job, events, now_rfc3339())
-            decision: dict[str, tuple[int, list[Any]]] = {self.job.id: (self.job.version, events)}
-            if self.job.task_id and after.status != self.job.status:
-                task = (await load_tasks(self.store, [self.job.task_id])).get(self.job.task_id)
-                if task is not None:
-                    decision[task.id] = (task.version, on_job_change(task, after, self.flags))
+            decision = await with_its_task(self.store, self.job, events, after, self.flags)
             partition = self.store.keys.partition_of_id(self.job.id)
             try:
                 await self.store.append(partition, writes(decision), meta=Meta(actor=self.worker))
@@ -118,7 +120,7 @@ class Held:
 
         def decide(job: Job) -> list[JobEvent]:
             closing = self._closing((stage, "cancelled", {}) if stage else None)
-            return [*closing, JobCancelled(reason=job.cancel_reason or "cancel requested")]
+            return [*closing, cancelled_as_requested(job)]
 
         return await self.write(decide)
 

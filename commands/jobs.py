@@ -9,13 +9,14 @@ from typing import Any
 from commands.runner import (
     CommandResult,
     Plan,
+    at_version,
     command_id_for,
     id_for_key,
     load_states,
     run_command,
     writes,
 )
-from domain.errors import NotFound, VersionConflict
+from domain.errors import NotFound
 from domain.job import (
     Job,
     JobSource,
@@ -111,14 +112,7 @@ async def update_job(
     expected_version: int,
 ) -> CommandResult:
     """Change a queued job (payload, priority, attempts, affinity) at `expected_version`."""
-    job = await load_job(store, job_id)
-    if job.version != expected_version:
-        raise VersionConflict(
-            f"{job_id} is at version {job.version}, not the expected {expected_version}",
-            aggregate_id=job_id,
-            expected_version=expected_version,
-            actual_version=job.version,
-        )
+    job = at_version(await load_job(store, job_id), expected_version)
     fields = {k: v for k, v in changes.items() if k != "payload"}
     if "payload" in changes:
         normalized = normalize_job(job.submitted_type, changes["payload"], contract)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -69,6 +69,29 @@ async def run_command(
         written = sum(len(w.events) for w in plan.writes)
         return _result(subject_id, appended, version, written)
     raise AssertionError("unreachable")
+
+
+class AtVersion(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+
+A = TypeVar("A", bound=AtVersion)
+
+
+def at_version(state: A, expected_version: int | None) -> A:
+    """`state`, if it is at the version the caller expects (or expects none)."""
+    if expected_version is not None and state.version != expected_version:
+        raise VersionConflict(
+            f"{state.id} is at version {state.version}, not the expected {expected_version}",
+            aggregate_id=state.id,
+            expected_version=expected_version,
+            actual_version=state.version,
+        )
+    return state
 
 
 def _result(subject_id: str, appended: AppendResult, version: int, written: int) -> CommandResult:

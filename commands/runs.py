@@ -37,26 +37,34 @@ from streams.store import EventStore, Guard, Meta
 JobDecider = Callable[[Job], list[JobEvent]]
 
 
+async def with_its_task(
+    store: EventStore, job: Job, events: list[JobEvent], after: Job, flags: Flags
+) -> dict[str, tuple[int, list[Any]]]:
+    """A job's events and, when they change its status, its task's (if it has one): one
+    decision, so the task follows its run in the same append."""
+    decision: dict[str, tuple[int, list[Any]]] = {job.id: (job.version, events)}
+    if job.task_id and after.status != job.status:
+        task = (await load_tasks(store, [job.task_id])).get(job.task_id)
+        if task is not None:
+            decision[task.id] = (task.version, on_job_change(task, after, flags))
+    return decision
+
+
 async def write_job(
     store: EventStore, job_id: str, decide: JobDecider, flags: Flags, *, actor: str
-) -> tuple[CommandResult, Job]:
+) -> Job:
     """Decide a job's events, and its task's (if it has one), and append them together."""
     outcome: dict[str, Job] = {}
 
     async def plan() -> Plan:
         job = await load_job(store, job_id)
         events = decide(job)
-        after = apply_events(job, events, now_rfc3339())
-        outcome["job"] = after
-        decision: dict[str, tuple[int, list[Any]]] = {job_id: (job.version, list(events))}
-        if job.task_id and events:
-            task = (await load_tasks(store, [job.task_id])).get(job.task_id)
-            if task is not None:
-                decision[task.id] = (task.version, list(on_job_change(task, after, flags)))
+        outcome["job"] = after = apply_events(job, events, now_rfc3339())
+        decision = await with_its_task(store, job, events, after, flags)
         return Plan(writes=writes(decision), subject_version=job.version)
 
-    result = await run_command(store, job_id, plan, meta=Meta(actor=actor))
-    return result, outcome["job"]
+    await run_command(store, job_id, plan, meta=Meta(actor=actor))
+    return outcome["job"]
 
 
 async def claim_job(
@@ -75,25 +83,21 @@ async def claim_job(
         events: list[JobEvent] = decide_claim(job, worker_id, job.epoch + 1)
         after = apply_events(job, events, now_rfc3339())
         decision: dict[str, tuple[int, list[Any]]] = {}
-        guards: list[str] = []
+        guards: list[Guard] = []
         if job.task_id:
             task = await load_task(store, job.task_id)
             blockers = await load_tasks(store, task.blocked_by)
             try:
                 effects = on_claim(task, after, flags, blockers)
-                guards = list(blockers)
+                guards = [Guard(i, blocker.version) for i, blocker in blockers.items()]
             except DomainError as refused:
                 events = [JobCancelled(reason=f"its task could not start: {refused.message}")]
                 after = apply_events(job, events, now_rfc3339())
                 effects = on_job_change(task, after, flags)
             decision[task.id] = (task.version, list(effects))
-            versions = {i: t.version for i, t in blockers.items()}
-        else:
-            versions = {}
         outcome["job"] = after
         decision = {job_id: (job.version, list(events)), **decision}
-        return Plan(writes=writes(decision), subject_version=job.version,
-                    guards=[Guard(i, versions[i]) for i in guards])  # fmt: skip
+        return Plan(writes=writes(decision), subject_version=job.version, guards=guards)
 
     await run_command(store, job_id, plan, meta=Meta(actor=worker_id))
     return outcome["job"]
@@ -109,7 +113,7 @@ async def expire_lease(
             return []
         return decide_lease_expired(job, datetime.now(UTC), policy)
 
-    return (await write_job(store, job_id, decide, flags, actor="reaper"))[1]
+    return await write_job(store, job_id, decide, flags, actor="reaper")
 
 
 # ---- board tasks and their runs ------------------------------------------------------------
@@ -151,9 +155,14 @@ async def request_task_run(
         )
         raise
 
+    first: list[Task] = [task]
+    run: dict[str, str] = {}
+
     async def plan() -> Plan:
-        current = await load_task(store, task_id)
+        # The task as read above first; read again only after a conflict.
+        current = first.pop() if first else await load_task(store, task_id)
         linked = decide_run_request(current, job_id, flags, force=force)
+        run["id"] = job_id if linked else current.active_job_id or job_id
         if not linked:
             return Plan(subject_version=current.version)
         return Plan(
@@ -162,7 +171,7 @@ async def request_task_run(
         )
 
     result = await run_command(store, task_id, plan, meta=Meta(actor=actor))
-    return result, (await load_task(store, task_id)).active_job_id or job_id
+    return result, run["id"]
 
 
 async def _block(store: EventStore, task: Task, reason: dict[str, Any], actor: str) -> None:

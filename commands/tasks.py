@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from commands.runner import (
     CommandResult,
     Plan,
+    at_version,
     command_id_for,
     guards_of,
     id_for_key,
@@ -114,7 +115,7 @@ async def update_task(
     """Change a task's fields."""
 
     async def decide() -> Plan:
-        task = _at_version(await load_task(store, task_id), expected_version)
+        task = at_version(await load_task(store, task_id), expected_version)
         return _plan(decide_update(task, patch), {task_id: task}, (), task_id)
 
     return await run_command(
@@ -140,7 +141,7 @@ async def transition_task(
     append, and dependents of a reopened task are blocked in the same append."""
 
     async def decide() -> Plan:
-        task = _at_version(await load_task(store, task_id), expected_version)
+        task = at_version(await load_task(store, task_id), expected_version)
         related: list[str] = []
         if to in DEPENDENCY_GUARDED:
             related += task.blocked_by
@@ -232,14 +233,3 @@ async def _refuse_foreign(store: EventStore, related_id: str, project: str) -> N
         blocker_project=other.project,
         project=project,
     )
-
-
-def _at_version(task: Task, expected_version: int | None) -> Task:
-    if expected_version is not None and task.version != expected_version:
-        raise VersionConflict(
-            f"{task.id} is at version {task.version}, not the expected {expected_version}",
-            aggregate_id=task.id,
-            expected_version=expected_version,
-            actual_version=task.version,
-        )
-    return task

@@ -359,6 +359,11 @@ def check_lease(job: Job, epoch: int) -> None:
         )
 
 
+def cancelled_as_requested(job: Job) -> JobCancelled:
+    """The end of a job whose cancel was requested while it ran."""
+    return JobCancelled(reason=job.cancel_reason or "cancel requested")
+
+
 def decide_fail(
     job: Job,
     epoch: int,
@@ -375,7 +380,7 @@ def decide_fail(
     if job.status == JobStatus.CANCEL_REQUESTED:
         return [
             JobFailed(epoch=epoch, error=error, stage=stage, retryable=False),
-            JobCancelled(reason=job.cancel_reason or "cancel requested"),
+            cancelled_as_requested(job),
         ]
     if retryable and job.attempt < job.max_attempts:
         retry_at = now + timedelta(seconds=policy.delay(job.attempt))
@@ -404,7 +409,7 @@ def decide_lease_expired(job: Job, now: datetime, policy: RetryPolicy) -> list[J
     if job.status == JobStatus.CANCEL_REQUESTED:
         return [
             JobLeaseExpired(epoch=job.epoch, worker_id=job.worker_id or ""),
-            JobCancelled(reason=job.cancel_reason or "cancel requested"),
+            cancelled_as_requested(job),
         ]
     if job.attempt < job.max_attempts:
         retry_at = _rfc3339(now + timedelta(seconds=policy.delay(job.attempt)))

@@ -19,7 +19,7 @@ from commands import runs
 from commands.held import Held, Stage
 from commands.jobs import load_jobs
 from commands.settings import Settings
-from domain.dispatch import eligible
+from domain.dispatch import eligible, run_order_key
 from domain.errors import CairnError, DomainError, StaleLease
 from domain.job import Job, RetryPolicy
 from streams.dispatch import Dispatch, Message
@@ -121,11 +121,11 @@ class Worker:
         messages = await self.dispatch.read(
             self.config.worker_id, sigs, count=free, block_ms=self.config.block_ms
         )
-        messages.sort(key=lambda m: (-m.priority, m.created, m.job_id))
+        messages.sort(key=lambda m: run_order_key(m.priority, m.created, m.job_id))
         for message in messages[free:]:  # more than we can run: back for the scheduler to place
             self._settle_later(message.job_id, message)
         messages = messages[:free]
-        known = await load_jobs(self.store, [m.job_id for m in messages]) if messages else {}
+        known = await load_jobs(self.store, [m.job_id for m in messages])
         for message in messages:
             # Claims run side by side (in run order they start), each in its job's own task:
             # a job's slot is taken from here on.
@@ -228,7 +228,7 @@ class Worker:
     async def _run(self, holding: Holding, job: Job) -> None:
         me = self.config.worker_id
         held = Held(self.store, job, me, self.settings.flags, self.policy)
-        run = Run(job, job.epoch)
+        run = Run(job)
         finished: Stage | None = None  # closed in the same append that opens the next stage
         stage: str | None = None
         try:
@@ -269,7 +269,7 @@ class Worker:
     async def _hold_while_quiesced(self) -> None:
         """Quiesce holds running jobs here, between stages, until it is lifted."""
         while await self._pause_mode() == "quiesce":
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(PAUSE_READ_S)
 
     async def _pause_mode(self) -> str:
         """The pause mode, read at most every PAUSE_READ_S (it is a switch people flip)."""

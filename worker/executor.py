@@ -45,7 +45,6 @@ class Run:
     """One attempt of a job on this worker."""
 
     job: Job
-    epoch: int
     scratch: Path | None = None
     artifacts: list[tuple[str, str]] = field(default_factory=list)
     publish_outcome: str | None = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 PROBED = ("git", "gh", "codex", "claude", "gemini", "docker")
-RUNTIMES = ("codex", "claude", "gemini")
 
 
 def probe_capabilities() -> list[str]:
