@@ -24,7 +24,6 @@ from commands.settings import Settings
 from domain.errors import CairnError
 from projections.board import Board
 from projections.queue import Queue
-from streams.connection import connect
 from streams.keys import Keys
 from streams.store import EventStore
 
@@ -51,9 +50,8 @@ async def readyz(request: Request) -> Response:
     return json_response({"status": "ready"})
 
 
-def create_app(settings: Settings, client: aioredis.Redis | None = None) -> Starlette:
-    """The API for one install; `client` is made from settings.redis_url when not given."""
-    conn = client or connect(settings.redis_url or "redis://127.0.0.1:6379/0")
+def create_app(settings: Settings, client: aioredis.Redis) -> Starlette:
+    """The API for one install, on `client` (the caller owns and closes it)."""
     keys = Keys(settings.prefix, settings.partitions)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
@@ -73,21 +71,19 @@ def create_app(settings: Settings, client: aioredis.Redis | None = None) -> Star
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.admin_token:
-            await store_token(conn, keys, settings.admin_token, "admin", "admin")
+            await store_token(client, keys, settings.admin_token, "admin", "admin")
         yield
-        if client is None:
-            await conn.aclose()
 
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(BearerAuth, client=conn, keys=keys)],
+        middleware=[Middleware(BearerAuth, client=client, keys=keys)],
         exception_handlers={
             CairnError: handle_cairn_error,
             HTTPException: handle_http,
             Exception: handle_unexpected,
         },
     )
-    store = EventStore(conn, keys, settings.command_ttl_s)
-    app.state.ctx = Context(settings, conn, keys, store, Board(conn, keys), Queue(conn, keys))
+    store = EventStore(client, keys, settings.command_ttl_s)
+    app.state.ctx = Context(settings, client, keys, store, Board(client, keys), Queue(client, keys))
     return app

@@ -163,8 +163,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         )
     if not capabilities:
         raise CairnError(
-            "no capabilities: none of git, gh, codex, claude, gemini, docker is on "
-            "PATH; pass --capabilities"
+            "no capabilities: --capabilities names none; pass at least one (say, noop)"
         )
     if args.concurrency < 1:
         raise CairnError("--concurrency must be at least 1")

@@ -88,12 +88,27 @@ def min_position(request: Request) -> str:
     return request.headers.get("cairn-position") or request.query_params.get("min_position", "")
 
 
+IDEMPOTENT: set[str] = set()  # the endpoints that honour an Idempotency-Key
+E = TypeVar("E")
+
+
+def idempotent(endpoint: E) -> E:
+    """Mark an endpoint that honours Idempotency-Key (the OpenAPI document offers it)."""
+    IDEMPOTENT.add(getattr(endpoint, "__name__", ""))
+    return endpoint
+
+
 def idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is not None and not (1 <= len(key) <= 200):
         errors = [{"path": "headers.Idempotency-Key", "reason": "length 1 to 200"}]
         raise ValidationFailed("Idempotency-Key must be 1 to 200 characters", errors)
     return key
+
+
+def position_headers(result: CommandResult) -> dict[str, str]:
+    """`Cairn-Position`, where a reader waits for this write (none if nothing was written)."""
+    return {"Cairn-Position": result.position} if result.position else {}
 
 
 def command_body(result: CommandResult) -> dict[str, Any]:

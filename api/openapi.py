@@ -7,6 +7,8 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
+from api.context import IDEMPOTENT
+
 PROBLEM = {
     "description": "problem+json (RFC 9457) with a stable `code` and field paths",
     "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
@@ -50,7 +52,7 @@ def build_openapi(routes: list[BaseRoute], bodies: dict[str, type[BaseModel]]) -
                 schemas[model.__name__] = schema
                 op["requestBody"] = {"required": True, "content": {"application/json": {
                     "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}  # fmt: skip
-            if method in {"POST", "PUT", "PATCH", "DELETE"}:
+            if route.name in IDEMPOTENT:
                 op["parameters"].append(
                     {"name": "Idempotency-Key", "in": "header", "required": False,
                      "schema": {"type": "string", "maxLength": 200}}

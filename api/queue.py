@@ -3,7 +3,7 @@ events (SSE pushed from the partition log), migration telemetry."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import orjson
@@ -19,8 +19,10 @@ from api.context import (
     context,
     event_view,
     idempotency_key,
+    idempotent,
     json_response,
     min_position,
+    position_headers,
     read_body,
 )
 from commands.jobs import JobRequest, cancel_job, resubmit_job, submit_job, update_job
@@ -106,18 +108,21 @@ def job_view(job: Job, workers: list[list[str]] | None = None) -> dict[str, Any]
 
 
 async def written_job(
-    request: Request, result: CommandResult, job_id: str, status: int
-) -> Response:
-    """The job once the queue read model shows the write; else the command result (202)."""
+    request: Request, result: CommandResult, job_id: str, status: int,
+    view: Callable[[Job], dict[str, Any]] = job_view,
+) -> Response:  # fmt: skip
+    """The job (as `view` shows it) once the queue read model shows the write; else the
+    command result (202)."""
     ctx = context(request)
-    headers = {"Cairn-Position": result.position} if result.position else {}
+    headers = position_headers(result)
     if await ctx.caught_up(result.position, QUEUE):
         job = (await ctx.queue.get_jobs([job_id])).get(job_id)
         if job is not None:
-            return json_response(job_view(job), status, headers)
+            return json_response(view(job), status, headers)
     return json_response(command_body(result), 202, headers)
 
 
+@idempotent
 async def post_job(request: Request) -> Response:
     """Submit a job to the queue."""
     body: SubmitBody = await read_body(request, SubmitBody)
@@ -227,8 +232,8 @@ async def get_job_events(request: Request) -> Response:
     return json_response({"id": job_id, "events": [event_view(e) for e in events[:limit]]})
 
 
-async def _events(request: Request, job_id: str, after: int = 0) -> list[Any]:
-    """Every event of the job (404 if none), the ones after version `after` last."""
+async def _events(request: Request, job_id: str) -> list[Any]:
+    """Every event of the job, in version order (404 if none)."""
     ctx = context(request)
     events = []
     if job_id.startswith("job-") and ctx.keys.is_aggregate_id(job_id):

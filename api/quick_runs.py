@@ -9,7 +9,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.context import actor, context, idempotency_key, json_response, read_body
+from api.context import (
+    actor,
+    context,
+    idempotency_key,
+    idempotent,
+    json_response,
+    position_headers,
+    read_body,
+)
 from api.queue import _job_or_404, _Wire, written_job
 from commands.jobs import JobRequest, promote_quick_run, submit_quick_run
 from domain.errors import NotFound
@@ -43,6 +51,7 @@ def quick_run_view(job: Job) -> dict[str, Any]:
     }
 
 
+@idempotent
 async def post_quick_run(request: Request) -> Response:
     """Start a quick run (source quick_action; never on the board unless promoted)."""
     body: QuickRunBody = await read_body(request, QuickRunBody)
@@ -64,11 +73,7 @@ async def post_quick_run(request: Request) -> Response:
     )
     if body.promote:
         result, _ = await promote_quick_run(ctx.store, result.id, actor=actor(request))
-    response = await written_job(request, result, result.id, 201)
-    if response.status_code == 201:
-        job = await _job_or_404(request, result.id)
-        return json_response(quick_run_view(job), 201, dict(response.headers))
-    return response
+    return await written_job(request, result, result.id, 201, quick_run_view)
 
 
 async def get_quick_run(request: Request) -> Response:
@@ -90,7 +95,8 @@ async def post_promote(request: Request) -> Response:
             "id": request.path_params["run_id"],
             "promoted_task_id": task_id,
             "duplicate": not result.position,
-        }
+        },
+        headers=position_headers(result),
     )
 
 

@@ -15,8 +15,10 @@ from api.context import (
     context,
     event_view,
     idempotency_key,
+    idempotent,
     json_response,
     min_position,
+    position_headers,
     read_body,
 )
 from commands.runner import CommandResult
@@ -62,7 +64,7 @@ class PatchBody(TaskPatch):
 async def _written(request: Request, result: CommandResult, status: int = 200) -> Response:
     """The task after a write, once the board shows it; else the command result (202)."""
     ctx = context(request)
-    headers = {"Cairn-Position": result.position} if result.position else {}
+    headers = position_headers(result)
     if await ctx.caught_up(result.position):
         tasks = await ctx.board.get_tasks([result.id])
         if result.id in tasks:
@@ -84,6 +86,7 @@ async def _task_or_404(request: Request, task_id: str) -> Task:
     return task
 
 
+@idempotent
 async def post_task(request: Request) -> Response:
     body = await read_body(request, CreateBody)
     spec = TaskSpec.model_validate(body.model_dump(exclude={"force"}))
@@ -102,6 +105,7 @@ async def get_task(request: Request) -> Response:
     return json_response(await _card(request, task))
 
 
+@idempotent
 async def patch_task(request: Request) -> Response:
     body = await read_body(request, PatchBody)
     patch = TaskPatch.model_validate(
@@ -118,6 +122,7 @@ async def patch_task(request: Request) -> Response:
     return await _written(request, result)
 
 
+@idempotent
 async def post_transition(request: Request) -> Response:
     body = await read_body(request, TransitionBody)
     ctx = context(request)
@@ -135,6 +140,7 @@ async def post_transition(request: Request) -> Response:
     return await _written(request, result)
 
 
+@idempotent
 async def post_dependencies(request: Request) -> Response:
     body = await read_body(request, DependencyBody)
     blockers = [body.blocked_by] if isinstance(body.blocked_by, str) else body.blocked_by
@@ -151,6 +157,7 @@ async def post_dependencies(request: Request) -> Response:
     return await _written(request, result)
 
 
+@idempotent
 async def delete_dependency(request: Request) -> Response:
     result = await remove_dependency(
         context(request).store,
@@ -261,7 +268,7 @@ async def post_run(request: Request) -> Response:
         force=True,
     )
     await ctx.caught_up(result.position)
-    headers = {"Cairn-Position": result.position} if result.position else {}
+    headers = position_headers(result)
     return json_response(
         {"task_id": result.id, "job_id": job_id, "duplicate": result.duplicate},
         200 if result.duplicate else 201,
@@ -307,7 +314,7 @@ ROUTES = [
     Route("/api/v2/tasks/{task_id}/events", get_task_events, methods=["GET"]),
     Route("/api/v2/tasks/{task_id}/run", post_run, methods=["POST"]),
     Route("/api/v2/tasks/{task_id}/retry", post_retry, methods=["POST"]),
-    Route("/api/v2/tasks/{task_id}/cancel", post_cancel, methods=["POST"]),
+    Route("/api/v2/tasks/{task_id}/cancel", post_cancel, methods=["POST"], name="post_task_cancel"),
     Route("/api/v2/state-machine", get_state_machine, methods=["GET"]),
     Route("/api/v2/projects", get_projects, methods=["GET"]),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -25,8 +26,9 @@ def registry(request: Request) -> Registry:
 
 async def list_workers(request: Request) -> Response:
     """Registered workers: id, capabilities, host, started, last seen, running jobs."""
-    workers = await registry(request).workers(include_stale=True)
-    return json_response({"workers": workers, "pause": await registry(request).pause_mode()})
+    known = registry(request)
+    workers, pause = await asyncio.gather(known.workers(include_stale=True), known.pause_mode())
+    return json_response({"workers": workers, "pause": pause})
 
 
 async def post_worker_pause(request: Request) -> Response:

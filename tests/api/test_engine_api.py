@@ -28,7 +28,7 @@ async def test_queued_job_says_which_capability_is_missing(
     assert [w["id"] for w in workers["workers"]] == ["w1", "w2"] and workers["pause"] == "off"
 
 
-async def test_a_job_with_no_capabilities_is_refused(api: httpx.AsyncClient) -> None:
+async def test_a_negative_sleep_is_refused_with_its_path(api: httpx.AsyncClient) -> None:
     r = await api.post("/api/queue/jobs", json={"type": "noop", "payload": {"sleepMs": -1}})
     assert r.status_code == 422 and r.json()["errors"][0]["path"] == "payload.sleepMs"
 

@@ -232,3 +232,13 @@ async def test_legacy_jobs_refused_when_switched_off(
         assert r.status_code == 422 and "CAIRN_LEGACY_JOBS" in r.json()["detail"]
         assert r.json()["errors"][0]["path"] == "type"
         assert await log_sizes(client, keys) == before
+
+
+async def test_a_quick_run_is_answered_whole_by_a_real_server(live_api: httpx.AsyncClient) -> None:
+    """The quick-run view is not the job view: its headers must describe its own body."""
+    r = await live_api.post(
+        "/api/v2/quick-runs", json={"prompt": "Say hello", "repository": "acme/app"}
+    )
+    assert r.status_code == 201, r.text
+    assert int(r.headers["content-length"]) == len(r.content)
+    assert r.json()["status"] == "queued" and r.headers["cairn-position"]

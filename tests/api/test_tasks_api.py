@@ -185,3 +185,20 @@ async def test_state_machine_and_openapi(api: httpx.AsyncClient) -> None:
     assert machine["flags"] == {"FEATURE_PRD_AUTO_APPROVE_REVIEW": False}
     doc = (await api.get("/openapi.json")).json()
     assert "/api/v2/tasks/{task_id}/transition" in doc["paths"]
+
+
+async def test_openapi_names_each_operation_once_and_offers_idempotency_where_honoured(
+    api: httpx.AsyncClient,
+) -> None:
+    doc = (await api.get("/openapi.json")).json()
+    ops = [op for methods in doc["paths"].values() for op in methods.values()]
+    ids = [op["operationId"] for op in ops]
+    assert len(ids) == len(set(ids))
+    task_cancel = doc["paths"]["/api/v2/tasks/{task_id}/cancel"]["post"]
+    assert "requestBody" not in task_cancel  # it reads no body
+
+    def headers(path: str, method: str) -> list[str]:
+        return [p["name"] for p in doc["paths"][path][method]["parameters"] if p["in"] == "header"]
+
+    assert headers("/api/v2/tasks", "post") == ["Idempotency-Key"]
+    assert headers("/api/v2/tasks/{task_id}/cancel", "post") == []
