@@ -15,17 +15,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from api import queue, quick_runs, tasks, workers
-from api.auth import BearerAuth, store_token
-from api.context import Context, context, json_response
-from api.openapi import build_openapi
-from api.problems import handle_cairn_error, handle_http, handle_unexpected, problem
-from commands.settings import Settings
-from domain.errors import CairnError
-from projections.board import Board
-from projections.queue import Queue
-from streams.keys import Keys
-from streams.store import EventStore
+from cairn.api import queue, quick_runs, tasks, workers
+from cairn.api.auth import BearerAuth, store_token
+from cairn.api.context import Context, context, json_response
+from cairn.api.openapi import build_openapi
+from cairn.api.problems import handle_cairn_error, handle_http, handle_unexpected, problem
+from cairn.commands.settings import Settings
+from cairn.domain.errors import CairnError
+from cairn.projections.board import Board
+from cairn.projections.queue import Queue
+from cairn.streams.keys import Keys
+from cairn.streams.store import EventStore
 
 BODIES: dict[str, type[BaseModel]] = {
     "post_task": tasks.CreateBody,

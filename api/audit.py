@@ -9,12 +9,12 @@ import msgspec
 import orjson
 import redis.asyncio as aioredis
 
-from domain.errors import NotFound
-from domain.task import Task, evolve
-from domain.task_events import TASK_EVENTS, task_event_from
-from streams.envelope import Envelope, position_key
-from streams.keys import Keys
-from streams.store import EventStore
+from cairn.domain.errors import NotFound
+from cairn.domain.task import Task, evolve
+from cairn.domain.task_events import TASK_EVENTS, task_event_from
+from cairn.streams.envelope import Envelope, position_key
+from cairn.streams.keys import Keys
+from cairn.streams.store import EventStore
 
 
 async def follow_log(

@@ -10,8 +10,8 @@ import orjson
 import redis.asyncio as aioredis
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.problems import problem
-from streams.keys import Keys
+from cairn.api.problems import problem
+from cairn.streams.keys import Keys
 
 
 def hash_token(token: str) -> str:

@@ -15,10 +15,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from commands.settings import Settings
-from domain.errors import CairnError
-from streams.connection import connect
-from streams.keys import Keys
+from cairn.commands.settings import Settings
+from cairn.domain.errors import CairnError
+from cairn.streams.connection import connect
+from cairn.streams.keys import Keys
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,7 +93,7 @@ def _keys(settings: Settings) -> Keys:
 
 
 def _up(settings: Settings, args: argparse.Namespace) -> int:
-    from api.supervisor import run_up
+    from cairn.api.supervisor import run_up
 
     return run_up(settings, workers=args.workers)
 
@@ -101,7 +101,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
 def _api(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app
+    from cairn.api.app import create_app
 
     uvicorn.run(
         create_app(settings, _client(settings)),
@@ -114,8 +114,8 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _projector(settings: Settings, args: argparse.Namespace) -> int:
-    from projections.catalog import all_projections
-    from projections.runner import run_projections
+    from cairn.projections.catalog import all_projections
+    from cairn.projections.runner import run_projections
 
     async def run() -> None:
         client = _client(settings)
@@ -129,8 +129,8 @@ def _projector(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
-    from projections.scheduler import Scheduler, SchedulerConfig
-    from streams.dispatch import Limits
+    from cairn.projections.scheduler import Scheduler, SchedulerConfig
+    from cairn.streams.dispatch import Limits
 
     limits = Limits(settings.max_running, settings.repo_concurrency, settings.project_concurrency)
     config = SchedulerConfig(
@@ -149,8 +149,8 @@ def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     import socket
 
-    from worker.daemon import Worker, WorkerConfig
-    from worker.probe import parse_capabilities, probe_capabilities
+    from cairn.worker.daemon import Worker, WorkerConfig
+    from cairn.worker.probe import parse_capabilities, probe_capabilities
 
     if args.capabilities:
         capabilities = parse_capabilities(args.capabilities)
@@ -196,9 +196,9 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:
-    from projections.catalog import all_projections
-    from projections.runner import current_space
-    from streams.groups import group_lag
+    from cairn.projections.catalog import all_projections
+    from cairn.projections.runner import current_space
+    from cairn.streams.groups import group_lag
 
     async def run() -> None:
         client, keys = _client(settings), _keys(settings)
@@ -226,8 +226,8 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
-    from projections.catalog import all_projections
-    from projections.runner import rebuild
+    from cairn.projections.catalog import all_projections
+    from cairn.projections.runner import rebuild
 
     known = all_projections()
     names = list(known) if args.projection == "all" else [args.projection]
@@ -269,7 +269,7 @@ def _progress_printer(name: str) -> Callable[[int, int], None]:
 
 
 def _tail(settings: Settings, args: argparse.Namespace) -> int:
-    from api.audit import follow_log, format_event
+    from cairn.api.audit import follow_log, format_event
 
     async def run() -> None:
         client = _client(settings)
@@ -291,7 +291,7 @@ def _tail(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from api.audit import replay_lines
+    from cairn.api.audit import replay_lines
 
     async def run() -> int:
         client = _client(settings)

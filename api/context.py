@@ -11,18 +11,18 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from commands.runner import CommandResult
-from commands.settings import Settings
-from domain.credentials import ensure_no_credentials
-from domain.errors import ValidationFailed
-from domain.task_spec import parse_model
-from projections.board import NAME as BOARD
-from projections.board import Board
-from projections.positions import PositionWatcher
-from projections.queue import Queue
-from streams.envelope import Envelope
-from streams.keys import Keys
-from streams.store import EventStore
+from cairn.commands.runner import CommandResult
+from cairn.commands.settings import Settings
+from cairn.domain.credentials import ensure_no_credentials
+from cairn.domain.errors import ValidationFailed
+from cairn.domain.task_spec import parse_model
+from cairn.projections.board import NAME as BOARD
+from cairn.projections.board import Board
+from cairn.projections.positions import PositionWatcher
+from cairn.projections.queue import Queue
+from cairn.streams.envelope import Envelope
+from cairn.streams.keys import Keys
+from cairn.streams.store import EventStore
 
 M = TypeVar("M", bound=BaseModel)
 

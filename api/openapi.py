@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
-from api.context import IDEMPOTENT
+from cairn.api.context import IDEMPOTENT
 
 PROBLEM = {
     "description": "problem+json (RFC 9457) with a stable `code` and field paths",

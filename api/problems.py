@@ -8,7 +8,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from domain.errors import CairnError
+from cairn.domain.errors import CairnError
 
 PROBLEM_BASE = "https://cairn.dev/problems/"
 

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from api.context import (
+from cairn.api.context import (
     actor,
     command_body,
     context,
@@ -25,16 +25,16 @@ from api.context import (
     position_headers,
     read_body,
 )
-from commands.jobs import JobRequest, cancel_job, resubmit_job, submit_job, update_job
-from commands.runner import CommandResult
-from domain.dispatch import missing_capabilities
-from domain.errors import NotFound, ValidationFailed
-from domain.job import Job
-from domain.priority import parse_priority
-from domain.task_spec import Name
-from projections.queue import FILTERS
-from projections.queue import NAME as QUEUE
-from streams.registry import Registry
+from cairn.commands.jobs import JobRequest, cancel_job, resubmit_job, submit_job, update_job
+from cairn.commands.runner import CommandResult
+from cairn.domain.dispatch import missing_capabilities
+from cairn.domain.errors import NotFound, ValidationFailed
+from cairn.domain.job import Job
+from cairn.domain.priority import parse_priority
+from cairn.domain.task_spec import Name
+from cairn.projections.queue import FILTERS
+from cairn.projections.queue import NAME as QUEUE
+from cairn.streams.registry import Registry
 
 Priority = Annotated[int, BeforeValidator(parse_priority)]
 MAX_LIMIT = 500

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.context import (
+from cairn.api.context import (
     actor,
     context,
     idempotency_key,
@@ -18,13 +18,13 @@ from api.context import (
     position_headers,
     read_body,
 )
-from api.queue import _job_or_404, _Wire, written_job
-from commands.jobs import JobRequest, promote_quick_run, submit_quick_run
-from domain.errors import NotFound
-from domain.job import Job
-from domain.job_types import Runtime
-from domain.task_spec import Name
-from projections.board import NAME as BOARD
+from cairn.api.queue import _job_or_404, _Wire, written_job
+from cairn.commands.jobs import JobRequest, promote_quick_run, submit_quick_run
+from cairn.domain.errors import NotFound
+from cairn.domain.job import Job
+from cairn.domain.job_types import Runtime
+from cairn.domain.task_spec import Name
+from cairn.projections.board import NAME as BOARD
 
 
 class QuickRunBody(_Wire):

@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
-from api.auth import has_admin_token, new_token, store_token
-from commands.settings import Settings
-from streams.connection import connect
-from streams.keys import Keys
-from streams.server import EmbeddedServer, start_server
+from cairn.api.auth import has_admin_token, new_token, store_token
+from cairn.commands.settings import Settings
+from cairn.streams.connection import connect
+from cairn.streams.keys import Keys
+from cairn.streams.server import EmbeddedServer, start_server
 
 
 @dataclass
@@ -44,7 +44,7 @@ def run_up(settings: Settings, *, workers: int = 1) -> int:
         token = asyncio.run(_ensure_admin_token(url, settings))
         if token:
             print(f"cairn: created an admin token (shown once, stored hashed): {token}", flush=True)
-        me = [sys.executable, "-m", "api.cli"]
+        me = [sys.executable, "-m", "cairn.api.cli"]
         children = [
             Child("api", [*me, "api"]),
             Child("projector", [*me, "projector"]),

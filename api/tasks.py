@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.context import (
+from cairn.api.context import (
     actor,
     command_body,
     context,
@@ -21,21 +21,21 @@ from api.context import (
     position_headers,
     read_body,
 )
-from commands.runner import CommandResult
-from commands.runs import cancel_task, request_task_run, retry_task
-from commands.tasks import (
+from cairn.commands.runner import CommandResult
+from cairn.commands.runs import cancel_task, request_task_run, retry_task
+from cairn.commands.tasks import (
     add_dependency,
     create_task,
     remove_dependency,
     transition_task,
     update_task,
 )
-from domain.errors import NotFound, ValidationFailed
-from domain.priority import parse_priority
-from domain.task import Task
-from domain.task_spec import Ref, TaskPatch, TaskSpec
-from domain.task_states import Status, describe
-from projections.board import card, task_view
+from cairn.domain.errors import NotFound, ValidationFailed
+from cairn.domain.priority import parse_priority
+from cairn.domain.task import Task
+from cairn.domain.task_spec import Ref, TaskPatch, TaskSpec
+from cairn.domain.task_states import Status, describe
+from cairn.projections.board import card, task_view
 
 MAX_LIMIT = 500
 

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.context import context, json_response, read_body
-from streams.registry import Registry
+from cairn.api.context import context, json_response, read_body
+from cairn.streams.registry import Registry
 
 
 class PauseBody(BaseModel):

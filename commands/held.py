@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from commands.jobs import load_job
-from commands.runner import MAX_ATTEMPTS, writes
-from commands.runs import with_its_task
-from domain.errors import VersionConflict
-from domain.job import (
+from cairn.commands.jobs import load_job
+from cairn.commands.runner import MAX_ATTEMPTS, writes
+from cairn.commands.runs import with_its_task
+from cairn.domain.errors import VersionConflict
+from cairn.domain.job import (
     Job,
     JobStatus,
     RetryPolicy,
@@ -26,7 +26,7 @@ from domain.job import (
     check_lease,
     decide_fail,
 )
-from domain.job_events import (
+from cairn.domain.job_events import (
     JobArtifactAdded,
     JobEvent,
     JobReleased,
@@ -34,9 +34,9 @@ from domain.job_events import (
     JobStageStarted,
     JobSucceeded,
 )
-from domain.task_states import Flags
-from streams.envelope import now_rfc3339
-from streams.store import EventStore, Meta
+from cairn.domain.task_states import Flags
+from cairn.streams.envelope import now_rfc3339
+from cairn.streams.store import EventStore, Meta
 
 Stage = tuple[str, str, dict[str, Any]]  # a finished stage: name, outcome, detail
 

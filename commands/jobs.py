@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from commands.runner import (
+from cairn.commands.runner import (
     CommandResult,
     Plan,
     at_version,
@@ -16,8 +16,8 @@ from commands.runner import (
     run_command,
     writes,
 )
-from domain.errors import NotFound
-from domain.job import (
+from cairn.domain.errors import NotFound
+from cairn.domain.job import (
     Job,
     JobSource,
     SubmitOptions,
@@ -29,13 +29,13 @@ from domain.job import (
     evolve,
     resubmission,
 )
-from domain.job_events import JobEvent, job_event_from
-from domain.job_types import ContractSettings, normalize_job
-from domain.task import decide_create
-from domain.task_events import TaskEvent
-from domain.task_spec import TaskSpec
-from streams.envelope import Envelope
-from streams.store import EventStore, Meta
+from cairn.domain.job_events import JobEvent, job_event_from
+from cairn.domain.job_types import ContractSettings, normalize_job
+from cairn.domain.task import decide_create
+from cairn.domain.task_events import TaskEvent
+from cairn.domain.task_spec import TaskSpec
+from cairn.streams.envelope import Envelope
+from cairn.streams.store import EventStore, Meta
 
 Event = JobEvent | TaskEvent
 

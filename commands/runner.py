@@ -9,10 +9,10 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from domain.errors import VersionConflict
-from streams.envelope import Envelope
-from streams.keys import Keys
-from streams.store import AppendResult, EventStore, Guard, Meta, NewEvent, StreamWrite
+from cairn.domain.errors import VersionConflict
+from cairn.streams.envelope import Envelope
+from cairn.streams.keys import Keys
+from cairn.streams.store import AppendResult, EventStore, Guard, Meta, NewEvent, StreamWrite
 
 MAX_ATTEMPTS = 8
 

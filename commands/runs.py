@@ -7,11 +7,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from commands.jobs import load_job
-from commands.runner import CommandResult, Plan, id_for_key, run_command, writes
-from commands.tasks import load_task, load_tasks
-from domain.errors import DomainError, InvalidTransition, NotFound
-from domain.job import (
+from cairn.commands.jobs import load_job
+from cairn.commands.runner import CommandResult, Plan, id_for_key, run_command, writes
+from cairn.commands.tasks import load_task, load_tasks
+from cairn.domain.errors import DomainError, InvalidTransition, NotFound
+from cairn.domain.job import (
     Job,
     JobSource,
     RetryPolicy,
@@ -22,17 +22,17 @@ from domain.job import (
     decide_lease_expired,
     decide_submit,
 )
-from domain.job_events import (
+from cairn.domain.job_events import (
     JobCancelled,
     JobEvent,
 )
-from domain.job_types import ContractSettings, normalize_job
-from domain.runs import decide_run_request, on_claim, on_job_change, run_request
-from domain.task import Task, decide_transition
-from domain.task_events import TaskEvent, TaskRunFinished, TaskTransitioned
-from domain.task_states import Flags, Status
-from streams.envelope import now_rfc3339
-from streams.store import EventStore, Guard, Meta
+from cairn.domain.job_types import ContractSettings, normalize_job
+from cairn.domain.runs import decide_run_request, on_claim, on_job_change, run_request
+from cairn.domain.task import Task, decide_transition
+from cairn.domain.task_events import TaskEvent, TaskRunFinished, TaskTransitioned
+from cairn.domain.task_states import Flags, Status
+from cairn.streams.envelope import now_rfc3339
+from cairn.streams.store import EventStore, Guard, Meta
 
 JobDecider = Callable[[Job], list[JobEvent]]
 

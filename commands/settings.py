@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from domain.errors import ValidationFailed
-from domain.job_types import ContractSettings
-from domain.task_states import Flags
+from cairn.domain.errors import ValidationFailed
+from cairn.domain.job_types import ContractSettings
+from cairn.domain.task_states import Flags
 
 
 def _flag(value: str | None) -> bool:

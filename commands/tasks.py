@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from commands.runner import (
+from cairn.commands.runner import (
     CommandResult,
     Plan,
     at_version,
@@ -15,8 +15,8 @@ from commands.runner import (
     run_command,
     writes,
 )
-from domain.errors import CrossProjectDependency, NotFound, VersionConflict
-from domain.task import (
+from cairn.domain.errors import CrossProjectDependency, NotFound, VersionConflict
+from cairn.domain.task import (
     Decision,
     Task,
     decide_add_dependency,
@@ -26,11 +26,11 @@ from domain.task import (
     decide_update,
     evolve,
 )
-from domain.task_events import task_event_from
-from domain.task_spec import TaskPatch, TaskSpec
-from domain.task_states import DEPENDENCY_GUARDED, RESOLVED, Flags
-from streams.envelope import Envelope
-from streams.store import EventStore, Meta
+from cairn.domain.task_events import task_event_from
+from cairn.domain.task_spec import TaskPatch, TaskSpec
+from cairn.domain.task_states import DEPENDENCY_GUARDED, RESOLVED, Flags
+from cairn.streams.envelope import Envelope
+from cairn.streams.store import EventStore, Meta
 
 
 def fold_task(events: list[Envelope]) -> Task | None:

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, JsonValue, ValidationError, field_validator
 
-from domain.credentials import check_reference
-from domain.errors import ValidationFailed
-from domain.job_types import (
+from cairn.domain.credentials import check_reference
+from cairn.domain.errors import ValidationFailed
+from cairn.domain.job_types import (
     ContractModel,
     ContractSettings,
     JobType,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from domain.errors import ValidationFailed
+from cairn.domain.errors import ValidationFailed
 
 REFERENCE_FORMS = "env://NAME, file:///path or vault://mount/path#field"
 

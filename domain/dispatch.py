@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from domain.priority import priority_sort_key
+from cairn.domain.priority import priority_sort_key
 
 
 def signature(capabilities: Iterable[str]) -> str:

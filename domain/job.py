@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
-from domain.errors import InvalidTransition, StaleLease, ValidationFailed, VersionConflict
-from domain.job_events import (
+from cairn.domain.errors import InvalidTransition, StaleLease, ValidationFailed, VersionConflict
+from cairn.domain.job_events import (
     JobArtifactAdded,
     JobCancelled,
     JobCancelRequested,
@@ -30,7 +30,7 @@ from domain.job_events import (
     JobSucceeded,
     JobUpdated,
 )
-from domain.job_types import NormalizedJob
+from cairn.domain.job_types import NormalizedJob
 
 
 class JobStatus(StrEnum):

@@ -15,8 +15,8 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from domain.credentials import credential_kinds, ensure_no_credentials
-from domain.errors import ValidationFailed
+from cairn.domain.credentials import credential_kinds, ensure_no_credentials
+from cairn.domain.errors import ValidationFailed
 
 Runtime = Literal["codex", "gemini", "claude", "universal"]
 PublishMode = Literal["none", "branch", "pr"]
@@ -41,7 +41,7 @@ class ContractSettings:
             raise ValueError(f"default_runtime must be one of {', '.join(RUNTIMES)}")
         if self.default_repository is not None:
             # Imported here: domain.contract imports this module.
-            from domain.contract import check_repository
+            from cairn.domain.contract import check_repository
 
             if check_repository(self.default_repository) != self.default_repository:
                 raise ValueError("default_repository has surrounding whitespace")
@@ -157,6 +157,8 @@ def _json_kind(value: Any) -> str:
 
 
 # Imported last: each of these modules imports `register` (and the types above) from here.
-BUILTIN_TYPE_MODULES = ("domain.contract", "domain.legacy", "domain.manifest", "domain.noop")
+BUILTIN_TYPE_MODULES = (
+    "cairn.domain.contract", "cairn.domain.legacy", "cairn.domain.manifest", "cairn.domain.noop",
+)
 for _module in BUILTIN_TYPE_MODULES:
     importlib.import_module(_module)

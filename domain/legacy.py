@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from domain.errors import ValidationFailed
-from domain.job_types import (
+from cairn.domain.errors import ValidationFailed
+from cairn.domain.job_types import (
     JOB_TYPES,
     ContractSettings,
     JobType,

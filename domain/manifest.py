@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import Field, JsonValue, ValidationError, field_validator, model_validator
 
-from domain.credentials import ensure_no_credentials
-from domain.errors import ValidationFailed
-from domain.job_types import (
+from cairn.domain.credentials import ensure_no_credentials
+from cairn.domain.errors import ValidationFailed
+from cairn.domain.job_types import (
     ContractModel,
     ContractSettings,
     JobType,

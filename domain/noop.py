@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.errors import ValidationFailed
-from domain.job_types import ContractSettings, JobType, NormalizedJob, register
+from cairn.domain.errors import ValidationFailed
+from cairn.domain.job_types import ContractSettings, JobType, NormalizedJob, register
 
 
 def normalize_noop(payload: dict[str, Any], settings: ContractSettings) -> NormalizedJob:

@@ -6,17 +6,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from domain.errors import InvalidTransition
-from domain.job import Job, JobStatus
-from domain.task import Task, decide_transition
-from domain.task_events import (
+from cairn.domain.errors import InvalidTransition
+from cairn.domain.job import Job, JobStatus
+from cairn.domain.task import Task, decide_transition
+from cairn.domain.task_events import (
     TaskEvent,
     TaskRunFinished,
     TaskRunRequested,
     TaskRunStarted,
     TaskTransitioned,
 )
-from domain.task_states import Flags, Status, allowed_targets
+from cairn.domain.task_states import Flags, Status, allowed_targets
 
 
 def run_request(task: Task) -> tuple[str, Any]:

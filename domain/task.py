@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from domain.errors import (
+from cairn.domain.errors import (
     ClaimRequired,
     CrossProjectDependency,
     DependencyCycle,
@@ -18,8 +18,8 @@ from domain.errors import (
     SelfDependency,
     VersionConflict,
 )
-from domain.graph import cycle_if_added
-from domain.task_events import (
+from cairn.domain.graph import cycle_if_added
+from cairn.domain.task_events import (
     TaskChildAdded,
     TaskCreated,
     TaskDependencyAdded,
@@ -33,8 +33,8 @@ from domain.task_events import (
     TaskTransitioned,
     TaskUpdated,
 )
-from domain.task_spec import TaskPatch, TaskSpec
-from domain.task_states import (
+from cairn.domain.task_spec import TaskPatch, TaskSpec
+from cairn.domain.task_states import (
     CLAIM_GUARDED,
     DEPENDENCY_GUARDED,
     INITIAL_CHOICES,

@@ -7,8 +7,8 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from domain.errors import ValidationFailed
-from domain.priority import parse_priority
+from cairn.domain.errors import ValidationFailed
+from cairn.domain.priority import parse_priority
 
 
 class TaskType(StrEnum):

@@ -10,11 +10,11 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from domain.priority import priority_sort_key
-from domain.task import Task, can_become_ready, evolve, unresolved
-from domain.task_events import task_event_from
-from domain.task_states import RESOLVED, Status
-from projections.runner import (
+from cairn.domain.priority import priority_sort_key
+from cairn.domain.task import Task, can_become_ready, evolve, unresolved
+from cairn.domain.task_events import task_event_from
+from cairn.domain.task_states import RESOLVED, Status
+from cairn.projections.runner import (
     Space,
     Writes,
     current_space,
@@ -22,8 +22,8 @@ from projections.runner import (
     documents_by_id,
     fold_batch,
 )
-from streams.envelope import Envelope, text
-from streams.keys import Keys
+from cairn.streams.envelope import Envelope, text
+from cairn.streams.keys import Keys
 
 NAME = "board"
 _encode = msgspec.json.Encoder().encode

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from projections.board import BoardProjection
-from projections.queue import QueueProjection
-from projections.runner import Projection
+from cairn.projections.board import BoardProjection
+from cairn.projections.queue import QueueProjection
+from cairn.projections.runner import Projection
 
 
 def all_projections() -> dict[str, Projection]:

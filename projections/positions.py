@@ -9,9 +9,9 @@ from collections import defaultdict
 
 import redis.asyncio as aioredis
 
-from projections.runner import current_spaces
-from streams.envelope import position_key, text
-from streams.keys import Keys
+from cairn.projections.runner import current_spaces
+from cairn.streams.envelope import position_key, text
+from cairn.streams.keys import Keys
 
 Waiter = tuple[tuple[int, int], "asyncio.Future[None]"]
 POLL_S = 0.001

@@ -10,9 +10,9 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from domain.dispatch import run_order_key, signature
-from domain.job import Job, evolve
-from domain.job_events import (
+from cairn.domain.dispatch import run_order_key, signature
+from cairn.domain.job import Job, evolve
+from cairn.domain.job_events import (
     JobFailed,
     JobLegacySubmitted,
     JobStageFinished,
@@ -20,9 +20,9 @@ from domain.job_events import (
     JobSucceeded,
     job_event_from,
 )
-from projections.runner import Space, Writes, current_spaces, documents_by_id, fold_batch
-from streams.envelope import Envelope, text
-from streams.keys import Keys
+from cairn.projections.runner import Space, Writes, current_spaces, documents_by_id, fold_batch
+from cairn.streams.envelope import Envelope, text
+from cairn.streams.keys import Keys
 
 NAME = "queue"
 FILTERS = ("status", "type", "runtime", "skill", "publishMode", "source", "repository", "project")

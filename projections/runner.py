@@ -17,14 +17,14 @@ from typing import Any, Protocol, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from domain.errors import InfrastructureError
-from streams.connection import run_script_calls
-from streams.envelope import Envelope, decode_entry, text
-from streams.groups import ensure_group, read_group
-from streams.keys import Keys
+from cairn.domain.errors import InfrastructureError
+from cairn.streams.connection import run_script_calls
+from cairn.streams.envelope import Envelope, decode_entry, text
+from cairn.streams.groups import ensure_group, read_group
+from cairn.streams.keys import Keys
 
 log = logging.getLogger("cairn.projector")
-APPLY_LUA = resources.files("projections").joinpath("apply.lua").read_text()
+APPLY_LUA = resources.files("cairn.projections").joinpath("apply.lua").read_text()
 # Take the lease if free, or renew it if ours: 1 when we hold it afterwards.
 HOLD_LUA = (
     "local v = redis.call('GET', KEYS[1]) "

@@ -19,24 +19,24 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from commands.jobs import load_job
-from commands.runs import expire_lease, request_task_run, write_job
-from commands.settings import Settings
-from commands.tasks import transition_task
-from domain.dispatch import eligible, run_order_key
-from domain.errors import CairnError
-from domain.job import ACTIVE, TERMINAL, RetryPolicy, decide_poisoned
-from domain.task import can_become_ready
-from domain.task_states import Status
-from projections.board import Board
-from projections.queue import NAME as QUEUE
-from projections.queue import Queue
-from projections.runner import HOLD_LUA, RELEASE_LUA, Space, positions
-from streams.dispatch import GROUP, Dispatch, Dispatchable, Limits, Message
-from streams.envelope import position_key, text
-from streams.keys import Keys
-from streams.registry import Registry
-from streams.store import EventStore
+from cairn.commands.jobs import load_job
+from cairn.commands.runs import expire_lease, request_task_run, write_job
+from cairn.commands.settings import Settings
+from cairn.commands.tasks import transition_task
+from cairn.domain.dispatch import eligible, run_order_key
+from cairn.domain.errors import CairnError
+from cairn.domain.job import ACTIVE, TERMINAL, RetryPolicy, decide_poisoned
+from cairn.domain.task import can_become_ready
+from cairn.domain.task_states import Status
+from cairn.projections.board import Board
+from cairn.projections.queue import NAME as QUEUE
+from cairn.projections.queue import Queue
+from cairn.projections.runner import HOLD_LUA, RELEASE_LUA, Space, positions
+from cairn.streams.dispatch import GROUP, Dispatch, Dispatchable, Limits, Message
+from cairn.streams.envelope import position_key, text
+from cairn.streams.keys import Keys
+from cairn.streams.registry import Registry
+from cairn.streams.store import EventStore
 
 log = logging.getLogger("cairn.scheduler")
 POISON_AFTER = 3

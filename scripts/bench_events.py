@@ -26,17 +26,17 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from commands.tasks import create_task, transition_task
-from domain.task_spec import TaskSpec
-from domain.task_states import Flags
-from projections.board import BoardProjection
-from projections.catalog import all_projections
-from projections.runner import current_space, positions, rebuild, run_projections
-from streams.connection import connect
-from streams.envelope import position_key, text
-from streams.keys import Keys
-from streams.server import start_server
-from streams.store import EventStore
+from cairn.commands.tasks import create_task, transition_task
+from cairn.domain.task_spec import TaskSpec
+from cairn.domain.task_states import Flags
+from cairn.projections.board import BoardProjection
+from cairn.projections.catalog import all_projections
+from cairn.projections.runner import current_space, positions, rebuild, run_projections
+from cairn.streams.connection import connect
+from cairn.streams.envelope import position_key, text
+from cairn.streams.keys import Keys
+from cairn.streams.server import start_server
+from cairn.streams.store import EventStore
 
 CONCURRENCY = 32
 
@@ -161,7 +161,7 @@ async def steady_lag(
     position passing it, observed by one poller of every partition's checkpoint."""
     env = {**os.environ, "CAIRN_REDIS_URL": url, "CAIRN_PREFIX": keys.prefix,
            "CAIRN_PARTITIONS": str(keys.partitions)}  # fmt: skip
-    projector = subprocess.Popen([sys.executable, "-m", "api.cli", "projector"], env=env)
+    projector = subprocess.Popen([sys.executable, "-m", "cairn.api.cli", "projector"], env=env)
     pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=30)
     client = aioredis.Redis(connection_pool=pool)
     store = EventStore(client, keys)

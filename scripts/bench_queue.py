@@ -24,11 +24,11 @@ from typing import Any
 
 import httpx
 
-from projections.queue import NAME as QUEUE
-from projections.runner import current_space
-from streams.connection import connect
-from streams.keys import Keys
-from streams.server import free_port, start_server
+from cairn.projections.queue import NAME as QUEUE
+from cairn.projections.runner import current_space
+from cairn.streams.connection import connect
+from cairn.streams.keys import Keys
+from cairn.streams.server import free_port, start_server
 
 TOKEN = "bench-token"
 RUNTIMES = ["codex", "claude", "gemini"]
@@ -150,7 +150,7 @@ def main() -> None:
         env = {**os.environ, "CAIRN_REDIS_URL": server.url, "CAIRN_ADMIN_TOKEN": TOKEN,
                "CAIRN_PORT": str(port)}  # fmt: skip
         children = [
-            subprocess.Popen([sys.executable, "-m", "api.cli", role], env=env)
+            subprocess.Popen([sys.executable, "-m", "cairn.api.cli", role], env=env)
             for role in ("api", "projector")
         ]
         try:

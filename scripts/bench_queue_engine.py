@@ -42,13 +42,13 @@ from typing import Any
 import redis
 from bench_peers import COMMON, HARNESS, PEERS, Peer  # scripts/ is on the path of a script
 
-from commands.jobs import JobRequest, submit_job
-from commands.settings import Settings
-from domain.job_types import ContractSettings
-from streams.connection import connect
-from streams.keys import Keys
-from streams.server import start_server
-from streams.store import EventStore
+from cairn.commands.jobs import JobRequest, submit_job
+from cairn.commands.settings import Settings
+from cairn.domain.job_types import ContractSettings
+from cairn.streams.connection import connect
+from cairn.streams.keys import Keys
+from cairn.streams.server import start_server
+from cairn.streams.store import EventStore
 
 LANES = 32  # concurrent submitters, for Cairn and for every peer's producer
 # Jobs in flight per Cairn worker process (--concurrency to try another). 16 is the fastest
@@ -205,7 +205,7 @@ def start_cairn(
 ) -> list[Child]:
     env = {**os.environ, "CAIRN_REDIS_URL": url, "CAIRN_PREFIX": prefix,
            "CAIRN_DATA_DIR": str(data_dir / prefix)}  # fmt: skip
-    cli = [sys.executable, "-m", "api.cli"]
+    cli = [sys.executable, "-m", "cairn.api.cli"]
     roles = [("projector", ["projector"]), ("scheduler", ["scheduler", "--tick", "0.01"])]
     roles += [
         (f"worker w{k}", ["worker", "--id", f"w{k}", "--capabilities", "noop",

@@ -16,14 +16,14 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from domain.errors import InfrastructureError
-from streams.envelope import text
-from streams.groups import ensure_group
-from streams.keys import Keys
+from cairn.domain.errors import InfrastructureError
+from cairn.streams.envelope import text
+from cairn.streams.groups import ensure_group
+from cairn.streams.keys import Keys
 
 GROUP = "workers"
-DISPATCH_LUA = resources.files("streams").joinpath("dispatch.lua").read_text()
-SETTLE_LUA = resources.files("streams").joinpath("settle.lua").read_text()
+DISPATCH_LUA = resources.files("cairn.streams").joinpath("dispatch.lua").read_text()
+SETTLE_LUA = resources.files("cairn.streams").joinpath("settle.lua").read_text()
 
 
 @dataclass(frozen=True, slots=True)

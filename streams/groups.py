@@ -7,8 +7,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from domain.errors import InfrastructureError
-from streams.envelope import Envelope, decode_entry, text
+from cairn.domain.errors import InfrastructureError
+from cairn.streams.envelope import Envelope, decode_entry, text
 
 
 async def ensure_group(client: aioredis.Redis, key: str, group: str, start: str = "0") -> None:

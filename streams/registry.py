@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from streams.envelope import text
-from streams.keys import Keys
+from cairn.streams.envelope import text
+from cairn.streams.keys import Keys
 
 PAUSE_MODES = ("off", "drain", "quiesce")
 

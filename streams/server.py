@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import util
 from pathlib import Path
 
-from domain.errors import InfrastructureError
+from cairn.domain.errors import InfrastructureError
 
 
 def find_server_binary() -> Path:

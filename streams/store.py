@@ -13,13 +13,13 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from domain.errors import InfrastructureError, VersionConflict
-from streams.connection import run_script_calls
-from streams.envelope import Envelope, decode_entry, decode_pairs, now_rfc3339, text
-from streams.keys import Keys
+from cairn.domain.errors import InfrastructureError, VersionConflict
+from cairn.streams.connection import run_script_calls
+from cairn.streams.envelope import Envelope, decode_entry, decode_pairs, now_rfc3339, text
+from cairn.streams.keys import Keys
 
-APPEND_LUA = resources.files("streams").joinpath("append.lua").read_text()
-READ_LUA = resources.files("streams").joinpath("read.lua").read_text()
+APPEND_LUA = resources.files("cairn.streams").joinpath("append.lua").read_text()
+READ_LUA = resources.files("cairn.streams").joinpath("read.lua").read_text()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from commands.settings import Settings
-from streams.connection import connect
-from streams.keys import Keys
-from streams.server import EmbeddedServer, start_server
-from streams.store import EventStore
+from cairn.commands.settings import Settings
+from cairn.streams.connection import connect
+from cairn.streams.keys import Keys
+from cairn.streams.server import EmbeddedServer, start_server
+from cairn.streams.store import EventStore
 
 
 @pytest.fixture(scope="session")

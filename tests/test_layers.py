@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+C = "cairn."
 FORBIDDEN = {
-    "domain": {"redis", "starlette", "uvicorn", "httpx", "streams", "commands", "projections",
-               "api", "worker"},
-    "streams": {"commands", "projections", "api", "worker", "starlette", "domain.task",
-                "domain.task_events", "domain.task_spec", "domain.contract"},
-    "commands": {"projections", "api", "worker", "starlette"},
-    "projections": {"api", "worker", "starlette"},
-    "worker": {"api", "starlette"},
+    "domain": {"redis", "starlette", "uvicorn", "httpx", C + "streams", C + "commands",
+               C + "projections", C + "api", C + "worker"},
+    "streams": {C + "commands", C + "projections", C + "api", C + "worker", "starlette",
+                C + "domain.task", C + "domain.task_events", C + "domain.task_spec",
+                C + "domain.contract"},
+    "commands": {C + "projections", C + "api", C + "worker", "starlette"},
+    "projections": {C + "api", C + "worker", "starlette"},
+    "worker": {C + "api", "starlette"},
 }  # fmt: skip
 
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import httpx
 
-from streams.server import free_port
+from cairn.streams.server import free_port
 
 
 def start(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
     env |= {"CAIRN_DATA_DIR": str(data), "CAIRN_PORT": str(port)}
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "api.cli", "up"], env=env, stdout=out,
+        return subprocess.Popen([sys.executable, "-m", "cairn.api.cli", "up"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)  # fmt: skip
 
 

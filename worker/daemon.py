@@ -15,19 +15,19 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from commands import runs
-from commands.held import Held, Stage
-from commands.jobs import load_jobs
-from commands.settings import Settings
-from domain.dispatch import eligible, run_order_key
-from domain.errors import CairnError, DomainError, StaleLease
-from domain.job import Job, RetryPolicy
-from streams.dispatch import Dispatch, Message
-from streams.keys import Keys
-from streams.registry import Registry
-from streams.store import EventStore
-from worker import executor
-from worker.executor import Cancelled, ExecutorConfig, Run, StageFailed
+from cairn.commands import runs
+from cairn.commands.held import Held, Stage
+from cairn.commands.jobs import load_jobs
+from cairn.commands.settings import Settings
+from cairn.domain.dispatch import eligible, run_order_key
+from cairn.domain.errors import CairnError, DomainError, StaleLease
+from cairn.domain.job import Job, RetryPolicy
+from cairn.streams.dispatch import Dispatch, Message
+from cairn.streams.keys import Keys
+from cairn.streams.registry import Registry
+from cairn.streams.store import EventStore
+from cairn.worker import executor
+from cairn.worker.executor import Cancelled, ExecutorConfig, Run, StageFailed
 
 log = logging.getLogger("cairn.worker")
 STAGES = ("prepare", "execute", "publish")

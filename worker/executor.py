@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from domain.contract import WorkerDefaults, resolve_runtime
-from domain.credentials import redact_credentials
-from domain.job import Job
+from cairn.domain.contract import WorkerDefaults, resolve_runtime
+from cairn.domain.credentials import redact_credentials
+from cairn.domain.job import Job
 
 # How each runtime's CLI runs one prompt non-interactively; the prompt is the last argument.
 ADAPTERS: dict[str, tuple[list[str], str]] = {

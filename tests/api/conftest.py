@@ -7,12 +7,12 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from api.app import create_app
-from api.auth import store_token
-from commands.settings import Settings
-from projections.catalog import all_projections
-from projections.runner import run_projections
-from streams.keys import Keys
+from cairn.api.app import create_app
+from cairn.api.auth import store_token
+from cairn.commands.settings import Settings
+from cairn.projections.catalog import all_projections
+from cairn.projections.runner import run_projections
+from cairn.streams.keys import Keys
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ async def live_api(
     """The app behind a real uvicorn server on a free port (for streaming responses)."""
     import uvicorn
 
-    from streams.server import free_port
+    from cairn.streams.server import free_port
 
     port = free_port()
     app = create_app(settings, client)

@@ -9,19 +9,19 @@ import sys
 
 import pytest
 
-from commands.tasks import create_task, transition_task
-from domain.task_spec import TaskSpec
-from domain.task_states import Flags
-from streams.keys import Keys
-from streams.server import EmbeddedServer, find_cli_binary
-from streams.store import EventStore
+from cairn.commands.tasks import create_task, transition_task
+from cairn.domain.task_spec import TaskSpec
+from cairn.domain.task_states import Flags
+from cairn.streams.keys import Keys
+from cairn.streams.server import EmbeddedServer, find_cli_binary
+from cairn.streams.store import EventStore
 
 
 def cairn(server: EmbeddedServer, keys: Keys, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CAIRN_REDIS_URL": server.url, "CAIRN_PREFIX": keys.prefix,
            "CAIRN_PARTITIONS": str(keys.partitions)}  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=30)  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "cairn.api.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import redis.asyncio as aioredis
 
-from streams.keys import Keys
-from streams.registry import Registry
+from cairn.streams.keys import Keys
+from cairn.streams.registry import Registry
 
 PAYLOAD = {"repository": "acme/app", "targetRuntime": "gemini",
            "task": {"instructions": "x", "publish": {"mode": "none"}}}  # fmt: skip

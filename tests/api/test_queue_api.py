@@ -11,10 +11,10 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.app import create_app
-from api.auth import store_token
-from commands.settings import Settings
-from streams.keys import Keys
+from cairn.api.app import create_app
+from cairn.api.auth import store_token
+from cairn.commands.settings import Settings
+from cairn.streams.keys import Keys
 
 PAYLOAD = {
     "repository": "acme/app",

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from domain.task_states import TRANSITIONS
+from cairn.domain.task_states import TRANSITIONS
 
 
 async def create(api: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:

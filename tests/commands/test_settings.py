@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from commands.settings import Settings
-from domain.errors import ValidationFailed
+from cairn.commands.settings import Settings
+from cairn.domain.errors import ValidationFailed
 
 
 def test_defaults_and_overrides() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain.errors import ValidationFailed
-from domain.job_types import JOB_TYPES, ContractSettings, NormalizedJob, normalize_job
+from cairn.domain.errors import ValidationFailed
+from cairn.domain.job_types import JOB_TYPES, ContractSettings, NormalizedJob, normalize_job
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SETTINGS = st.sampled_from(

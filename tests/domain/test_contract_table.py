@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from domain.contract import ResolvedRuntime, WorkerDefaults, resolve_runtime
-from domain.credentials import find_credentials, redact_credentials
-from domain.errors import ValidationFailed
-from domain.job_types import ContractSettings, NormalizedJob, normalize_job
+from cairn.domain.contract import ResolvedRuntime, WorkerDefaults, resolve_runtime
+from cairn.domain.credentials import find_credentials, redact_credentials
+from cairn.domain.errors import ValidationFailed
+from cairn.domain.job_types import ContractSettings, NormalizedJob, normalize_job
 
 DEFAULTS = ContractSettings()
 GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0" * 2

@@ -5,7 +5,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.graph import cycle_if_added, find_cycle, waves
+from cairn.domain.graph import cycle_if_added, find_cycle, waves
 
 
 def test_cycle_path_is_named() -> None:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.errors import InvalidTransition, StaleLease, ValidationFailed
-from domain.job import (
+from cairn.domain.errors import InvalidTransition, StaleLease, ValidationFailed
+from cairn.domain.job import (
     Job,
     JobStatus,
     RetryPolicy,
@@ -22,8 +22,8 @@ from domain.job import (
     decide_submit,
     evolve,
 )
-from domain.job_events import JobEvent
-from domain.job_types import ContractSettings, NormalizedJob, normalize_job
+from cairn.domain.job_events import JobEvent
+from cairn.domain.job_types import ContractSettings, NormalizedJob, normalize_job
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy()
@@ -128,7 +128,7 @@ def test_attempts_never_exceed_max_and_terminal_is_final(steps: list[str]) -> No
 
 
 def test_apply_events_folds_several_events_in_order() -> None:
-    from domain.job import apply_events
+    from cairn.domain.job import apply_events
 
     job = claimed(queued(max_attempts=1))
     events = decide_fail(job, job.epoch, {"code": "x"}, NOW, POLICY)  # failed + dead-lettered

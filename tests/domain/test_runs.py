@@ -5,10 +5,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from domain.job import Job
-from domain.runs import decide_run_request, on_job_change, run_request
-from domain.task import Task
-from domain.task_states import Flags
+from cairn.domain.job import Job
+from cairn.domain.runs import decide_run_request, on_job_change, run_request
+from cairn.domain.task import Task
+from cairn.domain.task_states import Flags
 
 
 def task(status: str, **kw: object) -> Task:

@@ -7,9 +7,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.errors import DomainError
-from domain.graph import find_cycle
-from domain.task import (
+from cairn.domain.errors import DomainError
+from cairn.domain.graph import find_cycle
+from cairn.domain.task import (
     Decision,
     Task,
     decide_add_dependency,
@@ -18,8 +18,8 @@ from domain.task import (
     decide_transition,
     evolve,
 )
-from domain.task_spec import TaskSpec
-from domain.task_states import RESOLVED, Flags, Status
+from cairn.domain.task_spec import TaskSpec
+from cairn.domain.task_states import RESOLVED, Flags, Status
 
 N = 6
 IDS = [f"task-00-{i:016d}" for i in range(N)]

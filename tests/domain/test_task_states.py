@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from domain.errors import ClaimRequired, DependencyUnresolved, InvalidTransition
-from domain.task import Task, decide_transition
-from domain.task_states import TRANSITIONS, Flags, Status
+from cairn.domain.errors import ClaimRequired, DependencyUnresolved, InvalidTransition
+from cairn.domain.task import Task, decide_transition
+from cairn.domain.task_states import TRANSITIONS, Flags, Status
 
 EXPECTED = {
     "backlog": {"ready", "cancelled"},

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from commands.jobs import JobRequest, load_job, submit_job
-from commands.settings import Settings
-from domain.job import Job
-from streams.envelope import Envelope
-from streams.keys import Keys
-from streams.server import EmbeddedServer
-from streams.store import EventStore
+from cairn.commands.jobs import JobRequest, load_job, submit_job
+from cairn.commands.settings import Settings
+from cairn.domain.job import Job
+from cairn.streams.envelope import Envelope
+from cairn.streams.keys import Keys
+from cairn.streams.server import EmbeddedServer
+from cairn.streams.store import EventStore
 
 FAKE_CLI = """#!/bin/sh
 # A stand-in for an agent CLI: records its arguments, sleeps, exits as told.
@@ -58,7 +58,7 @@ class Engine:
     def start(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
         with (self.tmp / f"{name}.log").open("ab") as log:  # the child keeps its own copy
             process = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", *args],
+                [sys.executable, "-m", "cairn.api.cli", *args],
                 env={**self.env, **env},
                 stdout=log,
                 stderr=log,

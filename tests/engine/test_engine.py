@@ -7,13 +7,13 @@ import signal
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
-from commands.settings import Settings
-from commands.tasks import add_dependency, create_task, load_tasks, transition_task
-from domain.task_spec import TaskSpec
-from domain.task_states import Flags
-from streams.dispatch import Dispatch
-from streams.keys import Keys
-from streams.store import EventStore
+from cairn.commands.settings import Settings
+from cairn.commands.tasks import add_dependency, create_task, load_tasks, transition_task
+from cairn.domain.task_spec import TaskSpec
+from cairn.domain.task_states import Flags
+from cairn.streams.dispatch import Dispatch
+from cairn.streams.keys import Keys
+from cairn.streams.store import EventStore
 from tests.engine.conftest import (
     Engine,
     jobs_settled,
@@ -280,7 +280,7 @@ async def test_sigterm_finishes_the_running_job_or_releases_it_after_the_grace(
 async def test_drain_stops_new_claims(
     engine: Engine, store: EventStore, settings: Settings
 ) -> None:
-    from streams.registry import Registry
+    from cairn.streams.registry import Registry
 
     engine.projector()
     engine.scheduler()
@@ -296,7 +296,7 @@ async def test_drain_stops_new_claims(
 async def test_quiesce_holds_running_jobs_at_their_next_stage(
     engine: Engine, store: EventStore, settings: Settings, keys: Keys
 ) -> None:
-    from streams.registry import Registry
+    from cairn.streams.registry import Registry
 
     engine.projector()
     engine.scheduler()

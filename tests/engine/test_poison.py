@@ -7,14 +7,14 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from commands.settings import Settings
-from projections.catalog import all_projections
-from projections.runner import run_projections
-from projections.scheduler import Scheduler, SchedulerConfig
-from streams.dispatch import Dispatch
-from streams.keys import Keys
-from streams.registry import Registry
-from streams.store import EventStore
+from cairn.commands.settings import Settings
+from cairn.projections.catalog import all_projections
+from cairn.projections.runner import run_projections
+from cairn.projections.scheduler import Scheduler, SchedulerConfig
+from cairn.streams.dispatch import Dispatch
+from cairn.streams.keys import Keys
+from cairn.streams.registry import Registry
+from cairn.streams.store import EventStore
 from tests.engine.conftest import load_all, log_events, submit, wait_for
 
 

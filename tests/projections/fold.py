@@ -7,13 +7,13 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from domain.task import Task, evolve
-from domain.task_events import task_event_from
-from projections.board import NAME, card_member
-from projections.runner import current_space
-from streams.envelope import text
-from streams.keys import Keys
-from streams.store import EventStore
+from cairn.domain.task import Task, evolve
+from cairn.domain.task_events import task_event_from
+from cairn.projections.board import NAME, card_member
+from cairn.projections.runner import current_space
+from cairn.streams.envelope import text
+from cairn.streams.keys import Keys
+from cairn.streams.store import EventStore
 
 
 async def fold_log(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:

@@ -17,11 +17,11 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projections.board import BoardProjection
-from projections.runner import positions, rebuild, run_projections
-from streams.keys import Keys
-from streams.server import EmbeddedServer
-from streams.store import EventStore
+from cairn.projections.board import BoardProjection
+from cairn.projections.runner import positions, rebuild, run_projections
+from cairn.streams.keys import Keys
+from cairn.streams.server import EmbeddedServer
+from cairn.streams.store import EventStore
 from tests.projections.fold import fold_log, log_ends, read_board
 from tests.projections.workload import run_workload
 
@@ -60,8 +60,8 @@ def test_board_equals_fold_of_log(server: EmbeddedServer, seed: int, n: int) -> 
 def _projector(server: EmbeddedServer, keys: Keys) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CAIRN_REDIS_URL": server.url, "CAIRN_PREFIX": keys.prefix,
            "CAIRN_PARTITIONS": str(keys.partitions)}  # fmt: skip
-    return subprocess.Popen([sys.executable, "-m", "api.cli", "projector", "--lease-ms", "1000"],
-                            env=env)  # fmt: skip
+    argv = [sys.executable, "-m", "cairn.api.cli", "projector", "--lease-ms", "1000"]
+    return subprocess.Popen(argv, env=env)
 
 
 async def test_kill_9_of_the_projector_mid_batch_loses_and_repeats_nothing(

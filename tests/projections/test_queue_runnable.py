@@ -11,16 +11,16 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from commands.jobs import JobRequest, cancel_job, load_jobs, submit_job
-from commands.settings import Settings
-from domain.dispatch import run_order_key, signature
-from domain.job import Job
-from projections.catalog import all_projections
-from projections.queue import Queue
-from projections.runner import positions, run_projections
-from streams.keys import Keys
-from streams.server import EmbeddedServer
-from streams.store import EventStore
+from cairn.commands.jobs import JobRequest, cancel_job, load_jobs, submit_job
+from cairn.commands.settings import Settings
+from cairn.domain.dispatch import run_order_key, signature
+from cairn.domain.job import Job
+from cairn.projections.catalog import all_projections
+from cairn.projections.queue import Queue
+from cairn.projections.runner import positions, run_projections
+from cairn.streams.keys import Keys
+from cairn.streams.server import EmbeddedServer
+from cairn.streams.store import EventStore
 from tests.projections.fold import log_ends
 
 RUNTIMES = ("claude", "gemini")

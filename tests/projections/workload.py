@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import random
 
-from commands.tasks import add_dependency, create_task, transition_task
-from domain.errors import DomainError
-from domain.task_spec import TaskSpec
-from domain.task_states import Flags, Status
-from streams.store import EventStore
+from cairn.commands.tasks import add_dependency, create_task, transition_task
+from cairn.domain.errors import DomainError
+from cairn.domain.task_spec import TaskSpec
+from cairn.domain.task_states import Flags, Status
+from cairn.streams.store import EventStore
 
 STATUSES = [s.value for s in Status]
 

@@ -7,11 +7,11 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from domain.errors import VersionConflict
-from streams.connection import connect
-from streams.keys import Keys
-from streams.server import EmbeddedServer
-from streams.store import EventStore, Guard, Meta, NewEvent, StreamWrite
+from cairn.domain.errors import VersionConflict
+from cairn.streams.connection import connect
+from cairn.streams.keys import Keys
+from cairn.streams.server import EmbeddedServer
+from cairn.streams.store import EventStore, Guard, Meta, NewEvent, StreamWrite
 
 
 def ev(n: int) -> NewEvent:
