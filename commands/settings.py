@@ -38,6 +38,7 @@ class Settings:
     retry_base_s: float = 15.0
     retry_cap_s: float = 600.0
     lease_s: float = 120.0
+    max_body_bytes: int = 1_048_576
 
     def contract(self) -> ContractSettings:
         """The defaults the job contract applies."""
@@ -91,6 +92,7 @@ class Settings:
             retry_base_s=float(number("CAIRN_RETRY_BASE_S", 15.0, float, minimum=0)),
             retry_cap_s=float(number("CAIRN_RETRY_CAP_S", 600.0, float, minimum=0)),
             lease_s=float(number("CAIRN_LEASE_S", 120.0, float, minimum=0.1)),
+            max_body_bytes=int(number("CAIRN_MAX_BODY_BYTES", 1_048_576, minimum=1024)),
         )
         try:
             settings.contract()
