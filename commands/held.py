@@ -4,19 +4,25 @@ Each write is appended at the version the worker last wrote, so it costs one rou
 version conflict means someone else wrote (a cancel request, the reaper): the job is re-read,
 the lease re-checked (StaleLease once it is lost) and the write decided again. This is the
 fencing of ARCHITECTURE.md without a read before every write.
+
+The store may be unreachable for a while (a restart, a stall): a write is then retried with
+backoff until it lands or the lease is lost. Each write carries a command id made of the
+job, the epoch and the version it writes at, so a write whose reply was lost lands once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from cairn.commands.jobs import load_job
-from cairn.commands.runner import MAX_ATTEMPTS, writes
+from cairn.commands.runner import MAX_ATTEMPTS, RETRY_RECORD_TTL_S, writes
 from cairn.commands.runs import with_its_task
-from cairn.domain.errors import VersionConflict
+from cairn.domain.errors import InfrastructureError, VersionConflict
 from cairn.domain.job import (
     Job,
     JobStatus,
@@ -38,7 +44,9 @@ from cairn.domain.task_states import Flags
 from cairn.streams.envelope import now_rfc3339
 from cairn.streams.store import EventStore, Meta
 
+log = logging.getLogger("cairn.worker")
 Stage = tuple[str, str, dict[str, Any]]  # a finished stage: name, outcome, detail
+BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)  # between retries while the store is unavailable
 
 
 @dataclass
@@ -72,25 +80,52 @@ class Held:
 
         return await self.write(decide)
 
-    async def write(self, decide: Callable[[Job], list[JobEvent]]) -> Job:
+    async def write(
+        self, decide: Callable[[Job], list[JobEvent]], *, outage_tries: int | None = None
+    ) -> Job:
         """Append what is held back and what `decide` makes of the job; when the job's
-        status changes, its task (if any) follows in the same append."""
-        for _ in range(MAX_ATTEMPTS):
-            check_lease(self.job, self.epoch)
-            events = [*self.buffer, *decide(self.job)]
-            if not events:
-                return self.job
-            after = apply_events(self.job, events, now_rfc3339())
-            decision = await with_its_task(self.store, self.job, events, after, self.flags)
-            partition = self.store.keys.partition_of_id(self.job.id)
+        status changes, its task (if any) follows in the same append. While the store is
+        unavailable the write is retried (at most `outage_tries` times, if given)."""
+        conflicts = outages = 0
+        while True:
             try:
-                await self.store.append(partition, writes(decision), meta=Meta(actor=self.worker))
+                return await self._write_once(decide)
             except VersionConflict:
-                self.job = await load_job(self.store, self.job.id)
-                continue
-            self.job, self.buffer = after, []
-            return after
-        raise VersionConflict(f"job {self.job.id} kept changing under worker {self.worker}")
+                conflicts += 1
+                if conflicts >= MAX_ATTEMPTS:
+                    raise
+                await self._reload()
+            except InfrastructureError as e:
+                if outage_tries is not None and outages + 1 >= outage_tries:
+                    raise
+                pause = BACKOFF_S[min(outages, len(BACKOFF_S) - 1)]
+                outages += 1
+                if outages in (1, 10) or outages % 60 == 0:
+                    log.warning("job %s: write waits for the store (%s)", self.job.id, e.message)
+                await asyncio.sleep(pause)
+
+    async def _write_once(self, decide: Callable[[Job], list[JobEvent]]) -> Job:
+        check_lease(self.job, self.epoch)
+        events = [*self.buffer, *decide(self.job)]
+        if not events:
+            return self.job
+        after = apply_events(self.job, events, now_rfc3339())
+        decision = await with_its_task(self.store, self.job, events, after, self.flags)
+        partition = self.store.keys.partition_of_id(self.job.id)
+        command = f"run:{self.job.id}:{self.epoch}:{self.job.version}"
+        appended = await self.store.append(
+            partition, writes(decision), meta=Meta(actor=self.worker), command_id=command,
+            command_ttl_s=RETRY_RECORD_TTL_S,
+        )  # fmt: skip
+        self.buffer = []
+        if appended.duplicate:  # it had landed before a reply was lost: read what it wrote
+            await self._reload()
+        else:
+            self.job = after
+        return self.job
+
+    async def _reload(self) -> None:
+        self.job = await load_job(self.store, self.job.id)
 
     async def succeed(self, finished: Stage, artifacts: list[tuple[str, str]], summary: str,
                       publish_outcome: str | None) -> Job:  # fmt: skip
@@ -125,20 +160,26 @@ class Held:
         return await self.write(decide)
 
     async def release(self, stage: str | None, reason: str) -> Job:
-        """Give the job back unfinished (the worker is stopping); no attempt is spent."""
+        """Give the job back unfinished (the worker is stopping); no attempt is spent. A
+        stopping worker does not wait long for the store: if this cannot land, the reaper
+        takes the job back after its lease."""
 
         def decide(job: Job) -> list[JobEvent]:
             closing = self._closing((stage, "released", {}) if stage else None)
             return [*closing, JobReleased(epoch=self.epoch, reason=reason)]
 
-        return await self.write(decide)
+        return await self.write(decide, outage_tries=5)
 
     async def cancel_requested(self) -> bool:
         """Whether a cancel came in; reads the job only when its version moved (StaleLease if
-        the lease was lost meanwhile)."""
-        if await self.store.version(self.job.id) == self.job.version:
+        the lease was lost meanwhile). An unreachable store is asked again next time."""
+        try:
+            if await self.store.version(self.job.id) == self.job.version:
+                return False
+            job = await load_job(self.store, self.job.id)
+        except InfrastructureError:
             return False
-        self.job = await load_job(self.store, self.job.id)
+        self.job = job
         check_lease(self.job, self.epoch)
         return self.job.status == JobStatus.CANCEL_REQUESTED
 

@@ -15,6 +15,9 @@ from cairn.streams.keys import Keys
 from cairn.streams.store import AppendResult, EventStore, Guard, Meta, NewEvent, StreamWrite
 
 MAX_ATTEMPTS = 8
+# A worker's or the reaper's write carries a command id so that, retried after a reply was
+# lost, it lands once; the record only has to outlive the retries.
+RETRY_RECORD_TTL_S = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,7 @@ async def run_command(
     *,
     meta: Meta,
     command_id: str | None = None,
+    command_ttl_s: int | None = None,
     retry_on_conflict: bool = True,
 ) -> CommandResult:
     """Decide and append; on a version conflict re-read and decide again (unless the caller
@@ -59,8 +63,9 @@ async def run_command(
             return CommandResult(subject_id, plan.subject_version, "")
         try:
             appended = await store.append(
-                partition, plan.writes, guards=plan.guards, meta=meta, command_id=command_id
-            )
+                partition, plan.writes, guards=plan.guards, meta=meta, command_id=command_id,
+                command_ttl_s=command_ttl_s,
+            )  # fmt: skip
         except VersionConflict:
             if not retry_on_conflict or attempt == MAX_ATTEMPTS - 1:
                 raise

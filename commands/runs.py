@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cairn.commands.jobs import load_job
-from cairn.commands.runner import CommandResult, Plan, id_for_key, run_command, writes
+from cairn.commands.runner import (
+    RETRY_RECORD_TTL_S,
+    CommandResult,
+    Plan,
+    id_for_key,
+    run_command,
+    writes,
+)
 from cairn.commands.tasks import load_task, load_tasks
 from cairn.domain.errors import DomainError, InvalidTransition, NotFound
 from cairn.domain.job import (
@@ -68,19 +75,27 @@ async def write_job(
 
 
 async def claim_job(
-    store: EventStore, job_id: str, worker_id: str, flags: Flags, known: Job | None = None
+    store: EventStore,
+    job_id: str,
+    worker_id: str,
+    flags: Flags,
+    known: Job | None = None,
+    *,
+    lease_ms: int | None = None,
+    command_id: str | None = None,
 ) -> Job:
     """Claim a queued job: running, a new lease epoch, its task in progress, in one append
     (the task's blockers must be unchanged since they were read). A board job whose task can
     no longer start is cancelled instead, saying why; the returned job is then not running.
     `known` is the job as read just before (with others, in one read): decided on first, and
-    read again only if it changed since."""
+    read again only if it changed since. With a command id (one per dispatch message), a
+    claim retried after a lost reply lands once and returns the job as it is now."""
     outcome: dict[str, Job] = {}
     first = [known] if known is not None else []
 
     async def plan() -> Plan:
         job = first.pop() if first else await load_job(store, job_id)
-        events: list[JobEvent] = decide_claim(job, worker_id, job.epoch + 1)
+        events: list[JobEvent] = decide_claim(job, worker_id, job.epoch + 1, lease_ms)
         after = apply_events(job, events, now_rfc3339())
         decision: dict[str, tuple[int, list[Any]]] = {}
         guards: list[Guard] = []
@@ -99,7 +114,12 @@ async def claim_job(
         decision = {job_id: (job.version, list(events)), **decision}
         return Plan(writes=writes(decision), subject_version=job.version, guards=guards)
 
-    await run_command(store, job_id, plan, meta=Meta(actor=worker_id))
+    result = await run_command(
+        store, job_id, plan, meta=Meta(actor=worker_id), command_id=command_id,
+        command_ttl_s=RETRY_RECORD_TTL_S,
+    )  # fmt: skip
+    if result.duplicate or "job" not in outcome:
+        return await load_job(store, job_id)
     return outcome["job"]
 
 

@@ -86,3 +86,10 @@ class InfrastructureError(CairnError):
 
     code = "store_unavailable"
     status = 503
+
+
+class StoreUnavailable(InfrastructureError):
+    """The store is down, restarting, loading its data or stalled: the same call may succeed
+    shortly, so callers retry with backoff and HTTP answers 503 with Retry-After."""
+
+    code = "store_unavailable"

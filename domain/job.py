@@ -77,6 +77,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     attempt: int = 0
     epoch: int = 0
     worker_id: str | None = None
+    lease_ms: int | None = None  # the lease of the current (or last) claim
     released: bool = False  # the last attempt was given back unspent
     not_before: str | None = None
     stages: list[dict[str, Any]] = []
@@ -157,6 +158,7 @@ def _apply(s: Job, e: JobEvent, ts: str) -> Job:
                 worker_id=e.worker_id,
                 epoch=e.epoch,
                 attempt=e.attempt,
+                lease_ms=e.lease_ms,
                 released=False,
                 claimed_at=ts,
                 started_at=s.started_at or ts,
@@ -339,13 +341,16 @@ def decide_promote(job: Job, task_id: str) -> list[JobEvent]:
 # ---- decide: a worker's writes, fenced by the lease epoch ----------------------------------
 
 
-def decide_claim(job: Job, worker_id: str, epoch: int) -> list[JobEvent]:
+def decide_claim(
+    job: Job, worker_id: str, epoch: int, lease_ms: int | None = None
+) -> list[JobEvent]:
+    """A worker takes a queued job at a new epoch, for a lease it keeps renewing."""
     if job.status != JobStatus.QUEUED:
         raise InvalidTransition(
             f"job {job.id} is {job.status}, not queued; it cannot be claimed", status=job.status
         )
     attempt = job.attempt if job.released else job.attempt + 1
-    return [JobClaimed(worker_id=worker_id, epoch=epoch, attempt=attempt)]
+    return [JobClaimed(worker_id=worker_id, epoch=epoch, attempt=attempt, lease_ms=lease_ms)]
 
 
 def check_lease(job: Job, epoch: int) -> None:

@@ -67,6 +67,7 @@ class JobClaimed(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
     worker_id: str
     epoch: int
     attempt: int
+    lease_ms: int | None = None  # how long the worker may stay silent before it is reaped
 
 
 class JobStageStarted(JobEvent, frozen=True, kw_only=True, omit_defaults=True):

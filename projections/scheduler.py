@@ -17,21 +17,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-
-from cairn.commands.jobs import load_job
+from cairn.commands.jobs import load_job, load_jobs
 from cairn.commands.runs import expire_lease, request_task_run, write_job
 from cairn.commands.settings import Settings
 from cairn.commands.tasks import transition_task
 from cairn.domain.dispatch import eligible, run_order_key
 from cairn.domain.errors import CairnError
-from cairn.domain.job import ACTIVE, TERMINAL, RetryPolicy, decide_poisoned
+from cairn.domain.job import ACTIVE, TERMINAL, Job, RetryPolicy, decide_poisoned
 from cairn.domain.task import can_become_ready
 from cairn.domain.task_states import Status
 from cairn.projections.board import Board
 from cairn.projections.queue import NAME as QUEUE
 from cairn.projections.queue import Queue
 from cairn.projections.runner import HOLD_LUA, RELEASE_LUA, Space, positions
+from cairn.streams.connection import Client
 from cairn.streams.dispatch import GROUP, Dispatch, Dispatchable, Limits, Message
 from cairn.streams.envelope import position_key, text
 from cairn.streams.keys import Keys
@@ -40,6 +39,9 @@ from cairn.streams.store import EventStore
 
 log = logging.getLogger("cairn.scheduler")
 POISON_AFTER = 3
+REAPER = "reaper"  # the consumer name the reaper takes messages under
+SWEEP_MARGIN_S = 5.0
+OUTAGE_S, OUTAGE_GRACE_S = 2.0, 12.0  # a heartbeat is at most 5 s: two of them and a margin
 # Undelivered messages a signature's stream may hold, per job its takers run at once. One
 # round refills up to this many times its takers' slots, so under load rounds (each a few
 # round trips on a busy server) keep up; order bends by at most that many jobs.
@@ -54,11 +56,12 @@ class SchedulerConfig:
     default_lease_ms: int = 120_000
     board_every_s: float = 0.25
     reap_every_s: float = 0.5
+    sweep_every_s: float = 5.0
     idle_s: float = 0.25
 
 
 class Scheduler:
-    def __init__(self, client: aioredis.Redis, settings: Settings, config: SchedulerConfig) -> None:
+    def __init__(self, client: Client, settings: Settings, config: SchedulerConfig) -> None:
         self.client, self.settings, self.config = client, settings, config
         self.keys = Keys(settings.prefix, settings.partitions)
         self.store = EventStore(client, self.keys, settings.command_ttl_s)
@@ -67,7 +70,11 @@ class Scheduler:
         self.queue, self.board = Queue(client, self.keys), Board(client, self.keys)
         self.token = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.policy = RetryPolicy(settings.retry_base_s, settings.retry_cap_s)
-        self._board_at = self._reap_at = 0.0
+        self._board_at = self._reap_at = self._swept_at = 0.0
+        # After a round that could not reach the store, workers could not renew their leases
+        # either: the reaper waits for them to renew before it takes anything back.
+        self._reap_after = 0.0
+        self._reached_at = time.monotonic()
         self._log_ends: dict[Any, Any] | None = None
         # The last round left work that may go soon without a new event: it skipped jobs the
         # read model showed out of date, or a limit held some (a settle frees it, silently).
@@ -90,24 +97,36 @@ class Scheduler:
                 )
                 if leading:
                     await self.tick(spaces, workers)
+                self._reached(time.monotonic())
             except CairnError as e:
                 log.warning("scheduler tick: %s", e.message)
-            except (OSError, aioredis.RedisError) as e:
-                log.warning("scheduler tick: %s", e)
             await _wait(stop, self.config.tick_s)
             if caught_up and not self._again:
                 await self._until_something_happens(stop)
-        await self.client.eval(RELEASE_LUA, 1, self.dispatch.leader_key, self.token)
+        with contextlib.suppress(CairnError):
+            await self.client.eval(RELEASE_LUA, 1, self.dispatch.leader_key, self.token)
+
+    def _reached(self, now: float) -> None:
+        """A round reached the store; after a gap (an outage, a stall) the reaper waits a few
+        heartbeats, so that workers that could not renew meanwhile renew first."""
+        if now - self._reached_at > OUTAGE_S:
+            self._reap_after = now + OUTAGE_GRACE_S
+            log.warning("the store was out of reach for %.1fs", now - self._reached_at)
+        self._reached_at = now
 
     async def _until_something_happens(self, stop: asyncio.Event) -> None:
         """Wait for new events on any partition log, at most `idle_s`: an idle scheduler
         does a round a few times a second, a busy one as often as `tick_s` allows."""
         if self._log_ends is None:
-            self._log_ends = {}
-            for p in self.keys.all_partitions():
-                last = await self.client.xrevrange(self.keys.log(p), count=1)
-                self._log_ends[self.keys.log(p)] = last[0][0] if last else b"0-0"
-        with contextlib.suppress(aioredis.RedisError):
+            found: dict[Any, Any] = {}
+            try:
+                for p in self.keys.all_partitions():
+                    last = await self.client.xrevrange(self.keys.log(p), count=1)
+                    found[self.keys.log(p)] = last[0][0] if last else b"0-0"
+            except CairnError:
+                return
+            self._log_ends = found
+        with contextlib.suppress(CairnError):
             block = int(self.config.idle_s * 1000)
             # One entry a log is enough to know something happened; then the woken logs'
             # ends are read (parsing every event since the last round cost more than the
@@ -244,18 +263,67 @@ class Scheduler:
                         log.info("task %s not moved to ready: %s", task.id, e.message)
 
     async def reap(self) -> None:
-        """Take back jobs whose worker stopped renewing its lease; tidy finished dispatches."""
-        every = await self.registry.workers(include_stale=True)
-        lease_ms = (
-            max([int(w.get("lease_s", 0) * 1000) for w in every] or [0])
-            or self.config.default_lease_ms
-        )
-        for sig in await self.dispatch.signatures():
-            for message in await self.dispatch.reclaim(sig, lease_ms):
-                await self._reclaimed(message)
+        """Take back jobs whose worker stopped renewing the lease of their claim; end jobs that
+        hold no dispatch at all (an orphan: the safety net); tidy finished dispatches."""
+        if time.monotonic() < self._reap_after:
+            return  # after an outage of ours, workers get a heartbeat to renew first
+        workers = await self.registry.workers(include_stale=True)
+        leases = {str(w["id"]): int(float(w.get("lease_s", 0)) * 1000) for w in workers}
+        default = self.config.default_lease_ms
+        shortest = min([default, *(lease for lease in leases.values() if lease)])
+        overdue = [
+            pending
+            for sig in await self.dispatch.signatures()
+            for pending in await self.dispatch.overdue(sig, shortest)
+        ]
+        if overdue:
+            jobs = await load_jobs(self.store, [p.job_id for p in overdue if p.job_id])
+            for pending in overdue:
+                job = jobs.get(pending.job_id)
+                # The lease of the claim; a message delivered and not claimed (its job still
+                # queued) has its holder's lease, or the default for a holder long gone.
+                if job is not None and job.status in ACTIVE and job.lease_ms:
+                    lease = job.lease_ms
+                else:
+                    lease = leases.get(pending.consumer) or default
+                if pending.idle_ms < lease and pending.consumer != REAPER:
+                    continue
+                message = await self.dispatch.take(pending, 0 if pending.consumer == REAPER
+                                                   else lease)  # fmt: skip
+                if message is not None:
+                    await self._reclaimed(message)
         await self._tidy()
+        if time.monotonic() - self._swept_at > self.config.sweep_every_s:
+            self._swept_at = time.monotonic()
+            await self.sweep(workers)
+
+    async def sweep(self, workers: list[dict[str, Any]]) -> None:
+        """End the lease of running jobs that hold no pending dispatch and that no live worker
+        runs: normally impossible (a worker settles only what it has finished), this is the
+        net under whatever went wrong, so an operator never meets a job stuck running."""
+        live = {job_id for w in workers if not w.get("stale") for job_id in w.get("running", [])}
+        active = await self.dispatch.active()
+        now = datetime.now(UTC)
+        for status in ACTIVE:
+            jobs, _ = await self.queue.list_jobs({"status": status}, None, 500)
+            for job in jobs:
+                if job.id in live or not _lease_over(job, now, self.config.default_lease_ms):
+                    continue
+                record = active.get(job.id)
+                if record and await self.dispatch.is_pending(record["sig"], record["msg"]):
+                    continue  # the reaper's path above takes it back when it is overdue
+                log.warning("job %s is %s with no dispatch and no worker: taken back",
+                            job.id, job.status)  # fmt: skip
+                await expire_lease(self.store, job.id, job.epoch, self.settings.flags,
+                                   self.policy)  # fmt: skip
+                if record:
+                    message = Message(record["sig"], record["msg"], job.id, 0, 0, "")
+                    await self.dispatch.settle(job.id, message)
 
     async def _reclaimed(self, message: Message) -> None:
+        """A message taken from a silent holder: expire the claim it led to (retry, cancel or
+        dead-letter), count an unclaimed delivery (a poison job kills its workers before the
+        claim), and settle it; a job the log shows finished is only settled, never re-run."""
         job = await load_job(self.store, message.job_id)
         if job.status in ACTIVE and job.version > message.version:
             await expire_lease(self.store, job.id, job.epoch, self.settings.flags, self.policy)
@@ -294,6 +362,15 @@ class Scheduler:
                 if not pending:
                     settled.append((job_id, message))
         await self.dispatch.settle_many(settled)
+
+
+def _lease_over(job: Job, now: datetime, default_ms: int) -> bool:
+    """Whether the job's claim is older than its lease (and a margin for heartbeats)."""
+    if not job.claimed_at:
+        return False
+    claimed = datetime.fromisoformat(job.claimed_at.replace("Z", "+00:00"))
+    lease_s = (job.lease_ms or default_ms) / 1000
+    return (now - claimed).total_seconds() > 2 * lease_s + SWEEP_MARGIN_S
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

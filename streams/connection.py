@@ -1,4 +1,5 @@
-"""Making Redis clients: one place, so every process gets the same connection class."""
+"""Making Redis clients: one place, so every process gets the same connection class, and
+every driver error is translated into Cairn's own here, once, for every caller."""
 
 from __future__ import annotations
 
@@ -7,11 +8,83 @@ from typing import Any
 
 import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from cairn.domain.errors import InfrastructureError, StoreUnavailable
 
 Call = tuple[Sequence[Any], Sequence[Any]]  # a script call's keys and arguments
+Client = aioredis.Redis  # what the other layers name; they never import redis themselves
+# Errors after which the same call may succeed shortly: the server is down, restarting,
+# loading its AOF (BusyLoadingError is a ConnectionError), stalled, or failing over.
+PASSING = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, TryAgainError, ClusterDownError)
+PASSING_REPLIES = ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY")
+# A blocking read waits at most this long in Cairn (XREAD BLOCK); a reply that takes longer
+# than the socket timeout means a stalled server.
+SOCKET_TIMEOUT_S = 20.0
+CONNECT_TIMEOUT_S = 5.0
+HEALTH_CHECK_S = 10  # a connection idle this long is pinged before use: no stale ones
+
+
+def translate(error: BaseException) -> BaseException:
+    """The Cairn error for a driver error (others are returned as they are)."""
+    if isinstance(error, PASSING) or (
+        isinstance(error, ResponseError) and str(error).startswith(PASSING_REPLIES)
+    ):
+        translated: InfrastructureError = StoreUnavailable(f"the store is unavailable: {error}")
+    elif isinstance(error, NoScriptError):
+        return error  # handled where scripts are called (run_script_calls, AsyncScript)
+    elif isinstance(error, RedisError):
+        translated = InfrastructureError(f"the store refused a command: {error}")
+    else:
+        return error
+    translated.__cause__ = error
+    return translated
+
+
+class StoreClient(aioredis.Redis):
+    """A client whose commands raise Cairn errors (StoreUnavailable for outages), never the
+    driver's; ResponseErrors that streams/ handles itself (NOGROUP, BUSYGROUP, NOSCRIPT) pass
+    unchanged as ResponseError subclasses are matched by message there."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except RedisError as e:
+            raise _translated(e) from e
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return StorePipeline(self.connection_pool, self.response_callbacks, transaction,
+                             shard_hint)  # fmt: skip
+
+
+class StorePipeline(Pipeline):
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        try:
+            return await super().execute(raise_on_error)
+        except RedisError as e:
+            raise _translated(e) from e
+
+
+def _translated(error: RedisError) -> BaseException:
+    """Only outages and unexpected replies are translated; the replies streams/ acts on
+    (NOGROUP, BUSYGROUP, NOSCRIPT) stay ResponseErrors for it to read."""
+    if isinstance(error, ResponseError) and not isinstance(error, ReadOnlyError | TryAgainError):
+        message = str(error)
+        if not message.startswith(PASSING_REPLIES):
+            return error
+    return translate(error)
 
 
 class PackedConnection(Connection):
@@ -24,9 +97,7 @@ class PackedConnection(Connection):
         return [hiredis.pack_command(args)]
 
 
-async def run_script_calls(
-    client: aioredis.Redis, script: AsyncScript, calls: Sequence[Call]
-) -> list[Any]:
+async def run_script_calls(client: Client, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
     """Call `script` once per (keys, args) in one pipeline, by digest; each call gets its own
     reply or error. If the server lost the script (a restart) it is loaded again and only the
     calls it refused are sent again: the others ran, and must not run twice. A failure of that
@@ -37,26 +108,31 @@ async def run_script_calls(
         try:
             await client.script_load(script.script)
             retried = await _evalsha_all(client, script, [calls[i] for i in again])
-        except (RedisError, OSError) as e:
+        except (InfrastructureError, RedisError, OSError) as e:
             retried = [e] * len(again)
         for i, reply in zip(again, retried, strict=True):
             replies[i] = reply
-    return replies
+    return [translate(r) if isinstance(r, RedisError) else r for r in replies]
 
 
-async def _evalsha_all(
-    client: aioredis.Redis, script: AsyncScript, calls: Sequence[Call]
-) -> list[Any]:
+async def _evalsha_all(client: Client, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
     async with client.pipeline(transaction=False) as pipe:
         for keys, args in calls:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
         return list(await pipe.execute(raise_on_error=False))
 
 
-def connect(url: str, max_connections: int | None = None) -> aioredis.Redis:
-    """An asyncio client for `url`; plain TCP connections use the hiredis packer."""
-    options: dict[str, Any] = {"max_connections": max_connections}
+def connect(url: str, max_connections: int | None = None) -> Client:
+    """An asyncio client for `url` whose errors are Cairn's; plain TCP connections use the
+    hiredis packer. No call is retried by the driver: a write that may have landed is retried
+    (or not) by the caller, which knows whether it is idempotent."""
+    options: dict[str, Any] = {
+        "max_connections": max_connections,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "health_check_interval": HEALTH_CHECK_S,
+    }
     if url.startswith("redis://"):
         options["connection_class"] = PackedConnection
     pool = aioredis.ConnectionPool.from_url(url, **options)
-    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
+    return StoreClient.from_pool(pool)  # the client owns the pool: aclose() closes it

@@ -13,10 +13,10 @@ from importlib import resources
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from cairn.domain.errors import InfrastructureError
+from cairn.streams.connection import Client
 from cairn.streams.envelope import text
 from cairn.streams.groups import ensure_group
 from cairn.streams.keys import Keys
@@ -47,6 +47,17 @@ class Dispatchable:
 
 
 @dataclass(frozen=True, slots=True)
+class Pending:
+    """A delivered, unsettled message: who holds it and how long since it was renewed."""
+
+    signature: str
+    id: str
+    consumer: str
+    idle_ms: int
+    job_id: str  # "" if the message itself is gone
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """A dispatch message as a worker or the reaper reads it."""
 
@@ -59,7 +70,7 @@ class Message:
 
 
 class Dispatch:
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: Client, keys: Keys) -> None:
         self.redis, self.keys = client, keys
         self._dispatch = client.register_script(DISPATCH_LUA)
         self._settle = client.register_script(SETTLE_LUA)
@@ -142,17 +153,51 @@ class Dispatch:
                 )
             await pipe.execute()
 
-    async def reclaim(self, sig: str, lease_ms: int, count: int = 100) -> list[Message]:
-        """Messages of `sig` idle past the lease (their worker went silent), now the reaper's."""
+    async def overdue(self, sig: str, idle_ms: int, count: int = 200) -> list[Pending]:
+        """Delivered messages of `sig` whose holder has not renewed them for `idle_ms`, with
+        the job each names (read in one more round trip)."""
+        key = self.keys.dispatch(sig)
         try:
-            reply: Any = await self.redis.xautoclaim(
-                self.keys.dispatch(sig), GROUP, "reaper", lease_ms, "0-0", count=count
-            )
+            reply: Any = await self.redis.xpending_range(key, GROUP, "-", "+", count, idle=idle_ms)
         except ResponseError as e:
             if "NOGROUP" in str(e):
                 return []
-            raise InfrastructureError(f"reclaim failed: {e}") from e
-        return [_message(sig, entry_id, fields) for entry_id, fields in reply[1] if fields]
+            raise InfrastructureError(f"reading pending dispatches failed: {e}") from e
+        if not reply:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in reply:
+                pipe.xrange(key, p["message_id"], p["message_id"])
+            entries = await pipe.execute()
+        return [
+            Pending(sig, text(p["message_id"]), text(p["consumer"]),
+                    int(p["time_since_delivered"]), _job_of(found))
+            for p, found in zip(reply, entries, strict=True)
+        ]  # fmt: skip
+
+    async def take(self, pending: Pending, idle_ms: int) -> Message | None:
+        """The reaper takes a message whose holder stayed silent for `idle_ms`; None if the
+        holder renewed it meanwhile (or it is gone)."""
+        try:
+            reply: Any = await self.redis.xclaim(
+                self.keys.dispatch(pending.signature), GROUP, "reaper", idle_ms, [pending.id]
+            )
+        except ResponseError as e:
+            if "NOGROUP" in str(e):
+                return None
+            raise InfrastructureError(f"taking a dispatch back failed: {e}") from e
+        found = [_message(pending.signature, i, f) for i, f in reply or [] if f]
+        return found[0] if found else None
+
+    async def is_pending(self, sig: str, message_id: str) -> bool:
+        """Whether a message is delivered and not settled (False if its stream is gone)."""
+        try:
+            reply: Any = await self.redis.xpending_range(
+                self.keys.dispatch(sig), GROUP, message_id, message_id, 1
+            )
+        except ResponseError:
+            return False
+        return bool(reply)
 
     async def active(self) -> dict[str, dict[str, Any]]:
         return {
@@ -182,6 +227,10 @@ class Dispatch:
             return await script(keys=keys, args=args)
         except RedisError as e:
             raise InfrastructureError(f"dispatch script failed: {e}") from e
+
+
+def _job_of(entries: Any) -> str:
+    return text(entries[0][1][b"job"]) if entries and entries[0][1] else ""
 
 
 def _message(sig: str, entry_id: Any, fields: dict[bytes, bytes]) -> Message:

@@ -1,23 +1,30 @@
 """Workers' presence: each worker writes its record (capabilities, host, running jobs, last
-seen) on every heartbeat; readers treat a record not renewed in time as stale. Also the
-system-wide worker pause mode (drain, quiesce, off)."""
+seen) on every heartbeat; readers treat a record not renewed for three heartbeats as stale,
+and drop one not renewed for EXPIRE_BEATS (its worker is gone: the reaper takes its jobs back
+by the lease of each claim, not by this record). Also the system-wide worker pause mode
+(drain, quiesce, off)."""
 
 from __future__ import annotations
 
 import time
+from importlib import resources
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
+from cairn.streams.connection import Client
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
 
 PAUSE_MODES = ("off", "drain", "quiesce")
+STALE_BEATS, EXPIRE_BEATS = 3, 6
+
+
+_EXPIRE_LUA = resources.files("cairn.streams").joinpath("expire_worker.lua").read_text()
 
 
 class Registry:
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: Client, keys: Keys) -> None:
         self.redis = client
         self.workers_key = keys.system("workers")
         self.pause_key = keys.system("worker-pause")
@@ -31,15 +38,31 @@ class Registry:
         await self.redis.hdel(self.workers_key, worker_id)
 
     async def workers(self, *, include_stale: bool = False) -> list[dict[str, Any]]:
-        """Every worker record with `stale` set when it missed three heartbeats."""
+        """Every worker record with `stale` set when it missed three heartbeats; records of
+        workers gone for EXPIRE_BEATS heartbeats are removed, not returned."""
         now = time.time()
-        found = []
+        found, expired = [], []
         for raw in (await self.redis.hgetall(self.workers_key)).values():
             record = orjson.loads(raw)
-            record["stale"] = now - record["last_seen"] > 3 * record.get("heartbeat_s", 5)
+            silent = (now - record["last_seen"]) / record.get("heartbeat_s", 5)
+            if silent > EXPIRE_BEATS:
+                expired.append(record)
+                continue
+            record["stale"] = silent > STALE_BEATS
+            if record["stale"]:
+                record["running"] = []  # a silent worker is not known to run anything
             if include_stale or not record["stale"]:
                 found.append(record)
+        if expired:
+            await self._expire(expired)
         return sorted(found, key=lambda r: str(r["id"]))
+
+    async def _expire(self, records: list[dict[str, Any]]) -> None:
+        """Remove records still as read (a worker back meanwhile has written a new one)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                pipe.eval(_EXPIRE_LUA, 1, self.workers_key, record["id"], record["last_seen"])
+            await pipe.execute()
 
     async def pause_mode(self) -> str:
         raw = await self.redis.get(self.pause_key)

@@ -83,13 +83,16 @@ class EventStore:
         guards: Sequence[Guard] = (),
         meta: Meta = Meta(),
         command_id: str | None = None,
+        command_ttl_s: int | None = None,
     ) -> AppendResult:
         """Append all writes or none; VersionConflict names the stream that moved.
 
-        With a command id, a retry returns the first append's result and writes nothing.
+        With a command id, a retry returns the first append's result and writes nothing (for
+        `command_ttl_s`, by default the install's command TTL).
         """
         keys = [self.keys.log(partition), self.keys.command(partition, command_id or "-")]
-        args: list[Any] = ["1" if command_id else "0", self.command_ttl_s, len(writes), len(guards)]
+        ttl = command_ttl_s or self.command_ttl_s
+        args: list[Any] = ["1" if command_id else "0", ttl, len(writes), len(guards)]
         corr = meta.correlation_id or command_id or ""
         ts = now_rfc3339()
         for write in writes:

@@ -8,20 +8,20 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Coroutine
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import redis.asyncio as aioredis
 
 from cairn.commands import runs
 from cairn.commands.held import Held, Stage
 from cairn.commands.jobs import load_jobs
 from cairn.commands.settings import Settings
 from cairn.domain.dispatch import eligible, run_order_key
-from cairn.domain.errors import CairnError, DomainError, StaleLease
+from cairn.domain.errors import CairnError, DomainError, InfrastructureError, StaleLease
 from cairn.domain.job import Job, RetryPolicy
+from cairn.streams.connection import Client
 from cairn.streams.dispatch import Dispatch, Message
 from cairn.streams.keys import Keys
 from cairn.streams.registry import Registry
@@ -32,6 +32,7 @@ from cairn.worker.executor import Cancelled, ExecutorConfig, Run, StageFailed
 log = logging.getLogger("cairn.worker")
 STAGES = ("prepare", "execute", "publish")
 PAUSE_READ_S = 0.2
+RETRY_S = (0.1, 0.25, 0.5, 1.0, 2.0)  # backoff while the store is unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ class Holding:
 
 
 class Worker:
-    def __init__(self, client: aioredis.Redis, settings: Settings, config: WorkerConfig) -> None:
+    def __init__(self, client: Client, settings: Settings, config: WorkerConfig) -> None:
         self.client, self.settings, self.config = client, settings, config
         self.keys = Keys(settings.prefix, settings.partitions)
         self.store = EventStore(client, self.keys, settings.command_ttl_s)
@@ -90,10 +91,10 @@ class Worker:
                     if await self._may_take():
                         await self._take()
                         continue
-                except (CairnError, aioredis.RedisError, OSError) as e:
-                    # The server restarts, say: what was read and not claimed goes back
-                    # through the reaper; try again shortly.
-                    log.warning("taking work failed: %s", e)
+                except CairnError as e:
+                    # The server restarts, say: nothing was read, or what was read is held
+                    # and claimed (or given back) by its own task; try again shortly.
+                    log.warning("taking work failed: %s", e.message)
                     await _wait(stop, 1.0)
                     continue
                 # Full or paused: until a job finishes, the pause is re-read or we stop.
@@ -104,8 +105,12 @@ class Worker:
             closing.set()
             self._settle_wanted.set()
             await asyncio.gather(*helpers)
-            await self._settle_now()
-            await self.registry.leave(self.config.worker_id)
+            for pause in RETRY_S:  # a few tries; what stays unsettled, the reaper settles
+                if await self._settle_now():
+                    break
+                await asyncio.sleep(pause)
+            with suppress(CairnError):
+                await self.registry.leave(self.config.worker_id)
 
     async def _may_take(self) -> bool:
         if len(self.holding) >= self.config.concurrency:
@@ -125,38 +130,57 @@ class Worker:
         for message in messages[free:]:  # more than we can run: back for the scheduler to place
             self._settle_later(message.job_id, message)
         messages = messages[:free]
-        known = await load_jobs(self.store, [m.job_id for m in messages])
-        for message in messages:
-            # Claims run side by side (in run order they start), each in its job's own task:
-            # a job's slot is taken from here on.
-            holding = Holding(message)
-            self.holding[message.job_id] = holding
-            job = known.get(message.job_id)
+        # Held from here on: the heartbeat renews their leases while they are claimed.
+        holdings = [Holding(message) for message in messages]
+        for holding in holdings:
+            self.holding[holding.message.job_id] = holding
+        try:
+            known = await load_jobs(self.store, [m.job_id for m in messages])
+        except CairnError:
+            known = {}  # each claim reads its own job
+        for holding in holdings:
+            # Claims run side by side (in run order they start), each in its job's own task.
+            job = known.get(holding.message.job_id)
             holding.task = asyncio.create_task(self._claim_and_run(holding, job))
 
     async def _claim_and_run(self, holding: Holding, known: Job | None) -> None:
         message = holding.message
         try:
-            job = await runs.claim_job(
-                self.store, message.job_id, self.config.worker_id, self.settings.flags, known
-            )
+            job = await self._claim(message, known)
         except DomainError as e:
             log.info("not claimed %s: %s", message.job_id, e.message)
             job = None
-        except (CairnError, aioredis.RedisError, OSError) as e:
-            # Whether the claim was written is unknown: the message stays ours, unrenewed,
-            # until the reaper takes it back (and expires the claim, if there was one).
-            log.warning("claim of %s failed: %s", message.job_id, e)
-            self._let_go(message.job_id)
-            return
+        except CairnError as e:
+            # The store stayed away: give the message back to the scheduler (the job is
+            # still queued; had the claim landed unseen, the reaper's sweep takes it back).
+            log.warning("claim of %s failed, given back: %s", message.job_id, e.message)
+            job = None
         except BaseException:
             self._let_go(message.job_id)
             raise
-        if job is None or job.status != "running":  # its task could not start: cancelled
+        if job is None or job.status != "running" or job.worker_id != self.config.worker_id:
             self._settle_later(message.job_id, message)
             self._let_go(message.job_id)
             return
         await self._run(holding, job)
+
+    async def _claim(self, message: Message, known: Job | None) -> Job:
+        """Claim, retried while the store is unavailable for up to half a lease (the claim's
+        command id is the message's, so a claim whose reply was lost lands once)."""
+        deadline = time.monotonic() + self.config.lease_s / 2
+        for attempt in range(10_000):
+            try:
+                return await runs.claim_job(
+                    self.store, message.job_id, self.config.worker_id, self.settings.flags,
+                    known, lease_ms=int(self.config.lease_s * 1000),
+                    command_id=f"claim:{message.signature}:{message.id}",
+                )  # fmt: skip
+            except InfrastructureError:
+                if time.monotonic() > deadline:
+                    raise
+                known = None
+                await asyncio.sleep(RETRY_S[min(attempt, len(RETRY_S) - 1)])
+        raise AssertionError("unreachable")
 
     def _let_go(self, job_id: str) -> None:
         self.holding.pop(job_id, None)
@@ -170,17 +194,28 @@ class Worker:
         self._settle_wanted.set()
 
     async def _settler(self, closing: asyncio.Event) -> None:
+        failures = 0
         while not closing.is_set():
             await self._settle_wanted.wait()
             self._settle_wanted.clear()
-            await self._settle_now()
+            if await self._settle_now():
+                failures = 0
+                continue
+            # Kept for the next try: a message is settled once its outcome is written, and
+            # until then it keeps its place in the limits (the job is not run again).
+            await _wait(closing, RETRY_S[min(failures, len(RETRY_S) - 1)])
+            failures += 1
+            self._settle_wanted.set()
 
-    async def _settle_now(self) -> None:
+    async def _settle_now(self) -> bool:
         batch, self._to_settle = self._to_settle, []
         try:
             await self.dispatch.settle_many(batch)
-        except (CairnError, aioredis.RedisError, OSError) as e:
-            log.warning("settling %d messages failed (the reaper will): %s", len(batch), e)
+        except CairnError as e:
+            self._to_settle = batch + self._to_settle
+            log.warning("settling %d messages waits for the store: %s", len(batch), e.message)
+            return False
+        return True
 
     async def _eligible(self) -> list[str]:
         if time.monotonic() - self._sigs_at > 0.5:
@@ -193,7 +228,7 @@ class Worker:
 
     async def _heartbeat(self, closing: asyncio.Event) -> None:
         while not closing.is_set():
-            with suppress(CairnError, aioredis.RedisError, OSError):
+            with suppress(CairnError):
                 await self.registry.beat(self.record())
                 live = [h.message for h in self.holding.values() if not h.lost]
                 if live:
@@ -231,32 +266,43 @@ class Worker:
         run = Run(job)
         finished: Stage | None = None  # closed in the same append that opens the next stage
         stage: str | None = None
+        recorded = False  # the job's outcome is in the log: only then is its message settled
         try:
             for stage in STAGES:
                 await self._hold_while_quiesced()
                 held.open_stage(finished, stage)
                 if executor.waits(stage, job) and (await held.flush()).status == "cancelled":
+                    recorded = True
                     return
                 outcome, detail = await self._stage(stage, run, held)
                 finished = (stage, outcome, detail)
             assert finished is not None
             await held.succeed(finished, run.artifacts, run.summary, run.publish_outcome)
+            recorded = True
         except StageFailed as failed:
-            await self._report(held.fail(failed.stage, failed.error, retryable=failed.retryable))
+            recorded = await self._report(
+                holding, held.fail(failed.stage, failed.error, retryable=failed.retryable)
+            )
         except Cancelled:
-            await self._report(held.cancelled(stage))
+            recorded = await self._report(holding, held.cancelled(stage))
         except StaleLease:
             holding.lost = True
             log.warning("lost the lease on %s (epoch %s); stopped working on it", job.id, job.epoch)
         except asyncio.CancelledError:  # stopping past the grace period: give the job back
-            await self._report(held.release(stage, "the worker stopped"))
+            recorded = await self._report(holding, held.release(stage, "the worker stopped"))
         except CairnError as e:
             error = {"code": e.code, "message": e.message}
-            await self._report(held.fail(stage or "prepare", error, retryable=True))
+            recorded = await self._report(
+                holding, held.fail(stage or "prepare", error, retryable=True)
+            )
         finally:
             executor.cleanup(run)
-            if not holding.lost:
+            if recorded and not holding.lost:
                 self._settle_later(job.id, holding.message)
+            elif not holding.lost:
+                # Not written (the store stayed away while stopping): the message stays
+                # pending, so the reaper takes the job back after its lease.
+                log.warning("outcome of %s not recorded; left for the reaper", job.id)
             self._let_go(job.id)
 
     async def _stage(self, stage: str, run: Run, held: Held) -> tuple[str, dict[str, Any]]:
@@ -272,18 +318,27 @@ class Worker:
             await asyncio.sleep(PAUSE_READ_S)
 
     async def _pause_mode(self) -> str:
-        """The pause mode, read at most every PAUSE_READ_S (it is a switch people flip)."""
+        """The pause mode, read at most every PAUSE_READ_S (it is a switch people flip); while
+        the store is unavailable the last mode read holds."""
         if time.monotonic() - self._pause_at > PAUSE_READ_S:
-            self._pause = await self.registry.pause_mode()
+            with suppress(CairnError):
+                self._pause = await self.registry.pause_mode()
             self._pause_at = time.monotonic()
         return self._pause
 
-    async def _report(self, write: Any) -> None:
-        """A final write; refused only if the lease was lost meanwhile (then nothing to do)."""
+    async def _report(self, holding: Holding, write: Coroutine[Any, Any, Job]) -> bool:
+        """A final write; True once it is in the log. Refused only if the lease was lost
+        meanwhile (then nothing to do: the job is someone else's)."""
         try:
             await write
         except StaleLease as e:
+            holding.lost = True
             log.warning("late write refused: %s", e.message)
+            return False
+        except CairnError as e:
+            log.warning("final write failed: %s", e.message)
+            return False
+        return True
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
