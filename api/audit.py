@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -62,13 +63,26 @@ async def follow_log(
                 yield p, event
 
 
+# C0 and C1 controls but tab, DEL, bidi embeddings, overrides, isolates and marks, line and
+# paragraph separators: anything that would let an event's text move, hide or recolour what a
+# terminal shows of the log.
+_UNPRINTABLE = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]"
+)
+
+
 def format_event(partition: int, event: Envelope, *, as_json: bool = False) -> str:
     if as_json:
         record = {"partition": partition, **msgspec.to_builtins(event)}
         return orjson.dumps(record).decode()
     data = orjson.dumps(event.data).decode()
     where = f"p{partition:02d}  {event.type:<24} {event.agg} v{event.ver}"
-    return f"{event.ts}  {where}  {event.actor}  {data}"
+    return escape_controls(f"{event.ts}  {where}  {event.actor}  {data}")
+
+
+def escape_controls(line: str) -> str:
+    """`line` with every character a terminal would act on written as a \\uXXXX escape."""
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m[0]):04x}", line)
 
 
 async def replay_lines(client: aioredis.Redis, keys: Keys, aggregate_id: str) -> list[str]:

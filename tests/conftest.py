@@ -1,4 +1,5 @@
-"""Fixtures: one throwaway embedded server per test session; a fresh key prefix per test."""
+"""Fixtures: one throwaway embedded server per test session (behind a password, like every
+embedded server: connect through `server.url`); a fresh key prefix per test."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def prefix() -> str:
 def settings(server: EmbeddedServer, prefix: str, tmp_path: Path) -> Settings:
     return Settings(
         redis_url=server.url, prefix=prefix, partitions=4, data_dir=tmp_path,
-        admin_token="test-admin-token", read_your_writes_timeout_s=5.0,
+        admin_token="test-Admin-token-0123456789abcdef", read_your_writes_timeout_s=5.0,
     )  # fmt: skip
 
 
