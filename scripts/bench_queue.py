@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from cairn.streams.connection import connect
 from cairn.streams.keys import Keys
 from cairn.streams.server import free_port, start_server
 
-TOKEN = "bench-token"
+TOKEN = "bench-" + secrets.token_urlsafe(32)
 RUNTIMES = ["codex", "claude", "gemini"]
 QUERIES: list[dict[str, str]] = [
     {},
