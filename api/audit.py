@@ -97,6 +97,6 @@ async def replay_lines(client: aioredis.Redis, keys: Keys, aggregate_id: str) ->
     for e in events:
         lines.append(format_event(keys.partition_of_id(aggregate_id), e))
         if e.type in TASK_EVENTS:
-            state = evolve(state, task_event_from(e.type, e.data), e.agg, e.ver, e.ts)
+            state = evolve(state, task_event_from(e.type, e.schema, e.data), e.agg, e.ver, e.ts)
             lines.append("    state: " + orjson.dumps(msgspec.to_builtins(state)).decode())
     return lines

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cairn.commands.jobs import load_job
-from cairn.commands.runner import MAX_ATTEMPTS, RETRY_RECORD_TTL_S, writes
-from cairn.commands.runs import with_its_task
+from cairn.commands.jobs import load_job, with_its_task
+from cairn.commands.runner import MAX_ATTEMPTS, RETRY_RECORD_TTL_S
 from cairn.domain.errors import InfrastructureError, VersionConflict
 from cairn.domain.job import (
     Job,
@@ -73,23 +72,23 @@ class Held:
         """Write what is held back; a pending cancel closes the job instead (status
         `cancelled` on return)."""
 
-        def decide(job: Job) -> list[JobEvent]:
+        def cancel_if_requested(job: Job) -> list[JobEvent]:
             if job.status == JobStatus.CANCEL_REQUESTED:
                 return [cancelled_as_requested(job)]
             return []
 
-        return await self.write(decide)
+        return await self.write(cancel_if_requested)
 
     async def write(
-        self, decide: Callable[[Job], list[JobEvent]], *, outage_tries: int | None = None
+        self, events_for_job: Callable[[Job], list[JobEvent]], *, outage_tries: int | None = None
     ) -> Job:
-        """Append what is held back and what `decide` makes of the job; when the job's
+        """Append what is held back and what `events_for_job` makes of the job; when the job's
         status changes, its task (if any) follows in the same append. While the store is
         unavailable the write is retried (at most `outage_tries` times, if given)."""
         conflicts = outages = 0
         while True:
             try:
-                return await self._write_once(decide)
+                return await self._write_once(events_for_job)
             except VersionConflict:
                 conflicts += 1
                 if conflicts >= MAX_ATTEMPTS:
@@ -104,17 +103,17 @@ class Held:
                     log.warning("job %s: write waits for the store (%s)", self.job.id, e.message)
                 await asyncio.sleep(pause)
 
-    async def _write_once(self, decide: Callable[[Job], list[JobEvent]]) -> Job:
+    async def _write_once(self, events_for_job: Callable[[Job], list[JobEvent]]) -> Job:
         check_lease(self.job, self.epoch)
-        events = [*self.buffer, *decide(self.job)]
+        events = [*self.buffer, *events_for_job(self.job)]
         if not events:
             return self.job
         after = apply_events(self.job, events, now_rfc3339())
-        decision = await with_its_task(self.store, self.job, events, after, self.flags)
+        planned = await with_its_task(self.store, self.job, events, after, self.flags)
         partition = self.store.keys.partition_of_id(self.job.id)
         command = f"run:{self.job.id}:{self.epoch}:{self.job.version}"
         appended = await self.store.append(
-            partition, writes(decision), meta=Meta(actor=self.worker), command_id=command,
+            partition, planned, meta=Meta(actor=self.worker), command_id=command,
             command_ttl_s=RETRY_RECORD_TTL_S,
         )  # fmt: skip
         self.buffer = []
@@ -131,44 +130,44 @@ class Held:
                       publish_outcome: str | None) -> Job:  # fmt: skip
         """The last stage, the artifacts and the success, in one append."""
 
-        def decide(job: Job) -> list[JobEvent]:
+        def succeeded(job: Job) -> list[JobEvent]:
             added = [JobArtifactAdded(epoch=self.epoch, name=n, ref=r) for n, r in artifacts]
             done = JobSucceeded(epoch=self.epoch, summary=summary, publish_outcome=publish_outcome)
             return [*self._closing(finished), *added, done]
 
-        return await self.write(decide)
+        return await self.write(succeeded)
 
     async def fail(self, stage: str, error: dict[str, Any], *, retryable: bool) -> Job:
         """The failed stage and the attempt's failure: re-queued with backoff, dead-lettered,
         or failed for good (a pending cancel wins)."""
 
-        def decide(job: Job) -> list[JobEvent]:
+        def failed(job: Job) -> list[JobEvent]:
             closing = self._closing((stage, "failed", {"error": error}))
             outcome = decide_fail(job, self.epoch, error, datetime.now(UTC), self.policy,
                                   stage=stage, retryable=retryable)  # fmt: skip
             return [*closing, *outcome]
 
-        return await self.write(decide)
+        return await self.write(failed)
 
     async def cancelled(self, stage: str | None) -> Job:
         """The worker stopped the job because its cancel was requested."""
 
-        def decide(job: Job) -> list[JobEvent]:
+        def stopped(job: Job) -> list[JobEvent]:
             closing = self._closing((stage, "cancelled", {}) if stage else None)
             return [*closing, cancelled_as_requested(job)]
 
-        return await self.write(decide)
+        return await self.write(stopped)
 
     async def release(self, stage: str | None, reason: str) -> Job:
         """Give the job back unfinished (the worker is stopping); no attempt is spent. A
         stopping worker does not wait long for the store: if this cannot land, the reaper
         takes the job back after its lease."""
 
-        def decide(job: Job) -> list[JobEvent]:
+        def released(job: Job) -> list[JobEvent]:
             closing = self._closing((stage, "released", {}) if stage else None)
             return [*closing, JobReleased(epoch=self.epoch, reason=reason)]
 
-        return await self.write(decide, outage_tries=5)
+        return await self.write(released, outage_tries=5)
 
     async def cancel_requested(self) -> bool:
         """Whether a cancel came in; reads the job only when its version moved (StaleLease if

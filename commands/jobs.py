@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,34 +16,33 @@ from cairn.commands.runner import (
     run_command,
     writes,
 )
+from cairn.commands.tasks import load_tasks
+from cairn.domain.changes import changes_from
 from cairn.domain.errors import NotFound
 from cairn.domain.job import (
     Job,
     JobSource,
     SubmitOptions,
+    apply_events,
     decide_cancel,
-    decide_promote,
     decide_resubmit,
     decide_submit,
     decide_update,
     evolve,
-    resubmission,
 )
-from cairn.domain.job_events import JobEvent, job_event_from
+from cairn.domain.job_events import JobChanges, JobEvent, job_event_from
 from cairn.domain.job_types import ContractSettings, normalize_job
-from cairn.domain.task import decide_create
-from cairn.domain.task_events import TaskEvent
-from cairn.domain.task_spec import TaskSpec
-from cairn.streams.envelope import Envelope
-from cairn.streams.store import EventStore, Meta
-
-Event = JobEvent | TaskEvent
+from cairn.domain.runs import decide_promote_quick_run, decide_with_task
+from cairn.domain.task_states import Flags
+from cairn.streams.envelope import Envelope, now_rfc3339
+from cairn.streams.store import EventStore, Meta, StreamWrite
 
 
 def fold_job(events: list[Envelope]) -> Job | None:
+    """A job's state from its stream (None if it has no events)."""
     state: Job | None = None
     for e in events:
-        state = evolve(state, job_event_from(e.type, e.data), e.agg, e.ver, e.ts)
+        state = evolve(state, job_event_from(e.type, e.schema, e.data), e.agg, e.ver, e.ts)
     return state
 
 
@@ -57,6 +56,18 @@ async def load_job(store: EventStore, job_id: str) -> Job:
     if job is None:
         raise NotFound(f"job {job_id} does not exist", job_id=job_id)
     return job
+
+
+async def with_its_task(
+    store: EventStore, job: Job, events: Sequence[JobEvent], after: Job, flags: Flags
+) -> list[StreamWrite]:
+    """A job's events and, when they change its status, its task's (if it has one), as the
+    writes of one append: the task follows its run. The task is read only then."""
+    task = None
+    if job.task_id and after.status != job.status:
+        task = (await load_tasks(store, [job.task_id])).get(job.task_id)
+    decision = decide_with_task(job, events, after, task, flags)
+    return writes(decision, {job.id: job.version, **({task.id: task.version} if task else {})})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +105,11 @@ async def submit_job(
     events = decide_submit(normalized, options)
     job_id = id_for_key(store.keys, "job", request.project, idempotency_key)
 
-    async def decide() -> Plan:
-        return Plan(writes=writes({job_id: (0, list(events))}))
+    async def plan() -> Plan:
+        return Plan(writes=writes({job_id: [*events]}, {}))
 
     return await _run(
-        store, job_id, decide, actor, command_id_for("submit", request.project, idempotency_key)
+        store, job_id, plan, actor, command_id_for("submit", request.project, idempotency_key)
     )
 
 
@@ -121,29 +132,33 @@ async def update_job(
             "normalized": normalized.normalized,
             "required_capabilities": normalized.required_capabilities,
         }
-    events = decide_update(job, fields)
+    events = decide_update(job, changes_from(JobChanges, fields))
 
-    async def decide() -> Plan:
+    async def plan() -> Plan:
         return Plan(
-            writes=writes({job_id: (job.version, list(events))}), subject_version=job.version
+            writes=writes({job_id: [*events]}, {job_id: job.version}), subject_version=job.version
         )
 
-    return await _run(store, job_id, decide, actor, None, retry=False)
+    return await _run(store, job_id, plan, actor, None, retry=False)
 
 
 async def cancel_job(
     store: EventStore, job_id: str, *, actor: str, reason: str = ""
 ) -> CommandResult:
-    """Cancel a queued job now, or ask a running one to stop; a repeat changes nothing."""
+    """Cancel a queued job now, or ask a running one to stop; a repeat changes nothing. A
+    board task whose run this is follows it in the same append (blocked, its run ended)."""
 
-    async def decide() -> Plan:
+    async def plan() -> Plan:
         job = await load_job(store, job_id)
+        events = decide_cancel(job, reason)
+        after = apply_events(job, events, now_rfc3339())
+        # The flags change only where a succeeded run takes its task; a cancel needs none.
         return Plan(
-            writes=writes({job_id: (job.version, list(decide_cancel(job, reason)))}),
+            writes=await with_its_task(store, job, events, after, Flags()),
             subject_version=job.version,
         )
 
-    return await _run(store, job_id, decide, actor, None)
+    return await _run(store, job_id, plan, actor, None)
 
 
 async def resubmit_job(store: EventStore, job_id: str, *, actor: str) -> tuple[CommandResult, str]:
@@ -152,19 +167,12 @@ async def resubmit_job(store: EventStore, job_id: str, *, actor: str) -> tuple[C
         store.keys, "job", (await load_job(store, job_id)).project, f"resubmit:{job_id}"
     )
 
-    async def decide() -> Plan:
+    async def plan() -> Plan:
         job = await load_job(store, job_id)
-        events = decide_resubmit(job, new_id)
-        if not events:
-            return Plan(subject_version=job.version)
-        return Plan(
-            writes=writes(
-                {job_id: (job.version, list(events)), new_id: (0, [resubmission(job, new_id)])}
-            ),
-            subject_version=job.version,
-        )
+        decision = decide_resubmit(job, new_id)
+        return Plan(writes=writes(decision, {job_id: job.version}), subject_version=job.version)
 
-    result = await _run(store, job_id, decide, actor, None)
+    result = await _run(store, job_id, plan, actor, None)
     return result, new_id
 
 
@@ -196,42 +204,22 @@ async def promote_quick_run(
     job = await load_job(store, job_id)
     task_id = id_for_key(store.keys, "task", job.project, f"promote:{job_id}")
 
-    async def decide() -> Plan:
+    async def plan() -> Plan:
         current = await load_job(store, job_id)
-        events = decide_promote(current, task_id)
-        if not events:
-            return Plan(subject_version=current.version)
-        spec = TaskSpec.model_validate(
-            {
-                "project": current.project,
-                "title": _title(current.prompt or current.id),
-                "task_type": "feature",
-                "priority": current.priority if -1 <= current.priority <= 3 else 1,
-                "description": current.prompt or "",
-                "source": "promoted_quick_action",
-                "spec": {"type": current.job_type, "payload": current.payload},
-            }
-        )
-        created = decide_create(task_id, spec, {}, force=False)[task_id]
+        decision = decide_promote_quick_run(current, task_id)
         return Plan(
-            writes=writes({job_id: (current.version, list(events)), task_id: (0, list(created))}),
-            subject_version=current.version,
+            writes=writes(decision, {job_id: current.version}), subject_version=current.version
         )
 
-    result = await _run(store, job_id, decide, actor, None)
+    result = await _run(store, job_id, plan, actor, None)
     promoted = (await load_job(store, job_id)).promoted_task_id or task_id
     return result, promoted
-
-
-def _title(prompt: str) -> str:
-    line = prompt.strip().splitlines()[0] if prompt.strip() else "Quick run"
-    return line if len(line) <= 300 else line[:297] + "..."
 
 
 async def _run(
     store: EventStore,
     job_id: str,
-    decide: Any,
+    plan: Callable[[], Awaitable[Plan]],
     actor: str,
     command_id: str | None,
     *,
@@ -240,7 +228,7 @@ async def _run(
     return await run_command(
         store,
         job_id,
-        decide,
+        plan,
         meta=Meta(actor=actor),
         command_id=command_id,
         retry_on_conflict=retry,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import msgspec
 
+from cairn.domain.decision import Decision
 from cairn.domain.errors import VersionConflict
 from cairn.streams.envelope import Envelope
 from cairn.streams.keys import Keys
@@ -22,7 +23,8 @@ RETRY_RECORD_TTL_S = 900
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What a decision writes: per aggregate, the version it was read at and its new events."""
+    """What a command writes: per aggregate, the version it was read at and its new events,
+    and the streams that must be unchanged (guards)."""
 
     writes: list[StreamWrite] = field(default_factory=list)
     guards: list[Guard] = field(default_factory=list)
@@ -43,14 +45,14 @@ class CommandResult:
 async def run_command(
     store: EventStore,
     subject_id: str,
-    decide: Callable[[], Awaitable[Plan]],
+    plan: Callable[[], Awaitable[Plan]],
     *,
     meta: Meta,
     command_id: str | None = None,
     command_ttl_s: int | None = None,
     retry_on_conflict: bool = True,
 ) -> CommandResult:
-    """Decide and append; on a version conflict re-read and decide again (unless the caller
+    """Plan (read and decide) and append; on a version conflict plan again (unless the caller
     pinned an expected version). A retried command id returns the first result."""
     partition = store.keys.partition_of_id(subject_id)
     if command_id is not None:
@@ -58,20 +60,20 @@ async def run_command(
         if first is not None:
             return _result(subject_id, first, first.versions[0] if first.versions else 0, 0)
     for attempt in range(MAX_ATTEMPTS):
-        plan = await decide()
-        if not plan.writes:
-            return CommandResult(subject_id, plan.subject_version, "")
+        planned = await plan()
+        if not planned.writes:
+            return CommandResult(subject_id, planned.subject_version, "")
         try:
             appended = await store.append(
-                partition, plan.writes, guards=plan.guards, meta=meta, command_id=command_id,
-                command_ttl_s=command_ttl_s,
+                partition, planned.writes, guards=planned.guards, meta=meta,
+                command_id=command_id, command_ttl_s=command_ttl_s,
             )  # fmt: skip
         except VersionConflict:
             if not retry_on_conflict or attempt == MAX_ATTEMPTS - 1:
                 raise
             continue
-        version = appended.versions[0] if appended.versions else plan.subject_version
-        written = sum(len(w.events) for w in plan.writes)
+        version = appended.versions[0] if appended.versions else planned.subject_version
+        written = sum(len(w.events) for w in planned.writes)
         return _result(subject_id, appended, version, written)
     raise AssertionError("unreachable")
 
@@ -122,14 +124,17 @@ def id_for_key(keys: Keys, kind: str, project: str, idempotency_key: str | None)
     return f"{kind}-{keys.partition_of(project):02d}-{digest.hexdigest()[:26]}"
 
 
-def writes(decision: Mapping[str, tuple[int, Sequence[Any]]]) -> list[StreamWrite]:
-    """aggregate id -> (the version it was read at, its new domain events) as stream writes;
-    aggregates with no new event are left out."""
+def writes(decision: Decision, versions: Mapping[str, int]) -> list[StreamWrite]:
+    """A decision as stream writes, in its order, each expecting the version its aggregate was
+    read at (one missing from `versions` is new: version 0); aggregates with no new event are
+    left out."""
     return [
         StreamWrite(
-            agg, version, [NewEvent(e.TYPE, msgspec.to_builtins(e), e.SCHEMA) for e in events]
+            agg,
+            versions.get(agg, 0),
+            [NewEvent(e.TYPE, msgspec.to_builtins(e), e.SCHEMA) for e in events],
         )
-        for agg, (version, events) in decision.items()
+        for agg, events in decision.items()
         if events
     ]
 

@@ -15,9 +15,9 @@ from cairn.commands.runner import (
     run_command,
     writes,
 )
+from cairn.domain.decision import Decision
 from cairn.domain.errors import CrossProjectDependency, NotFound, VersionConflict
 from cairn.domain.task import (
-    Decision,
     Task,
     decide_add_dependency,
     decide_create,
@@ -37,7 +37,7 @@ def fold_task(events: list[Envelope]) -> Task | None:
     """A task's state from its stream (None if it has no events)."""
     state: Task | None = None
     for e in events:
-        state = evolve(state, task_event_from(e.type, e.data), e.agg, e.ver, e.ts)
+        state = evolve(state, task_event_from(e.type, e.schema, e.data), e.agg, e.ver, e.ts)
     return state
 
 
@@ -53,12 +53,12 @@ async def load_task(store: EventStore, task_id: str) -> Task:
     return task
 
 
-def _plan(
+def _plan_of(
     decision: Decision, tasks: dict[str, Task], guard_ids: Iterable[str], subject: str
 ) -> Plan:
     versions = {i: t.version for i, t in tasks.items()}
     return Plan(
-        writes=writes({agg: (versions.get(agg, 0), events) for agg, events in decision.items()}),
+        writes=writes(decision, versions),
         guards=guards_of(list(guard_ids), versions, set(decision)),
         subject_version=versions.get(subject, 0),
     )
@@ -83,7 +83,7 @@ async def create_task(
             await _refuse_foreign(store, other, spec.project)
     attempts = 0
 
-    async def decide() -> Plan:
+    async def plan() -> Plan:
         # The append expects version 0 of the new stream, so the first try need not read it;
         # after a conflict, read it to tell "already exists" from a moved blocker.
         nonlocal attempts
@@ -95,10 +95,10 @@ async def create_task(
                 aggregate_id=task_id,
             )
         decision = decide_create(task_id, spec, tasks, force)
-        return _plan(decision, tasks, spec.blocked_by, task_id)
+        return _plan_of(decision, tasks, spec.blocked_by, task_id)
 
     return await run_command(
-        store, task_id, decide, meta=Meta(actor=actor),
+        store, task_id, plan, meta=Meta(actor=actor),
         command_id=command_id_for("create", spec.project, idempotency_key),
     )  # fmt: skip
 
@@ -114,12 +114,12 @@ async def update_task(
 ) -> CommandResult:
     """Change a task's fields."""
 
-    async def decide() -> Plan:
+    async def plan() -> Plan:
         task = at_version(await load_task(store, task_id), expected_version)
-        return _plan(decide_update(task, patch), {task_id: task}, (), task_id)
+        return _plan_of(decide_update(task, patch), {task_id: task}, (), task_id)
 
     return await run_command(
-        store, task_id, decide, meta=Meta(actor=actor),
+        store, task_id, plan, meta=Meta(actor=actor),
         command_id=command_id_for("update", task_id, idempotency_key),
         retry_on_conflict=expected_version is None,
     )  # fmt: skip
@@ -140,7 +140,7 @@ async def transition_task(
     """Move a task to another state; the blockers read for the guard must be unchanged at
     append, and dependents of a reopened task are blocked in the same append."""
 
-    async def decide() -> Plan:
+    async def plan() -> Plan:
         task = at_version(await load_task(store, task_id), expected_version)
         related: list[str] = []
         if to in DEPENDENCY_GUARDED:
@@ -149,10 +149,11 @@ async def transition_task(
             related += task.blocks
         tasks = {task_id: task, **await load_tasks(store, related)}
         decision = decide_transition(task, to, tasks, flags, reason=reason, force=force)
-        return _plan(decision, tasks, task.blocked_by if to in DEPENDENCY_GUARDED else (), task_id)
+        guarded = task.blocked_by if to in DEPENDENCY_GUARDED else ()
+        return _plan_of(decision, tasks, guarded, task_id)
 
     return await run_command(
-        store, task_id, decide, meta=Meta(actor=actor),
+        store, task_id, plan, meta=Meta(actor=actor),
         command_id=command_id_for(f"transition:{to}", task_id, idempotency_key),
         retry_on_conflict=expected_version is None,
     )  # fmt: skip
@@ -174,15 +175,15 @@ async def add_dependency(
     ):
         await _refuse_foreign(store, blocker_id, task.project)
 
-    async def decide() -> Plan:
+    async def plan() -> Plan:
         tasks = await _closure(store, [task_id, blocker_id])
         if task_id not in tasks:
             raise NotFound(f"task {task_id} does not exist", task_id=task_id)
         decision = decide_add_dependency(tasks[task_id], blocker_id, tasks)
-        return _plan(decision, tasks, list(tasks), task_id)
+        return _plan_of(decision, tasks, list(tasks), task_id)
 
     return await run_command(
-        store, task_id, decide, meta=Meta(actor=actor),
+        store, task_id, plan, meta=Meta(actor=actor),
         command_id=command_id_for(f"depend:{blocker_id}", task_id, idempotency_key),
     )  # fmt: skip
 
@@ -197,14 +198,14 @@ async def remove_dependency(
 ) -> CommandResult:
     """Drop the edge `task_id blocked_by blocker_id` on both sides."""
 
-    async def decide() -> Plan:
+    async def plan() -> Plan:
         tasks = await load_tasks(store, [task_id, blocker_id])
         if task_id not in tasks:
             raise NotFound(f"task {task_id} does not exist", task_id=task_id)
-        return _plan(decide_remove_dependency(tasks[task_id], blocker_id), tasks, (), task_id)
+        return _plan_of(decide_remove_dependency(tasks[task_id], blocker_id), tasks, (), task_id)
 
     return await run_command(
-        store, task_id, decide, meta=Meta(actor=actor),
+        store, task_id, plan, meta=Meta(actor=actor),
         command_id=command_id_for(f"undepend:{blocker_id}", task_id, idempotency_key),
     )  # fmt: skip
 

@@ -140,7 +140,9 @@ class ContainerSpec(ContractModel):
     _image = field_validator("image")(_blank_to_none)
 
 
-class TaskSpec(ContractModel):
+class TaskBody(ContractModel):
+    """The `task` member of a task job's payload: what to run and how (not a board task)."""
+
     instructions: str | None = None
     skill: SkillSpec = Field(default_factory=SkillSpec)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
@@ -165,7 +167,7 @@ class TaskPayload(ContractModel):
     target_runtime: Runtime | None = None
     required_capabilities: list[str] = Field(default_factory=list)
     auth: AuthRefs = Field(default_factory=AuthRefs)
-    task: TaskSpec
+    task: TaskBody
 
     _alias = field_validator("target_runtime", mode="before")(_runtime_alias)
     _caps = field_validator("required_capabilities")(_clean_capabilities)

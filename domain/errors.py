@@ -81,6 +81,22 @@ class ValidationFailed(CairnError):
         self.errors = errors
 
 
+class CorruptStream(CairnError):
+    """An aggregate's stored events cannot be folded (a version out of order, no creation
+    event, data that does not decode). Reloading cannot help: the log needs a person."""
+
+    code = "corrupt_stream"
+    status = 500
+
+
+class UnknownEvent(CairnError):
+    """A stored event of a type or schema this version of Cairn does not know (written by a
+    newer one, or with no upcaster to the current schema)."""
+
+    code = "unknown_event"
+    status = 500
+
+
 class InfrastructureError(CairnError):
     """The store could not be reached or answered unexpectedly (translated driver errors)."""
 

@@ -9,12 +9,16 @@ from enum import StrEnum
 from typing import Any
 
 import msgspec
+from msgspec import UNSET
 
-from cairn.domain.errors import InvalidTransition, StaleLease, ValidationFailed, VersionConflict
+from cairn.domain.changes import kept
+from cairn.domain.decision import Decision
+from cairn.domain.errors import CorruptStream, InvalidTransition, StaleLease, ValidationFailed
 from cairn.domain.job_events import (
     JobArtifactAdded,
     JobCancelled,
     JobCancelRequested,
+    JobChanges,
     JobClaimed,
     JobDeadLettered,
     JobEvent,
@@ -111,16 +115,27 @@ class RetryPolicy:
 
 
 def evolve(state: Job | None, event: JobEvent, job_id: str, version: int, ts: str) -> Job:
-    """The state after `event`; refuses an event that is not the next version."""
+    """The state after `event`; a stream whose events are not in version order, or that does
+    not start with its submission, is corrupt (CorruptStream: reloading cannot help)."""
     expected = 1 if state is None else state.version + 1
     if version != expected:
-        raise VersionConflict(f"event version {version} applied to {job_id} at {expected - 1}")
+        raise CorruptStream(
+            f"job {job_id}: event version {version} follows version {expected - 1} "
+            f"(expected {expected}); the stream is corrupt",
+            aggregate_id=job_id,
+            version=version,
+            expected_version=expected,
+        )
     if isinstance(event, JobSubmitted):
         return Job(
             id=job_id, version=1, created_at=ts, updated_at=ts, **msgspec.structs.asdict(event)
         )
     if state is None:
-        raise VersionConflict(f"job {job_id} has no submission event")
+        raise CorruptStream(
+            f"job {job_id}: version 1 is {event.TYPE}, not job.submitted; the stream is corrupt",
+            aggregate_id=job_id,
+            version=version,
+        )
     return msgspec.structs.replace(_apply(state, event, ts), version=version, updated_at=ts)
 
 
@@ -136,8 +151,16 @@ def _apply(s: Job, e: JobEvent, ts: str) -> Job:
     match e:
         case JobLegacySubmitted(warnings=warnings):
             return replace(s, warnings=[*s.warnings, *warnings])
-        case JobUpdated(changes=changes):
-            return replace(s, **changes)
+        case JobUpdated(changes=c):
+            return replace(
+                s,
+                payload=kept(c.payload, s.payload),
+                normalized=kept(c.normalized, s.normalized),
+                required_capabilities=kept(c.required_capabilities, s.required_capabilities),
+                priority=kept(c.priority, s.priority),
+                max_attempts=kept(c.max_attempts, s.max_attempts),
+                affinity_key=kept(c.affinity_key, s.affinity_key),
+            )
         case JobCancelRequested(reason=reason):
             return replace(s, status=JobStatus.CANCEL_REQUESTED.value, cancel_reason=reason)
         case JobCancelled(reason=reason):
@@ -267,16 +290,20 @@ def decide_submit(job: NormalizedJob, options: SubmitOptions) -> list[JobEvent]:
     return events
 
 
-def decide_update(job: Job, changes: dict[str, Any]) -> list[JobEvent]:
-    """Change a queued job's payload or options; nothing once a worker may have it."""
+def decide_update(job: Job, changes: JobChanges) -> list[JobEvent]:
+    """Change a queued job's payload or options; nothing once a worker may have it, nor when
+    every value is already as asked."""
     if job.status != JobStatus.QUEUED:
         raise InvalidTransition(
             f"job {job.id} is {job.status}; only a queued job can be changed",
             job_status=job.status,
             allowed_statuses=[JobStatus.QUEUED.value],
         )
-    changed = {k: v for k, v in changes.items() if getattr(job, k) != v}
-    return [JobUpdated(changes=changed)] if changed else []
+    changed = {
+        k: v for k, v in msgspec.structs.asdict(changes).items()
+        if v is not UNSET and getattr(job, k) != v
+    }  # fmt: skip
+    return [JobUpdated(changes=JobChanges(**changed))] if changed else []
 
 
 def decide_cancel(job: Job, reason: str = "") -> list[JobEvent]:
@@ -295,7 +322,8 @@ def decide_cancel(job: Job, reason: str = "") -> list[JobEvent]:
     )
 
 
-def decide_resubmit(job: Job, new_job_id: str) -> list[JobEvent]:
+def decide_resubmit(job: Job, new_job_id: str) -> Decision:
+    """A new job from a failed, cancelled or dead-lettered one, linked both ways; once only."""
     if job.status not in RESUBMITTABLE:
         raise InvalidTransition(
             f"job {job.id} is {job.status}; only a failed, cancelled or dead-lettered job can "
@@ -304,11 +332,14 @@ def decide_resubmit(job: Job, new_job_id: str) -> list[JobEvent]:
             allowed_statuses=sorted(RESUBMITTABLE),
         )
     if job.resubmitted_as is not None:
-        return []
-    return [JobResubmitted(new_job_id=new_job_id)]
+        return {}
+    return {
+        job.id: [JobResubmitted(new_job_id=new_job_id)],
+        new_job_id: [_resubmission(job)],
+    }
 
 
-def resubmission(job: Job, new_job_id: str) -> JobSubmitted:
+def _resubmission(job: Job) -> JobSubmitted:
     """The submission event of the job that replaces `job`."""
     return JobSubmitted(
         project=job.project,

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import msgspec
+from msgspec import UNSET, UnsetType
+
+from cairn.domain.upcast import Upcaster, decode_event
 
 
 class JobEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -37,9 +40,21 @@ class JobLegacySubmitted(JobEvent, frozen=True, kw_only=True, omit_defaults=True
     warnings: list[str] = []
 
 
+class JobChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The fields a job.updated sets; a field left out (UNSET) keeps its value. Written as
+    the JSON object of the fields set, as it always was."""
+
+    payload: Any = UNSET
+    normalized: dict[str, Any] | UnsetType = UNSET
+    required_capabilities: list[str] | UnsetType = UNSET
+    priority: int | UnsetType = UNSET
+    max_attempts: int | UnsetType = UNSET
+    affinity_key: str | UnsetType | None = UNSET
+
+
 class JobUpdated(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
     TYPE: ClassVar[str] = "job.updated"
-    changes: dict[str, Any]
+    changes: JobChanges
 
 
 class JobCancelRequested(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
@@ -141,6 +156,11 @@ JOB_EVENTS: dict[str, type[JobEvent]] = {
 }  # fmt: skip
 
 
-def job_event_from(type_: str, data: dict[str, Any]) -> JobEvent:
-    """Rebuild a job event from its envelope's type and data (upcasters go here)."""
-    return msgspec.convert(data, JOB_EVENTS[type_])
+# (type, schema n) -> its data as schema n + 1; empty while every job event is at schema 1.
+JOB_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def job_event_from(type_: str, schema: int, data: dict[str, Any]) -> JobEvent:
+    """Rebuild a job event from its envelope's type, schema and data, upcast to the current
+    schema (UnknownEvent for a type or schema not known here)."""
+    return decode_event(JOB_EVENTS, JOB_UPCASTERS, type_, schema, data)

@@ -1,14 +1,28 @@
 """Board tasks and their runs: what a run of a task executes, and how each turn of its job
-(claimed, re-queued, finished) moves the task, decided together so they append together."""
+(requested, claimed, re-queued, finished, cancelled) moves the task, decided together so they
+append together."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cairn.domain.errors import InvalidTransition
-from cairn.domain.job import Job, JobStatus
-from cairn.domain.task import Task, decide_transition
+from cairn.domain.decision import Decision, Event, events_for
+from cairn.domain.errors import CairnError, DomainError, InvalidTransition
+from cairn.domain.job import (
+    Job,
+    JobSource,
+    JobStatus,
+    SubmitOptions,
+    apply_events,
+    decide_cancel,
+    decide_claim,
+    decide_promote,
+    decide_submit,
+)
+from cairn.domain.job_events import JobCancelled, JobEvent
+from cairn.domain.job_types import NormalizedJob
+from cairn.domain.task import Task, decide_create, decide_transition
 from cairn.domain.task_events import (
     TaskEvent,
     TaskRunFinished,
@@ -16,7 +30,10 @@ from cairn.domain.task_events import (
     TaskRunStarted,
     TaskTransitioned,
 )
+from cairn.domain.task_spec import TaskSpec
 from cairn.domain.task_states import Flags, Status, allowed_targets
+
+# ---- requesting a run ------------------------------------------------------------------------
 
 
 def run_request(task: Task) -> tuple[str, Any]:
@@ -38,12 +55,23 @@ def run_request(task: Task) -> tuple[str, Any]:
     return "task", {"task": {"instructions": "\n\n".join(parts)}}
 
 
-def decide_run_request(task: Task, job_id: str, flags: Flags, *, force: bool) -> list[TaskEvent]:
-    """Link a new run to the task. The scheduler runs ready tasks; "run now" (force) first
-    moves the task to ready, recorded as forced. A task has one active run at a time."""
+def run_submission(task: Task, job: NormalizedJob) -> list[JobEvent]:
+    """The submission of a run of `task`: a board job at the task's priority."""
+    options = SubmitOptions(
+        project=task.project, source=JobSource.BOARD, priority=task.priority, task_id=task.id
+    )
+    return decide_submit(job, options)
+
+
+def decide_run_request(
+    task: Task, job_id: str, submission: Sequence[JobEvent], flags: Flags, *, force: bool
+) -> Decision:
+    """Queue a run of the task (`submission`, its job's events) and link it to the task. The
+    scheduler runs ready tasks; "run now" (force) first moves the task to ready, recorded as
+    forced. A task has one active run at a time: with one, nothing."""
     if task.active_job_id is not None:
-        return []
-    events: list[TaskEvent] = []
+        return {}
+    events: list[Event] = []
     if task.status != Status.READY:
         if not force:
             raise InvalidTransition(
@@ -55,7 +83,58 @@ def decide_run_request(task: Task, job_id: str, flags: Flags, *, force: bool) ->
             task.id
         ]
     events.append(TaskRunRequested(job_id=job_id))
-    return events
+    return {task.id: events, job_id: [*submission]}
+
+
+def decide_unrunnable(task: Task, error: CairnError) -> Decision:
+    """A ready task whose spec makes no valid job is blocked, saying why (else the scheduler
+    would try it again every round); a task in any other state is left as it is."""
+    if task.status != Status.READY:
+        return {}
+    reason = {"code": "invalid_spec", "message": error.message, **error.details}
+    return {task.id: [*_move(task, Status.BLOCKED, error.message, reason)]}
+
+
+# ---- claims and the job's later turns ------------------------------------------------------
+
+
+def decide_claim_run(
+    job: Job,
+    task: Task | None,
+    blockers: Mapping[str, Task],
+    flags: Flags,
+    *,
+    worker_id: str,
+    epoch: int,
+    lease_ms: int | None = None,
+) -> Decision:
+    """A worker claims a job: it runs at a new epoch and its task (if any) enters in_progress,
+    together. A task that can no longer start (moved by hand, a blocker reopened) cancels the
+    run instead, saying why, and records the run's end. `blockers` are the task's blockers as
+    read, for the dependency guard."""
+    claimed = decide_claim(job, worker_id, epoch, lease_ms)
+    if task is None:
+        return {job.id: [*claimed]}
+    try:
+        started = on_claim(task, _after(job, claimed), flags, blockers)
+    except DomainError as refused:
+        cancelled: list[JobEvent] = [
+            JobCancelled(reason=f"its task could not start: {refused.message}")
+        ]
+        ended = on_job_change(task, _after(job, cancelled), flags)
+        return {job.id: [*cancelled], task.id: [*ended]}
+    return {job.id: [*claimed], task.id: [*started]}
+
+
+def decide_with_task(
+    job: Job, events: Sequence[JobEvent], after: Job, task: Task | None, flags: Flags
+) -> Decision:
+    """A job's `events` (`after`: the job once they apply) and, when they change its status,
+    its task's: the task follows its run in the same append."""
+    decision: Decision = {job.id: [*events]}
+    if task is not None and task.id == job.task_id and after.status != job.status:
+        decision[task.id] = [*on_job_change(task, after, flags)]
+    return decision
 
 
 def on_claim(task: Task, job: Job, flags: Flags, blockers: Mapping[str, Task]) -> list[TaskEvent]:
@@ -73,7 +152,7 @@ def on_claim(task: Task, job: Job, flags: Flags, blockers: Mapping[str, Task]) -
         force=task.forced,
         reason=f"claimed by {job.worker_id}",
     )
-    return [*moved[task.id], started]
+    return [*events_for(moved, task.id, TaskEvent), started]
 
 
 def on_job_change(task: Task, job: Job, flags: Flags) -> list[TaskEvent]:
@@ -113,6 +192,66 @@ def on_job_change(task: Task, job: Job, flags: Flags) -> list[TaskEvent]:
     return [*_move(task, Status.BLOCKED, message, reason), finished]
 
 
+# ---- a person's commands on a task's runs --------------------------------------------------
+
+
+def decide_retry(task: Task, blockers: Mapping[str, Task], flags: Flags) -> Decision:
+    """A blocked task (say, its run dead-lettered) goes back to ready, under the dependency
+    guard; the scheduler then runs it."""
+    if task.status != Status.BLOCKED:
+        raise InvalidTransition(
+            f"task {task.id} is {task.status}; only a blocked task is retried",
+            from_status=task.status,
+            allowed_from=[Status.BLOCKED.value],
+        )
+    return decide_transition(task, Status.READY, {task.id: task, **blockers}, flags, reason="retry")
+
+
+def decide_cancel_task(
+    task: Task, run: Job | None, tasks: Mapping[str, Task], flags: Flags
+) -> Decision:
+    """Cancel a task and its active run (`run`) together. A queued run is cancelled at once, so
+    the task records the run's end in the same decision; a running one is asked to stop and
+    the task records its end when the worker does. `tasks` holds the task's dependents."""
+    decision = decide_transition(task, Status.CANCELLED, tasks, flags, reason="cancelled")
+    if run is None or run.id != task.active_job_id:
+        return decision
+    if run.status not in {JobStatus.QUEUED, JobStatus.RUNNING}:
+        return decision
+    decision[run.id] = [*decide_cancel(run, "task cancelled")]
+    if run.status == JobStatus.QUEUED:
+        decision[task.id].append(TaskRunFinished(job_id=run.id, outcome="cancelled"))
+    return decision
+
+
+def decide_promote_quick_run(job: Job, task_id: str) -> Decision:
+    """A board task made from a quick run, linked to it, in one decision; once only."""
+    linked = decide_promote(job, task_id)
+    if not linked:
+        return {}
+    spec = TaskSpec.model_validate(
+        {
+            "project": job.project,
+            "title": _title(job.prompt or job.id),
+            "task_type": "feature",
+            "priority": job.priority if -1 <= job.priority <= 3 else 1,
+            "description": job.prompt or "",
+            "source": "promoted_quick_action",
+            "spec": {"type": job.job_type, "payload": job.payload},
+        }
+    )
+    return {job.id: [*linked], **decide_create(task_id, spec, {}, force=False)}
+
+
+# ---- helpers -----------------------------------------------------------------------------
+
+
+def _after(job: Job, events: list[JobEvent]) -> Job:
+    # The job as `events` leave it, read only for its status, outcome and worker; the time
+    # stamped on this throwaway state is never seen.
+    return apply_events(job, events, job.updated_at)
+
+
 def _move(
     task: Task, to: Status, why: str, blocked: dict[str, Any] | None = None
 ) -> list[TaskEvent]:
@@ -125,3 +264,8 @@ def _move(
             from_status=task.status, to_status=to.value, reason=why, blocked_reason=blocked
         )
     ]
+
+
+def _title(prompt: str) -> str:
+    line = prompt.strip().splitlines()[0] if prompt.strip() else "Quick run"
+    return line if len(line) <= 300 else line[:297] + "..."

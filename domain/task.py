@@ -8,18 +8,21 @@ from typing import Any
 
 import msgspec
 
+from cairn.domain.changes import changes_from, kept
+from cairn.domain.decision import Decision, Event
 from cairn.domain.errors import (
     ClaimRequired,
+    CorruptStream,
     CrossProjectDependency,
     DependencyCycle,
     DependencyUnresolved,
     InvalidTransition,
     NotFound,
     SelfDependency,
-    VersionConflict,
 )
 from cairn.domain.graph import cycle_if_added
 from cairn.domain.task_events import (
+    TaskChanges,
     TaskChildAdded,
     TaskCreated,
     TaskDependencyAdded,
@@ -83,26 +86,35 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def evolve(state: Task | None, event: TaskEvent, aggregate_id: str, version: int, ts: str) -> Task:
-    """The state after `event`; refuses an event that is not the next version."""
+    """The state after `event`; a stream whose events are not in version order, or that does
+    not start with its creation, is corrupt (CorruptStream: reloading cannot help)."""
     expected = 1 if state is None else state.version + 1
     if version != expected:
-        raise VersionConflict(
-            f"event version {version} applied to {aggregate_id} at version {expected - 1}",
+        raise CorruptStream(
+            f"task {aggregate_id}: event version {version} follows version {expected - 1} "
+            f"(expected {expected}); the stream is corrupt",
             aggregate_id=aggregate_id,
+            version=version,
+            expected_version=expected,
         )
     if isinstance(event, TaskCreated):
         fields = msgspec.structs.asdict(event)
         return Task(id=aggregate_id, version=1, created_at=ts, updated_at=ts, **fields)
     if state is None:
-        raise NotFound(f"task {aggregate_id} has no creation event", aggregate_id=aggregate_id)
+        raise CorruptStream(
+            f"task {aggregate_id}: version 1 is {event.TYPE}, not task.created; the stream "
+            "is corrupt",
+            aggregate_id=aggregate_id,
+            version=version,
+        )
     return msgspec.structs.replace(_apply(state, event), version=version, updated_at=ts)
 
 
 def _apply(s: Task, e: TaskEvent) -> Task:
     replace = msgspec.structs.replace
     match e:
-        case TaskUpdated(changes=changes):
-            return replace(s, **changes)
+        case TaskUpdated(changes=c):
+            return _changed(s, c)
         case TaskTransitioned():
             return replace(s, status=e.to_status, forced=e.forced, blocked_reason=e.blocked_reason)
         case TaskDependencyAdded(blocker_id=b):
@@ -126,9 +138,23 @@ def _apply(s: Task, e: TaskEvent) -> Task:
     raise TypeError(f"not a task event: {e!r}")
 
 
-# ---- decide -------------------------------------------------------------------------------
+def _changed(s: Task, c: TaskChanges) -> Task:
+    return msgspec.structs.replace(
+        s,
+        title=kept(c.title, s.title),
+        task_type=kept(c.task_type, s.task_type),
+        priority=kept(c.priority, s.priority),
+        description=kept(c.description, s.description),
+        acceptance_criteria=kept(c.acceptance_criteria, s.acceptance_criteria),
+        context_files=kept(c.context_files, s.context_files),
+        labels=kept(c.labels, s.labels),
+        assignee=kept(c.assignee, s.assignee),
+        pipeline_template=kept(c.pipeline_template, s.pipeline_template),
+        spec=kept(c.spec, s.spec),
+    )
 
-Decision = dict[str, list[TaskEvent]]  # aggregate id -> its new events; the subject first
+
+# ---- decide -------------------------------------------------------------------------------
 
 
 def unresolved(task: Task, tasks: Mapping[str, Task]) -> list[dict[str, str]]:
@@ -187,12 +213,15 @@ def decide_create(task_id: str, spec: TaskSpec, tasks: Mapping[str, Task], force
 
 
 def decide_update(task: Task, patch: TaskPatch) -> Decision:
-    """A field change; nothing when every value is already as asked."""
-    changes = {
+    """A field change; nothing when every value is already as asked. A null for a field a
+    task cannot be without (its title, say) is refused."""
+    changed = {
         k: v for k, v in patch.model_dump(exclude_unset=True, mode="json").items()
         if getattr(task, k) != v
     }  # fmt: skip
-    return {task.id: [TaskUpdated(changes=changes)]} if changes else {}
+    if not changed:
+        return {}
+    return {task.id: [TaskUpdated(changes=changes_from(TaskChanges, changed))]}
 
 
 def decide_transition(
@@ -263,13 +292,14 @@ def decide_add_dependency(task: Task, blocker_id: str, tasks: Mapping[str, Task]
         raise DependencyCycle(
             "the dependency would close a cycle: " + " -> ".join(cycle), cycle=cycle
         )
-    events: list[TaskEvent] = [TaskDependencyAdded(blocker_id=blocker_id)]
+    events: list[Event] = [TaskDependencyAdded(blocker_id=blocker_id)]
     if task.status == Status.READY and tasks[blocker_id].status not in RESOLVED:
         events.append(_waiting_on(task, [blocker_id]))
     return {task.id: events, blocker_id: [TaskDependentAdded(dependent_id=task.id)]}
 
 
 def decide_remove_dependency(task: Task, blocker_id: str) -> Decision:
+    """Drop the edge `task blocked_by blocker` on both sides."""
     if blocker_id not in task.blocked_by:
         raise NotFound(
             f"{task.id} is not blocked by {blocker_id}", blocked_by=list(task.blocked_by)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import msgspec
+from msgspec import UNSET, UnsetType
+
+from cairn.domain.upcast import Upcaster, decode_event
 
 
 class TaskEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -32,9 +35,25 @@ class TaskCreated(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
     forced: bool = False
 
 
+class TaskChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The fields a task.updated sets; a field left out (UNSET) keeps its value. Written as
+    the JSON object of the fields set, as it always was."""
+
+    title: str | UnsetType = UNSET
+    task_type: str | UnsetType = UNSET
+    priority: int | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    acceptance_criteria: list[str] | UnsetType = UNSET
+    context_files: list[str] | UnsetType = UNSET
+    labels: list[str] | UnsetType = UNSET
+    assignee: str | UnsetType | None = UNSET
+    pipeline_template: str | UnsetType | None = UNSET
+    spec: dict[str, Any] | UnsetType = UNSET
+
+
 class TaskUpdated(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
     TYPE: ClassVar[str] = "task.updated"
-    changes: dict[str, Any]
+    changes: TaskChanges
 
 
 class TaskTransitioned(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
@@ -106,6 +125,11 @@ TASK_EVENTS: dict[str, type[TaskEvent]] = {
 }  # fmt: skip
 
 
-def task_event_from(type_: str, data: dict[str, Any]) -> TaskEvent:
-    """Rebuild a task event from its envelope's type and data (upcasters go here)."""
-    return msgspec.convert(data, TASK_EVENTS[type_])
+# (type, schema n) -> its data as schema n + 1; empty while every task event is at schema 1.
+TASK_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def task_event_from(type_: str, schema: int, data: dict[str, Any]) -> TaskEvent:
+    """Rebuild a task event from its envelope's type, schema and data, upcast to the current
+    schema (UnknownEvent for a type or schema not known here)."""
+    return decode_event(TASK_EVENTS, TASK_UPCASTERS, type_, schema, data)

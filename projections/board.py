@@ -49,7 +49,7 @@ class BoardProjection:
         before: dict[str, Task] = loaded
 
         def step(state: Task | None, e: Envelope) -> Task:
-            return evolve(state, task_event_from(e.type, e.data), e.agg, e.ver, e.ts)
+            return evolve(state, task_event_from(e.type, e.schema, e.data), e.agg, e.ver, e.ts)
 
         changed = fold_batch(before, events, self.kind, step)
         if not changed:

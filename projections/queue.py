@@ -68,7 +68,7 @@ class QueueProjection:
         metrics: Counter[str] = Counter()
 
         def step(state: Job | None, e: Envelope) -> Job:
-            event = job_event_from(e.type, e.data)
+            event = job_event_from(e.type, e.schema, e.data)
             job = evolve(state, event, e.agg, e.ver, e.ts)
             count_metrics(metrics, job, event)
             return job

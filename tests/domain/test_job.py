@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cairn.domain.errors import InvalidTransition, StaleLease, ValidationFailed
+from cairn.domain.errors import (
+    CorruptStream,
+    InvalidTransition,
+    StaleLease,
+    ValidationFailed,
+    VersionConflict,
+)
 from cairn.domain.job import (
     Job,
     JobStatus,
@@ -22,7 +28,7 @@ from cairn.domain.job import (
     decide_submit,
     evolve,
 )
-from cairn.domain.job_events import JobEvent
+from cairn.domain.job_events import JobEvent, JobResubmitted, JobSubmitted
 from cairn.domain.job_types import ContractSettings, NormalizedJob, normalize_job
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -135,3 +141,28 @@ def test_apply_events_folds_several_events_in_order() -> None:
     assert len(events) == 2
     after = apply_events(job, events, "2026-11-21T12:00:01Z")
     assert after.version == job.version + 2 and after.status == JobStatus.DEAD_LETTER
+
+
+@given(st.integers(-3, 12).filter(lambda v: v != 2))
+def test_an_event_out_of_version_order_is_a_corrupt_stream_not_a_conflict(version: int) -> None:
+    job = queued()
+    assert job.version == 1
+    with pytest.raises(CorruptStream) as caught:
+        evolve(job, decide_cancel(job)[0], job.id, version, "2026-11-21T12:00:00Z")
+    assert not isinstance(caught.value, VersionConflict)  # a 409 says "reload and retry"
+    assert (caught.value.status, caught.value.code) == (500, "corrupt_stream")
+    assert caught.value.details == {"aggregate_id": job.id, "version": version,
+                                    "expected_version": 2}  # fmt: skip
+    with pytest.raises(CorruptStream, match=r"not job\.submitted"):
+        evolve(None, decide_cancel(job)[0], job.id, 1, "2026-11-21T12:00:00Z")
+
+
+def test_a_resubmission_links_the_old_job_and_submits_the_new_in_one_decision() -> None:
+    cancelled = apply(queued(), decide_cancel(queued()))
+    decision = decide_resubmit(cancelled, "job-00-y")
+    assert list(decision) == ["job-00-x", "job-00-y"]  # the subject first
+    [linked], [submitted] = decision["job-00-x"], decision["job-00-y"]
+    assert linked == JobResubmitted(new_job_id="job-00-y")
+    assert isinstance(submitted, JobSubmitted) and submitted.resubmitted_from == "job-00-x"
+    relinked = apply(cancelled, [linked])
+    assert decide_resubmit(relinked, "job-00-z") == {}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cairn.domain.errors import DomainError
+from cairn.domain.decision import Decision
+from cairn.domain.errors import CorruptStream, DomainError, VersionConflict
 from cairn.domain.graph import find_cycle
 from cairn.domain.task import (
-    Decision,
     Task,
     decide_add_dependency,
     decide_create,
@@ -18,6 +19,7 @@ from cairn.domain.task import (
     decide_transition,
     evolve,
 )
+from cairn.domain.task_events import TaskCreated, TaskDependencyAdded, TaskEvent
 from cairn.domain.task_spec import TaskSpec
 from cairn.domain.task_states import RESOLVED, Flags, Status
 
@@ -39,6 +41,7 @@ commands = st.lists(
 def apply(tasks: dict[str, Task], decision: Decision) -> None:
     for agg, events in decision.items():
         for event in events:
+            assert isinstance(event, TaskEvent)
             state = tasks.get(agg)
             tasks[agg] = evolve(state, event, agg, (state.version if state else 0) + 1, "t")
 
@@ -74,3 +77,17 @@ def test_random_sequences_keep_invariants(cmds: list[tuple[Any, ...]], auto: boo
             continue
         apply(tasks, decision)
         check_invariants(tasks)
+
+
+@given(st.integers(-3, 12).filter(lambda v: v != 2))
+def test_an_event_out_of_version_order_is_a_corrupt_stream_not_a_conflict(version: int) -> None:
+    created = TaskCreated(project="p", title="t", task_type="chore", priority=1, status="backlog")
+    task = evolve(None, created, IDS[0], 1, "t")
+    with pytest.raises(CorruptStream) as caught:
+        evolve(task, TaskDependencyAdded(blocker_id=IDS[1]), IDS[0], version, "t")
+    assert not isinstance(caught.value, VersionConflict)  # a 409 says "reload and retry"
+    assert (caught.value.status, caught.value.code) == (500, "corrupt_stream")
+    assert caught.value.details == {"aggregate_id": IDS[0], "version": version,
+                                    "expected_version": 2}  # fmt: skip
+    with pytest.raises(CorruptStream, match=r"not task\.created"):
+        evolve(None, TaskDependencyAdded(blocker_id=IDS[1]), IDS[0], 1, "t")

@@ -25,7 +25,7 @@ async def fold_log(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
             after = batch[-1].position
             for e in batch:
                 if e.type.startswith("task."):
-                    event = task_event_from(e.type, e.data)
+                    event = task_event_from(e.type, e.schema, e.data)
                     tasks[e.agg] = evolve(tasks.get(e.agg), event, e.agg, e.ver, e.ts)
     return {i: msgspec.to_builtins(t) for i, t in tasks.items()}
 
