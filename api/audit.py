@@ -8,18 +8,18 @@ from collections.abc import AsyncIterator
 
 import msgspec
 import orjson
-import redis.asyncio as aioredis
 
 from cairn.domain.errors import NotFound
 from cairn.domain.task import Task, evolve
 from cairn.domain.task_events import TASK_EVENTS, task_event_from
+from cairn.streams.connection import Client
 from cairn.streams.envelope import Envelope, position_key
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore
 
 
 async def follow_log(
-    client: aioredis.Redis,
+    client: Client,
     keys: Keys,
     *,
     follow: bool = False,
@@ -85,7 +85,7 @@ def escape_controls(line: str) -> str:
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m[0]):04x}", line)
 
 
-async def replay_lines(client: aioredis.Redis, keys: Keys, aggregate_id: str) -> list[str]:
+async def replay_lines(client: Client, keys: Keys, aggregate_id: str) -> list[str]:
     """Each event of an aggregate followed by the aggregate's state after it."""
     if not keys.is_aggregate_id(aggregate_id):
         raise NotFound(f"{aggregate_id!r} is not an aggregate id", aggregate_id=aggregate_id)

@@ -7,12 +7,11 @@ import secrets
 import time
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cairn.api.problems import problem
 from cairn.domain.errors import InfrastructureError, ValidationFailed
+from cairn.streams.connection import Client
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
 
@@ -46,7 +45,7 @@ def check_admin_token(token: str) -> None:
     )
 
 
-async def store_token(client: aioredis.Redis, keys: Keys, token: str, name: str, role: str) -> None:
+async def store_token(client: Client, keys: Keys, token: str, name: str, role: str) -> None:
     """Store `token` under `name`, replacing the token stored under that name before (so a new
     CAIRN_ADMIN_TOKEN revokes the old one)."""
     digest = hash_token(token)
@@ -63,7 +62,7 @@ async def store_token(client: aioredis.Redis, keys: Keys, token: str, name: str,
         await pipe.execute()
 
 
-async def has_admin_token(client: aioredis.Redis, keys: Keys) -> bool:
+async def has_admin_token(client: Client, keys: Keys) -> bool:
     for raw in await client.hvals(keys.tokens()):
         if orjson.loads(raw).get("role") == "admin":
             return True
@@ -74,7 +73,7 @@ class BearerAuth:
     """ASGI middleware: `/api/*` needs a known bearer token; the actor name goes into scope."""
 
     def __init__(
-        self, app: ASGIApp, client: aioredis.Redis, keys: Keys, cache_s: float = 10
+        self, app: ASGIApp, client: Client, keys: Keys, cache_s: float = 10
     ) -> None:
         self.app, self.client, self.keys, self.cache_s = app, client, keys, cache_s
         self._cache: dict[str, tuple[float, str]] = {}
@@ -87,8 +86,7 @@ class BearerAuth:
         scheme, _, token = header.partition(" ")
         try:
             actor = await self._actor(token.strip()) if scheme.lower() == "bearer" else None
-        # RedisError/OSError: until every client call raises StoreUnavailable.
-        except (InfrastructureError, RedisError, OSError) as e:
+        except InfrastructureError as e:
             detail = f"the store did not answer ({type(e).__name__}); try again shortly"
             response = problem(503, "store_unavailable", detail, scope["path"])
             response.headers["Retry-After"] = str(RETRY_AFTER_S)

@@ -8,20 +8,16 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 
 from cairn.domain.priority import priority_sort_key
 from cairn.domain.task import Task, can_become_ready, evolve, unresolved
 from cairn.domain.task_events import task_event_from
 from cairn.domain.task_states import RESOLVED, Status
-from cairn.projections.runner import (
-    Space,
-    Writes,
-    current_space,
-    current_spaces,
-    documents_by_id,
-    fold_batch,
-)
+from cairn.projections import layout
+from cairn.projections.generations import Space, current_space, current_spaces, documents_by_id
+from cairn.projections.projection import fold_batch
+from cairn.projections.writes import Writes
+from cairn.streams.connection import Client
 from cairn.streams.envelope import Envelope, text
 from cairn.streams.keys import Keys
 
@@ -40,7 +36,7 @@ class BoardProjection:
     kind = "task"
 
     def documents(self, space: Space) -> str:
-        return space.key("tasks")
+        return layout.tasks(space)
 
     def decode(self, raw: bytes) -> Any:
         return _decode(raw)
@@ -54,7 +50,7 @@ class BoardProjection:
         changed = fold_batch(before, events, self.kind, step)
         if not changed:
             return
-        pipe.hset(space.key("tasks"), mapping={i: _encode(t) for i, t in changed.items()})
+        pipe.hset(layout.tasks(space), mapping={i: _encode(t) for i, t in changed.items()})
         # One command per touched column and count, not per task: the batch is what is atomic.
         removed: dict[str, list[str]] = defaultdict(list)
         added: dict[str, dict[str, float]] = defaultdict(dict)
@@ -67,11 +63,11 @@ class BoardProjection:
                     new.project, new.status, card_member(new)
                 ):  # fmt: skip
                     continue
-                removed[space.key("col", old.project, old.status)].append(card_member(old))
+                removed[layout.column(space, old.project, old.status)].append(card_member(old))
                 counts[(old.project, old.status)] -= 1
             else:
                 new_projects.add(new.project)
-            added[space.key("col", new.project, new.status)][card_member(new)] = 0
+            added[layout.column(space, new.project, new.status)][card_member(new)] = 0
             counts[(new.project, new.status)] += 1
         for key, members in removed.items():
             pipe.zrem(key, *members)
@@ -79,15 +75,15 @@ class BoardProjection:
             pipe.zadd(key, mapping)
         for (project, status), delta in counts.items():
             if delta:
-                pipe.hincrby(space.key("counts", project), status, delta)
+                pipe.hincrby(layout.counts(space, project), status, delta)
         if new_projects:
-            pipe.sadd(space.key("projects"), *new_projects)
+            pipe.sadd(layout.projects(space), *new_projects)
 
 
 class Board:
     """Queries over the board read model."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: Client, keys: Keys) -> None:
         self.client, self.keys = client, keys
 
     async def _space(self, partition: int) -> Space:
@@ -102,12 +98,12 @@ class Board:
         space = await self._space(self.keys.partition_of(project))
         async with self.client.pipeline(transaction=False) as pipe:
             for status in Status:
-                pipe.zrange(space.key("col", project, status.value), 0, -1)
+                pipe.zrange(layout.column(space, project, status.value), 0, -1)
             columns = await pipe.execute()
         ids = [text(m).rsplit("|", 1)[1] for column in columns for m in column]
         if not ids:
             return []
-        docs = await self.client.hmget(space.key("tasks"), ids)
+        docs = await self.client.hmget(layout.tasks(space), ids)
         return [_decode(d) for d in docs if d is not None]
 
     async def column_page(
@@ -117,12 +113,12 @@ class Board:
         space = await self._space(self.keys.partition_of(project))
         low = f"({after}" if after else "-"
         members = await self.client.zrangebylex(
-            space.key("col", project, status), low, "+", start=0, num=limit
+            layout.column(space, project, status), low, "+", start=0, num=limit
         )
         if not members:
             return []
         names = [text(m) for m in members]
-        docs = await self.client.hmget(space.key("tasks"), [n.rsplit("|", 1)[1] for n in names])
+        docs = await self.client.hmget(layout.tasks(space), [n.rsplit("|", 1)[1] for n in names])
         return [(n, _decode(d)) for n, d in zip(names, docs, strict=True) if d is not None]
 
     async def projects(self) -> list[dict[str, Any]]:
@@ -130,7 +126,7 @@ class Board:
         spaces = await current_spaces(self.client, self.keys, NAME, self.keys.all_partitions())
         async with self.client.pipeline(transaction=False) as pipe:
             for space in spaces.values():
-                pipe.smembers(space.key("projects"))
+                pipe.smembers(layout.projects(space))
             members = await pipe.execute()
         names = [
             (space, text(raw))
@@ -141,7 +137,7 @@ class Board:
             return []
         async with self.client.pipeline(transaction=False) as pipe:
             for space, name in names:
-                pipe.hgetall(space.key("counts", name))
+                pipe.hgetall(layout.counts(space, name))
             all_counts = await pipe.execute()
         result = []
         for (_, name), counts in zip(names, all_counts, strict=True):

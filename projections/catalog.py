@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cairn.projections.board import BoardProjection
+from cairn.projections.projection import Projection
 from cairn.projections.queue import QueueProjection
-from cairn.projections.runner import Projection
 
 
 def all_projections() -> dict[str, Projection]:

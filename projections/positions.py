@@ -7,9 +7,8 @@ import asyncio
 import time
 from collections import defaultdict
 
-import redis.asyncio as aioredis
-
-from cairn.projections.runner import current_spaces
+from cairn.projections.generations import current_spaces
+from cairn.streams.connection import Client
 from cairn.streams.envelope import position_key, text
 from cairn.streams.keys import Keys
 
@@ -21,7 +20,7 @@ GENERATION_TTL_S = 1.0
 class PositionWatcher:
     """Resolves waits on one projection's checkpoints; polls only while someone waits."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, projection: str) -> None:
+    def __init__(self, client: Client, keys: Keys, projection: str) -> None:
         self.client, self.keys, self.projection = client, keys, projection
         self.seen: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
         self.waiters: dict[int, list[tuple[tuple[int, int], asyncio.Future[None]]]] = defaultdict(

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 
 from cairn.domain.dispatch import run_order_key, signature
 from cairn.domain.job import Job, evolve
@@ -20,7 +19,11 @@ from cairn.domain.job_events import (
     JobSucceeded,
     job_event_from,
 )
-from cairn.projections.runner import Space, Writes, current_spaces, documents_by_id, fold_batch
+from cairn.projections import layout
+from cairn.projections.generations import Space, current_spaces, documents_by_id
+from cairn.projections.projection import fold_batch
+from cairn.projections.writes import Writes
+from cairn.streams.connection import Client
 from cairn.streams.envelope import Envelope, text
 from cairn.streams.keys import Keys
 
@@ -50,7 +53,7 @@ def member(job: Job) -> str:
 
 
 def index_key(space: Space, facet: str, value: str) -> str:
-    return space.key("idx", facet, value)
+    return layout.job_index(space, facet, value)
 
 
 class QueueProjection:
@@ -58,7 +61,7 @@ class QueueProjection:
     kind = "job"
 
     def documents(self, space: Space) -> str:
-        return space.key("jobs")
+        return layout.jobs(space)
 
     def decode(self, raw: bytes) -> Any:
         return _decode(raw)
@@ -76,7 +79,7 @@ class QueueProjection:
         changed = fold_batch(before, events, self.kind, step)
         if not changed:
             return
-        pipe.hset(space.key("jobs"), mapping={i: _encode(j) for i, j in changed.items()})
+        pipe.hset(layout.jobs(space), mapping={i: _encode(j) for i, j in changed.items()})
         removed: dict[str, list[str]] = defaultdict(list)
         added: dict[str, dict[str, float]] = defaultdict(dict)
         counts: Counter[tuple[str, str]] = Counter()
@@ -86,7 +89,7 @@ class QueueProjection:
             new_facets = facets(new)
             old_facets = facets(old) if old is not None else {}
             if old is None:
-                added[space.key("idx", "all")][member(new)] = 0
+                added[layout.all_jobs(space)][member(new)] = 0
             for facet, value in new_facets.items():
                 if old_facets.get(facet) != value:
                     if old is not None:
@@ -111,18 +114,18 @@ class QueueProjection:
             pipe.zadd(key, mapping)
         for (project, status), delta in counts.items():
             if delta:
-                pipe.hincrby(space.key("counts"), status, delta)
-                pipe.hincrby(space.key("counts", project), status, delta)
+                pipe.hincrby(layout.counts(space), status, delta)
+                pipe.hincrby(layout.counts(space, project), status, delta)
         for name, delta in metrics.items():
-            pipe.hincrby(space.key("metrics"), name, delta)
+            pipe.hincrby(layout.metrics(space), name, delta)
         if signatures:
-            pipe.sadd(space.key("runnable-signatures"), *sorted(signatures))
+            pipe.sadd(layout.runnable_signatures(space), *sorted(signatures))
 
 
 def runnable_key(space: Space, job: Job) -> tuple[str, str]:
     """Where a queued job sits in the runnable indexes: its signature's index and member."""
     sig = signature(job.required_capabilities)
-    return space.key("runnable", sig), run_order_key(job.priority, job.created_at, job.id)
+    return layout.runnable(space, sig), run_order_key(job.priority, job.created_at, job.id)
 
 
 def count_metrics(metrics: Counter[str], job: Job, event: Any) -> None:
@@ -145,7 +148,7 @@ def count_metrics(metrics: Counter[str], job: Job, event: Any) -> None:
 class Queue:
     """Queries over the queue read model; nothing here reads an event stream."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: Client, keys: Keys) -> None:
         self.client, self.keys = client, keys
 
     async def spaces(self, partitions: list[int] | None = None) -> dict[int, Space]:
@@ -198,7 +201,7 @@ class Queue:
     async def _drivers(self, spaces: dict[int, Space], filters: dict[str, str]) -> dict[int, str]:
         """Per partition, the smallest index among the filters (or all jobs)."""
         options = {p: [index_key(s, k, v) for k, v in filters.items()] for p, s in spaces.items()}
-        drivers = {p: s.key("idx", "all") for p, s in spaces.items()}
+        drivers = {p: layout.all_jobs(s) for p, s in spaces.items()}
         if not filters:
             return drivers
         async with self.client.pipeline(transaction=False) as pipe:
@@ -221,7 +224,7 @@ class Queue:
             by_partition[p].append(name.rsplit("|", 1)[1])
         async with self.client.pipeline(transaction=False) as pipe:
             for p, ids in by_partition.items():
-                pipe.hmget(spaces[p].key("jobs"), ids)
+                pipe.hmget(layout.jobs(spaces[p]), ids)
             replies = await pipe.execute()
         found: dict[str, Job] = {}
         for ids, docs in zip(by_partition.values(), replies, strict=True):
@@ -234,7 +237,7 @@ class Queue:
         spaces = spaces or await self.spaces()
         async with self.client.pipeline(transaction=False) as pipe:
             for space in spaces.values():
-                pipe.smembers(space.key("runnable-signatures"))
+                pipe.smembers(layout.runnable_signatures(space))
             replies = await pipe.execute()
         return {text(sig) for members in replies for sig in members}
 
@@ -254,7 +257,7 @@ class Queue:
             async with self.client.pipeline(transaction=False) as pipe:
                 for p, lower in after.items():
                     pipe.zrange(
-                        spaces[p].key("runnable", sig), lower, "+", bylex=True, offset=0, num=page
+                        layout.runnable(spaces[p], sig), lower, "+", bylex=True, offset=0, num=page
                     )
                 pages = {
                     p: [text(m) for m in names]
@@ -285,7 +288,7 @@ class Queue:
         partitions = [self.keys.partition_of(project)] if project else None
         total: Counter[str] = Counter()
         for space in (await self.spaces(partitions)).values():
-            key = space.key("counts", project) if project else space.key("counts")
+            key = layout.counts(space, project or None)
             for status, n in (await self.client.hgetall(key)).items():
                 total[text(status)] += int(n)
         return dict(total)
@@ -293,6 +296,6 @@ class Queue:
     async def metrics(self) -> dict[str, int]:
         total: Counter[str] = Counter()
         for space in (await self.spaces()).values():
-            for name, n in (await self.client.hgetall(space.key("metrics"))).items():
+            for name, n in (await self.client.hgetall(layout.metrics(space))).items():
                 total[text(name)] += int(n)
         return dict(total)

@@ -31,7 +31,9 @@ from cairn.domain.task_spec import TaskSpec
 from cairn.domain.task_states import Flags
 from cairn.projections.board import BoardProjection
 from cairn.projections.catalog import all_projections
-from cairn.projections.runner import current_space, positions, rebuild, run_projections
+from cairn.projections.generations import current_space, positions
+from cairn.projections.projector import run_projections
+from cairn.projections.rebuild import rebuild
 from cairn.streams.connection import connect
 from cairn.streams.envelope import position_key, text
 from cairn.streams.keys import Keys

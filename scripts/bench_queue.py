@@ -25,8 +25,9 @@ from typing import Any
 
 import httpx
 
+from cairn.projections import layout
+from cairn.projections.generations import current_space
 from cairn.projections.queue import NAME as QUEUE
-from cairn.projections.runner import current_space
 from cairn.streams.connection import connect
 from cairn.streams.keys import Keys
 from cairn.streams.server import free_port, start_server
@@ -130,9 +131,9 @@ async def bench(args: argparse.Namespace, url: str, base: str) -> dict[str, Any]
     for _ in range(rounds):
         started = time.perf_counter()
         space = await current_space(client, keys, QUEUE, 3)
-        members = await client.zrange(space.key("idx", "all"), "+", "-", desc=True, bylex=True,
+        members = await client.zrange(layout.all_jobs(space), "+", "-", desc=True, bylex=True,
                                       offset=0, num=50)  # fmt: skip
-        await client.hmget(space.key("jobs"), [m.decode().rsplit("|", 1)[1] for m in members])
+        await client.hmget(layout.jobs(space), [m.decode().rsplit("|", 1)[1] for m in members])
         raw.append((time.perf_counter() - started) * 1000)
     await client.aclose()
     results["raw_redis_page_p50_ms"] = percentile(raw, 0.5)

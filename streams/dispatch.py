@@ -189,6 +189,10 @@ class Dispatch:
         found = [_message(pending.signature, i, f) for i, f in reply or [] if f]
         return found[0] if found else None
 
+    async def count_reclaim(self, job_id: str) -> int:
+        """Count one more delivery of `job_id` that was taken back unclaimed; the total."""
+        return int(await self.redis.hincrby(self.keys.dispatch_part("poison"), job_id, 1))
+
     async def is_pending(self, sig: str, message_id: str) -> bool:
         """Whether a message is delivered and not settled (False if its stream is gone)."""
         try:

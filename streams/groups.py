@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from cairn.domain.errors import InfrastructureError
+from cairn.streams.connection import Client
 from cairn.streams.envelope import Envelope, decode_entry, text
 
 
-async def ensure_group(client: aioredis.Redis, key: str, group: str, start: str = "0") -> None:
+async def ensure_group(client: Client, key: str, group: str, start: str = "0") -> None:
     """Create `group` on stream `key` (and the stream) unless it exists."""
     try:
         await client.xgroup_create(key, group, id=start, mkstream=True)
@@ -23,7 +24,7 @@ async def ensure_group(client: aioredis.Redis, key: str, group: str, start: str 
 
 
 async def read_group(
-    client: aioredis.Redis,
+    client: Client,
     key: str,
     group: str,
     consumer: str,
@@ -39,7 +40,28 @@ async def read_group(
     return _entries(reply)
 
 
-async def group_lag(client: aioredis.Redis, key: str) -> dict[str, dict[str, Any]]:
+async def read_groups(
+    client: Client, group: str, consumer: str, streams: dict[str, str], *, count: int,
+    block_ms: int | None,
+) -> list[tuple[str, list[tuple[Any, dict[bytes, bytes]]]]]:  # fmt: skip
+    """Raw entries for `consumer` of `group` on several streams in one call (each stream from
+    its own id: ">" for new entries, "0" for its pending ones); undecoded, so a reader can
+    decode only what it needs."""
+    wanted: dict[Any, Any] = dict(streams)
+    try:
+        reply: Any = await client.xreadgroup(group, consumer, wanted, count=count, block=block_ms)
+    except ResponseError as e:  # NOGROUP: the group was dropped meanwhile (a rebuild)
+        raise InfrastructureError(f"read of group {group} failed: {e}") from e
+    return [(text(key), entries) for key, entries in reply or []]
+
+
+async def drop_group(client: Client, key: str, group: str) -> None:
+    """Destroy `group` on `key`; nothing to do if either is gone."""
+    with contextlib.suppress(ResponseError):
+        await client.xgroup_destroy(key, group)
+
+
+async def group_lag(client: Client, key: str) -> dict[str, dict[str, Any]]:
     """`XINFO GROUPS` of a stream as {group: {lag, pending, last_delivered}}."""
     try:
         groups = await client.xinfo_groups(key)

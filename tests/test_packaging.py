@@ -3,6 +3,7 @@ carries every Lua script and static file the code loads through importlib.resour
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,9 +14,14 @@ FOLDERS = ("domain", "commands", "streams", "projections", "api", "worker")
 
 
 def test_the_wheel_installs_one_cairn_package(tmp_path: Path) -> None:
+    # Built from a copy: setuptools keeps ./build between builds, and stale modules there
+    # would ship.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", ".cairn", "*.egg-info", "__pycache__", ".*_cache"))  # fmt: skip
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-         "--wheel-dir", str(tmp_path), str(ROOT)],
+         "--wheel-dir", str(tmp_path), str(source)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     [wheel] = tmp_path.glob("cairn-*.whl")
@@ -23,9 +29,11 @@ def test_the_wheel_installs_one_cairn_package(tmp_path: Path) -> None:
     tops = {name.split("/", 1)[0] for name in names if not name.split("/", 1)[0].endswith(
         (".dist-info", ".data"))}  # fmt: skip
     assert tops == {"cairn"}
-    shipped = {name for name in names if name.endswith(".lua")}
-    in_tree = {f"cairn/{p.relative_to(ROOT)}" for d in FOLDERS for p in (ROOT / d).rglob("*.lua")}
-    assert in_tree and shipped == in_tree
+    for suffix in (".lua", ".py"):  # every module and script: a subpackage left out shows here
+        shipped = {name for name in names if name.endswith(suffix)}
+        in_tree = {f"cairn/{p.relative_to(ROOT)}" for d in FOLDERS
+                   for p in (ROOT / d).rglob(f"*{suffix}")}  # fmt: skip
+        assert in_tree and shipped == in_tree
     static = {f"cairn/{p.relative_to(ROOT)}" for p in (ROOT / "api").rglob("static/**/*")
               if p.is_file()}  # fmt: skip
     assert static <= set(names)

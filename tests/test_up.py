@@ -90,7 +90,11 @@ def test_up_serves_and_keeps_data_across_restart(tmp_path: Path) -> None:
     process = start(tmp_path, log, CAIRN_PORT=str(port))
     try:
         wait_ready(base)
-        assert f"API on {base}" in log.read_text()
+        # Printed once `cairn up` has seen the API answer, a moment after the API does.
+        deadline = time.monotonic() + 10
+        while f"API on {base}" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
         assert httpx.get(base + "/healthz").json() == {"status": "ok"}
         token = re.search(r"admin token .*: (cairn_\S+)", log.read_text())
         assert token, log.read_text()

@@ -11,7 +11,7 @@ from cairn.api.app import create_app
 from cairn.api.auth import store_token
 from cairn.commands.settings import Settings
 from cairn.projections.catalog import all_projections
-from cairn.projections.runner import run_projections
+from cairn.projections.projector import run_projections
 from cairn.streams.keys import Keys
 
 

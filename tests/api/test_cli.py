@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cairn.api.cli import _parser
-from cairn.api.datadir import hold_data_dir
+from cairn.api.cli.datadir import hold_data_dir
+from cairn.api.cli.main import build_parser
 from cairn.commands.tasks import create_task, transition_task
 from cairn.domain.task_spec import TaskSpec
 from cairn.domain.task_states import Flags
@@ -107,7 +107,7 @@ def test_redis_cli_gets_the_password_through_the_environment(
 
 
 def test_every_flag_has_help() -> None:
-    parser = _parser()
+    parser = build_parser()
     [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     missing = [
         f"{name} {'/'.join(action.option_strings) or action.dest}"

@@ -72,7 +72,12 @@ async def test_killed_connections_leave_no_job_running(
     for _ in range(3):
         await asyncio.sleep(0.9)
         await client.client_kill_filter(_type="normal", skipme=True)
-    await wait_until(lambda: all_terminal(store, ids), 60, "every job terminal")
+    try:
+        await wait_until(lambda: all_terminal(store, ids), 60, "every job terminal")
+    finally:
+        print("statuses:", await statuses(store, ids))
+        for name in ("scheduler", "w1", "w2", "projector"):
+            print(f"--- {name}\n{engine.output(name)[-3000:]}")
     assert await statuses(store, ids) == Counter({"succeeded": 40})
 
 

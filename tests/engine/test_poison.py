@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from cairn.commands.settings import Settings
 from cairn.projections.catalog import all_projections
-from cairn.projections.runner import run_projections
+from cairn.projections.projector import run_projections
 from cairn.projections.scheduler import Scheduler, SchedulerConfig
 from cairn.streams.dispatch import Dispatch
 from cairn.streams.keys import Keys

@@ -9,8 +9,9 @@ import redis.asyncio as aioredis
 
 from cairn.domain.task import Task, evolve
 from cairn.domain.task_events import task_event_from
+from cairn.projections import layout
 from cairn.projections.board import NAME, card_member
-from cairn.projections.runner import current_space
+from cairn.projections.generations import current_space
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore
@@ -35,18 +36,17 @@ async def read_board(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
     docs: dict[str, Any] = {}
     for p in keys.all_partitions():
         space = await current_space(client, keys, NAME, p)
-        raw = await client.hgetall(space.key("tasks"))
+        raw = await client.hgetall(layout.tasks(space))
         part = {text(k): msgspec.json.decode(v, type=Task) for k, v in raw.items()}
         for project in {t.project for t in part.values()}:
             for status in ("backlog", "ready", "in_progress", "in_review", "done", "blocked",
                            "cancelled"):  # fmt: skip
-                members = {
-                    text(m) for m in await client.zrange(space.key("col", project, status), 0, -1)
-                }
+                column = layout.column(space, project, status)
+                members = {text(m) for m in await client.zrange(column, 0, -1)}
                 expected = {card_member(t) for t in part.values()
                             if t.project == project and t.status == status}  # fmt: skip
                 assert members == expected, (project, status)
-                count = await client.hget(space.key("counts", project), status)
+                count = await client.hget(layout.counts(space, project), status)
                 assert int(count or 0) == len(expected)
         docs.update({i: msgspec.to_builtins(t) for i, t in part.items()})
     return docs

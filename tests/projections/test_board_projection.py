@@ -18,7 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cairn.projections.board import BoardProjection
-from cairn.projections.runner import positions, rebuild, run_projections
+from cairn.projections.generations import positions
+from cairn.projections.projector import run_projections
+from cairn.projections.rebuild import rebuild
 from cairn.streams.keys import Keys
 from cairn.streams.server import EmbeddedServer
 from cairn.streams.store import EventStore

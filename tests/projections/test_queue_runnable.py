@@ -16,8 +16,9 @@ from cairn.commands.settings import Settings
 from cairn.domain.dispatch import run_order_key, signature
 from cairn.domain.job import Job
 from cairn.projections.catalog import all_projections
+from cairn.projections.generations import positions
+from cairn.projections.projector import run_projections
 from cairn.projections.queue import Queue
-from cairn.projections.runner import positions, run_projections
 from cairn.streams.keys import Keys
 from cairn.streams.server import EmbeddedServer
 from cairn.streams.store import EventStore

@@ -15,12 +15,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
-from cairn.streams.connection import connect
+from cairn.streams.connection import Client, connect
 
 RECORD_FILE = "up.json"
 
@@ -105,12 +103,12 @@ def find_store(settings: Settings) -> StoreTarget:
     return StoreTarget(record.redis_url, f"is `cairn up` running (data directory {where})?")
 
 
-async def open_store(target: StoreTarget) -> aioredis.Redis:
+async def open_store(target: StoreTarget) -> Client:
     """A client for the store, checked with a PING: a store that is down is one clear line."""
     client = connect(target.url)
     try:
         await client.ping()
-    except (CairnError, RedisError, OSError) as e:
+    except (CairnError, OSError) as e:
         await client.aclose()
         raise CairnError(
             f"cannot reach the store at {target.address} ({_plain_reason(e)}): {target.hint}"

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
-from cairn.api.address import answers_health, api_url, check_port_free
 from cairn.api.auth import check_admin_token, has_admin_token, new_token, store_token
-from cairn.api.datadir import StoreTarget, hold_data_dir, open_store
+from cairn.api.cli.address import answers_health, api_url, check_port_free
+from cairn.api.cli.datadir import StoreTarget, hold_data_dir, open_store
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
 from cairn.streams.keys import Keys
@@ -38,7 +38,7 @@ class Child:
     restarts: list[float] = field(default_factory=list)
 
 
-def run_up(settings: Settings, *, workers: int = 1) -> int:
+def supervise(settings: Settings, *, workers: int = 1) -> int:
     """Run until a signal; returns the exit code."""
     if settings.admin_token:
         check_admin_token(settings.admin_token)
