@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,8 +17,8 @@ from starlette.routing import BaseRoute, Route
 from cairn.api import queue, quick_runs, tasks, workers
 from cairn.api.auth import BearerAuth, store_token
 from cairn.api.context import Context, context, json_response
-from cairn.api.openapi import build_openapi
-from cairn.api.problems import handle_cairn_error, handle_http, handle_unexpected, problem
+from cairn.api.openapi import Declarations, build_openapi
+from cairn.api.problems import ProblemBoundary, handle_cairn_error, handle_http, problem
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
 from cairn.projections.board import Board
@@ -27,15 +26,11 @@ from cairn.projections.queue import Queue
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore
 
-BODIES: dict[str, type[BaseModel]] = {
-    "post_task": tasks.CreateBody,
-    "patch_task": tasks.PatchBody,
-    "post_transition": tasks.TransitionBody,
-    "post_dependencies": tasks.DependencyBody,
-    **queue.BODIES,
-    **quick_runs.BODIES,
-    **workers.BODIES,
-}
+DECLARED = Declarations(
+    bodies={**tasks.BODIES, **queue.BODIES, **quick_runs.BODIES, **workers.BODIES},
+    queries={**tasks.QUERIES, **queue.QUERIES},
+    responses={**tasks.RESPONSES, **queue.RESPONSES, **quick_runs.RESPONSES, **workers.RESPONSES},
+)
 
 
 async def healthz(request: Request) -> Response:
@@ -61,7 +56,7 @@ def create_app(settings: Settings, client: aioredis.Redis) -> Starlette:
         *quick_runs.ROUTES,
         *workers.ROUTES,
     ]
-    document = build_openapi(routes, BODIES)
+    document = build_openapi(routes, DECLARED, settings.max_body_bytes, settings.partitions)
 
     async def openapi(request: Request) -> Response:
         return json_response(document)
@@ -77,12 +72,10 @@ def create_app(settings: Settings, client: aioredis.Redis) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(BearerAuth, client=client, keys=keys)],
-        exception_handlers={
-            CairnError: handle_cairn_error,
-            HTTPException: handle_http,
-            Exception: handle_unexpected,
-        },
+        # ProblemBoundary first, so it wraps the auth middleware too; no handler for
+        # Exception: Starlette's would re-raise it for the server to log with its message.
+        middleware=[Middleware(ProblemBoundary), Middleware(BearerAuth, client=client, keys=keys)],
+        exception_handlers={CairnError: handle_cairn_error, HTTPException: handle_http},
     )
     store = EventStore(client, keys, settings.command_ttl_s)
     app.state.ctx = Context(settings, client, keys, store, Board(client, keys), Queue(client, keys))

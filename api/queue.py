@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -22,23 +22,37 @@ from cairn.api.context import (
     idempotent,
     json_response,
     min_position,
+    path_id,
     position_headers,
     read_body,
+    read_query,
 )
+from cairn.api.schemas import ref
 from cairn.commands.jobs import JobRequest, cancel_job, resubmit_job, submit_job, update_job
 from cairn.commands.runner import CommandResult
 from cairn.domain.dispatch import missing_capabilities
-from cairn.domain.errors import NotFound, ValidationFailed
-from cairn.domain.job import Job
-from cairn.domain.priority import parse_priority
-from cairn.domain.task_spec import Name
-from cairn.projections.queue import FILTERS
+from cairn.domain.errors import NotFound
+from cairn.domain.job import Job, JobSource, JobStatus
+from cairn.domain.job_types import JOB_TYPES, PublishMode, Runtime
+from cairn.domain.limits import MAX_PAGE_BYTES, MAX_PAGE_ITEMS, MAX_PAYLOAD_BYTES, MAX_REASON
+from cairn.domain.task_spec import Name, Priority
 from cairn.projections.queue import NAME as QUEUE
 from cairn.streams.registry import Registry
 
-Priority = Annotated[int, BeforeValidator(parse_priority)]
-MAX_LIMIT = 500
 KEEP_ALIVE_MS = 15_000
+
+
+def _check_payload(value: Any) -> Any:
+    size = len(orjson.dumps(value))
+    if size > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"is {size} bytes as JSON; at most {MAX_PAYLOAD_BYTES} are accepted")
+    return value
+
+
+PAYLOAD_HELP = f"the job's input: at most {MAX_PAYLOAD_BYTES} bytes as JSON"
+Payload = Annotated[
+    dict[str, Any], AfterValidator(_check_payload), Field(description=PAYLOAD_HELP)
+]
 
 
 class _Wire(BaseModel):
@@ -46,8 +60,8 @@ class _Wire(BaseModel):
 
 
 class SubmitBody(_Wire):
-    type: str = Field(min_length=1, max_length=64)
-    payload: Any
+    type: str = Field(min_length=1, max_length=64, json_schema_extra={"enum": [*JOB_TYPES]})
+    payload: Payload
     priority: Priority = 0
     max_attempts: int = Field(default=3, ge=1, le=50)
     affinity_key: str | None = Field(default=None, min_length=1, max_length=200)
@@ -55,15 +69,54 @@ class SubmitBody(_Wire):
 
 
 class UpdateBody(_Wire):
-    expected_version: int = Field(ge=1)
-    payload: Any = None
+    expected_version: int = Field(ge=1, le=2**53)
+    payload: Payload | None = None
     priority: Priority | None = None
     max_attempts: int | None = Field(default=None, ge=1, le=50)
     affinity_key: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class CancelBody(_Wire):
-    reason: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=MAX_REASON)
+
+
+class ListQuery(BaseModel):
+    """Filters (each exact), cursor and page size; an unknown parameter is refused."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    status: JobStatus | None = None
+    type: str | None = Field(default=None, max_length=64)
+    runtime: Runtime | None = None
+    skill: str | None = Field(default=None, max_length=200)
+    publish_mode: PublishMode | None = Field(default=None, alias="publishMode")
+    source: JobSource | None = None
+    repository: str | None = Field(default=None, max_length=2_000)
+    project: Name | None = None
+    cursor: str | None = Field(default=None, max_length=400)
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE_ITEMS)
+
+    def filters(self) -> dict[str, str]:
+        return self.model_dump(
+            mode="json", by_alias=True, exclude={"cursor", "limit"}, exclude_none=True
+        )
+
+
+class _Positioned(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    min_position: str | None = Field(
+        default=None, description="wait (bounded) until the queue shows this write"
+    )
+
+
+class EventsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    after: int = Field(default=0, ge=0, le=10**9, description="versions after this one")
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class StreamQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    after: int = Field(default=0, ge=0, le=10**9, description="or the Last-Event-ID header")
 
 
 def job_view(job: Job, workers: list[list[str]] | None = None) -> dict[str, Any]:
@@ -146,13 +199,14 @@ async def live_capabilities(request: Request) -> list[list[str]]:
 
 
 async def get_job(request: Request) -> Response:
-    job = await _job_or_404(request, request.path_params["job_id"])
+    read_query(request, _Positioned)
+    job = await _job_or_404(request, path_id(request, "job"))
     return json_response(job_view(job, await live_capabilities(request)))
 
 
 async def _job_or_404(request: Request, job_id: str) -> Job:
     ctx = context(request)
-    await ctx.caught_up(min_position(request), QUEUE)
+    await ctx.caught_up(min_position(request, ctx.keys), QUEUE)
     job = (await ctx.queue.get_jobs([job_id])).get(job_id)
     if job is None:
         raise NotFound(f"job {job_id} does not exist", job_id=job_id)
@@ -160,39 +214,42 @@ async def _job_or_404(request: Request, job_id: str) -> Job:
 
 
 async def list_jobs(request: Request) -> Response:
-    """Jobs newest first, filtered by any of the facets; counts per status; cursor paging."""
-    q = request.query_params
-    unknown = [k for k in q if k not in {*FILTERS, "cursor", "limit"}]
-    errors = [
-        {"path": f"query.{k}", "reason": "unknown filter; known: " + ", ".join(FILTERS)}
-        for k in unknown
-    ]
-    try:
-        limit = int(q.get("limit", "50"))
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ValueError
-    except ValueError:
-        errors.append({"path": "query.limit", "reason": f"an integer from 1 to {MAX_LIMIT}"})
-    if errors:
-        raise ValidationFailed("the query is not valid", errors)
-    filters = {k: q[k] for k in FILTERS if k in q}
+    """Jobs newest first, filtered by any of the facets; counts per status; cursor paging.
+    A page ends at `limit` items or before it passes MAX_PAGE_BYTES (one item at least)."""
+    query = read_query(request, ListQuery)
+    filters = query.filters()
     ctx = context(request)
-    items, cursor = await ctx.queue.list_jobs(filters, q.get("cursor") or None, limit)
+    items, cursor = await ctx.queue.list_jobs(filters, query.cursor, query.limit)
     workers = await live_capabilities(request)
+    views = [job_view(j, workers) for j in items]
+    fits = _fitting(views)
+    if fits < len(views):
+        # The same query, cut where the budget ends, gives that page's own cursor.
+        items, cursor = await ctx.queue.list_jobs(filters, query.cursor, fits)
+        views = [job_view(j, workers) for j in items]
     counts = await ctx.queue.counts(filters.get("project"))
-    return json_response(
-        {"items": [job_view(j, workers) for j in items], "nextCursor": cursor, "counts": counts}
-    )
+    return json_response({"items": views, "nextCursor": cursor, "counts": counts})
+
+
+def _fitting(views: list[dict[str, Any]]) -> int:
+    """How many of `views` fit in MAX_PAGE_BYTES (one at least)."""
+    size = 0
+    for count, view in enumerate(views):
+        size += len(orjson.dumps(view))
+        if size > MAX_PAGE_BYTES:
+            return max(count, 1)
+    return len(views)
 
 
 async def put_job(request: Request) -> Response:
     """Change a queued job; `expectedVersion` is required."""
+    job_id = path_id(request, "job")
     body: UpdateBody = await read_body(request, UpdateBody)
     ctx = context(request)
     changes = body.model_dump(exclude_unset=True, exclude={"expected_version"})
     result = await update_job(
         ctx.store,
-        request.path_params["job_id"],
+        job_id,
         changes,
         ctx.settings.contract(),
         actor=actor(request),
@@ -203,12 +260,10 @@ async def put_job(request: Request) -> Response:
 
 async def post_cancel(request: Request) -> Response:
     """Cancel a queued job, or ask a running one to stop; a repeat is a no-op."""
+    job_id = path_id(request, "job")
     body: CancelBody = await read_body(request, CancelBody)
     result = await cancel_job(
-        context(request).store,
-        request.path_params["job_id"],
-        actor=actor(request),
-        reason=body.reason,
+        context(request).store, job_id, actor=actor(request), reason=body.reason
     )
     return await written_job(request, result, result.id, 200)
 
@@ -216,28 +271,22 @@ async def post_cancel(request: Request) -> Response:
 async def post_resubmit(request: Request) -> Response:
     """A new job from a failed, cancelled or dead-lettered one, linked to it."""
     result, new_id = await resubmit_job(
-        context(request).store, request.path_params["job_id"], actor=actor(request)
+        context(request).store, path_id(request, "job"), actor=actor(request)
     )
     return await written_job(request, result, new_id, 201)
 
 
 async def get_job_events(request: Request) -> Response:
     """The job's events after version `after` (at most `limit`)."""
-    job_id = request.path_params["job_id"]
-    after, limit = (
-        _int_param(request, "after", 0, 0, 10**9),
-        _int_param(request, "limit", 100, 1, 1000),
-    )
-    events = [e for e in await _events(request, job_id) if e.ver > after]
-    return json_response({"id": job_id, "events": [event_view(e) for e in events[:limit]]})
+    job_id = path_id(request, "job")
+    query = read_query(request, EventsQuery)
+    events = [e for e in await _events(request, job_id) if e.ver > query.after]
+    return json_response({"id": job_id, "events": [event_view(e) for e in events[: query.limit]]})
 
 
 async def _events(request: Request, job_id: str) -> list[Any]:
     """Every event of the job, in version order (404 if none)."""
-    ctx = context(request)
-    events = []
-    if job_id.startswith("job-") and ctx.keys.is_aggregate_id(job_id):
-        events = await ctx.store.read_aggregate(job_id)
+    events = await context(request).store.read_aggregate(job_id)
     if not events:
         raise NotFound(f"job {job_id} does not exist", job_id=job_id)
     return events
@@ -246,9 +295,10 @@ async def _events(request: Request, job_id: str) -> list[Any]:
 async def stream_job_events(request: Request) -> Response:
     """Server-sent events: the job's events so far, then each new one as it is appended
     (read from the partition log with a blocking XREAD, not by polling a table)."""
-    job_id = request.path_params["job_id"]
+    job_id = path_id(request, "job")
     last = request.headers.get("last-event-id", "")
-    after = int(last) if last.isdigit() else _int_param(request, "after", 0, 0, 10**9)
+    query = read_query(request, StreamQuery)
+    after = int(last) if last.isdigit() and len(last) < 10 else query.after
     events = await _events(request, job_id)
     ctx = context(request)
     partition = ctx.keys.partition_of_id(job_id)
@@ -304,23 +354,26 @@ async def get_telemetry(request: Request) -> Response:
     )
 
 
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.lstrip("-").isdigit() or not low <= int(raw) <= high:
-        raise ValidationFailed(
-            f"{name} must be an integer from {low} to {high}",
-            [{"path": f"query.{name}", "reason": f"integer {low}..{high}"}],
-        )
-    return int(raw)
-
-
 BODIES: dict[str, type[BaseModel]] = {
     "post_job": SubmitBody,
     "put_job": UpdateBody,
     "post_cancel": CancelBody,
 }
+JOB = {"200": ref("Job"), "202": ref("CommandResult")}
+QUERIES: dict[str, type[BaseModel]] = {
+    "list_jobs": ListQuery, "get_job": _Positioned, "get_job_events": EventsQuery,
+    "stream_job_events": StreamQuery,
+}  # fmt: skip
+RESPONSES: dict[str, dict[str, Any]] = {
+    "post_job": {"201": ref("Job"), "202": ref("CommandResult")},
+    "list_jobs": {"200": ref("JobPage")},
+    "get_telemetry": {"200": ref("Telemetry")},
+    "get_job": {"200": ref("Job")},
+    "put_job": JOB, "post_cancel": JOB,
+    "post_resubmit": {"201": ref("Job"), "202": ref("CommandResult")},
+    "get_job_events": {"200": ref("Events")},
+    "stream_job_events": {"200": "text/event-stream"},
+}  # fmt: skip
 ROUTES = [
     Route("/api/queue/jobs", post_job, methods=["POST"]),
     Route("/api/queue/jobs", list_jobs, methods=["GET"]),

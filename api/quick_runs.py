@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -15,25 +15,30 @@ from cairn.api.context import (
     idempotency_key,
     idempotent,
     json_response,
+    path_id,
     position_headers,
     read_body,
 )
 from cairn.api.queue import _job_or_404, _Wire, written_job
+from cairn.api.schemas import ref
 from cairn.commands.jobs import JobRequest, promote_quick_run, submit_quick_run
 from cairn.domain.errors import NotFound
 from cairn.domain.job import Job
 from cairn.domain.job_types import Runtime
-from cairn.domain.task_spec import Name
+from cairn.domain.limits import MAX_DESCRIPTION
+from cairn.domain.task_spec import Name, Visible
 from cairn.projections.board import NAME as BOARD
+
+Prompt = Annotated[str, Field(min_length=1, max_length=MAX_DESCRIPTION), *Visible]
 
 
 class QuickRunBody(_Wire):
-    prompt: str = Field(min_length=1, max_length=20_000)
+    prompt: Prompt
     repository: str | None = Field(default=None, min_length=1, max_length=500)
     runtime: Runtime | None = None
     model: str | None = Field(default=None, min_length=1, max_length=200)
     project: Name = "default"
-    promote: bool = False
+    promote: StrictBool = False
 
 
 def quick_run_view(job: Job) -> dict[str, Any]:
@@ -77,7 +82,7 @@ async def post_quick_run(request: Request) -> Response:
 
 
 async def get_quick_run(request: Request) -> Response:
-    job = await _job_or_404(request, request.path_params["run_id"])
+    job = await _job_or_404(request, path_id(request, "job", "run_id"))
     if job.source != "quick_action":
         raise NotFound(f"{job.id} is a queue job, not a quick run", job_id=job.id)
     return json_response(quick_run_view(job))
@@ -86,13 +91,12 @@ async def get_quick_run(request: Request) -> Response:
 async def post_promote(request: Request) -> Response:
     """Make a board task from the quick run; a repeat returns the same task."""
     ctx = context(request)
-    result, task_id = await promote_quick_run(
-        ctx.store, request.path_params["run_id"], actor=actor(request)
-    )
+    run_id = path_id(request, "job", "run_id")
+    result, task_id = await promote_quick_run(ctx.store, run_id, actor=actor(request))
     await ctx.caught_up(result.position, BOARD)
     return json_response(
         {
-            "id": request.path_params["run_id"],
+            "id": run_id,
             "promoted_task_id": task_id,
             "duplicate": not result.position,
         },
@@ -101,6 +105,11 @@ async def post_promote(request: Request) -> Response:
 
 
 BODIES: dict[str, type[BaseModel]] = {"post_quick_run": QuickRunBody}
+RESPONSES: dict[str, dict[str, Any]] = {
+    "post_quick_run": {"201": ref("QuickRun"), "202": ref("CommandResult")},
+    "get_quick_run": {"200": ref("QuickRun")},
+    "post_promote": {"200": ref("Promotion")},
+}
 ROUTES = [
     Route("/api/v2/quick-runs", post_quick_run, methods=["POST"]),
     Route("/api/v2/quick-runs/{run_id}", get_quick_run, methods=["GET"]),

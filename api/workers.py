@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cairn.api.context import context, json_response, read_body
+from cairn.api.schemas import ref
 from cairn.streams.registry import Registry
 
 
@@ -39,6 +40,10 @@ async def post_worker_pause(request: Request) -> Response:
 
 
 BODIES: dict[str, type[BaseModel]] = {"post_worker_pause": PauseBody}
+RESPONSES: dict[str, dict[str, Any]] = {
+    "list_workers": {"200": ref("Workers")},
+    "post_worker_pause": {"200": ref("PauseMode")},
+}
 ROUTES = [
     Route("/api/queue/workers", list_workers, methods=["GET"]),
     Route("/api/system/worker-pause", post_worker_pause, methods=["POST"]),

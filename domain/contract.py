@@ -5,12 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, JsonValue, ValidationError, field_validator
 
-from cairn.domain.credentials import check_reference
+from cairn.domain.credentials import (
+    REFERENCE_FORMS,
+    check_reference,
+    looks_like_secret_value,
+    safe_key,
+)
 from cairn.domain.errors import ValidationFailed
 from cairn.domain.job_types import (
     ContractModel,
@@ -23,6 +28,7 @@ from cairn.domain.job_types import (
     register,
     validation_failed,
 )
+from cairn.domain.limits import MAX_INSTRUCTIONS, MAX_TITLE
 
 RUNTIME_ALIASES = {"gemini_cli": "gemini"}
 REPOSITORY_FORMS = "owner/repo, an https:// URL without credentials, or git@host:path"
@@ -33,6 +39,21 @@ FORBIDDEN_STEP_KEYS += ("effort", "repository", "repo", "git", "publish", "conta
 RESERVED_ENV = frozenset({"PATH", "HOME", "USER", "SHELL", "HOSTNAME", "SSH_AUTH_SOCK"})
 RESERVED_ENV |= {"LD_PRELOAD", "LD_LIBRARY_PATH", "GH_TOKEN", "GITHUB_TOKEN", "GITLAB_TOKEN"}
 RESERVED_ENV_PREFIXES = ("CAIRN_", "GIT_")
+
+# Field sizes: far above honest use; the payload as a whole is bounded too (MAX_PAYLOAD_BYTES).
+MAX_SHORT, MAX_LONG, MAX_ARGUMENT, MAX_ITEMS = 200, 2_000, 10_000, 200
+MAX_COMMIT_MESSAGE, MAX_PR_BODY, MAX_BRANCH = 10_000, 65_536, 255
+Short = Annotated[str, Field(max_length=MAX_SHORT)]
+Long = Annotated[str, Field(max_length=MAX_LONG)]
+Title = Annotated[str, Field(max_length=MAX_TITLE)]
+Branch = Annotated[str, Field(max_length=MAX_BRANCH)]
+Instructions = Annotated[str, Field(max_length=MAX_INSTRUCTIONS)]
+Capabilities = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=50)]
+
+ENV_SECRET = (
+    "looks like a secret; a container's environment holds plain settings or references "
+    f"({REFERENCE_FORMS}) that the worker resolves, never the secret itself"
+)
 
 _OWNER_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _SCP_LIKE = re.compile(r"git@[A-Za-z0-9.-]+:[A-Za-z0-9_.~-][A-Za-z0-9_./~-]*")
@@ -71,9 +92,9 @@ def _runtime_alias(value: Any) -> Any:
 
 
 class SkillSpec(ContractModel):
-    id: str = "auto"
+    id: Short = "auto"
     args: dict[str, JsonValue] = Field(default_factory=dict)
-    required_capabilities: list[str] = Field(default_factory=list)
+    required_capabilities: Capabilities = Field(default_factory=list)
 
     @field_validator("id")
     @classmethod
@@ -88,8 +109,8 @@ class SkillSpec(ContractModel):
 
 class RuntimeSpec(ContractModel):
     mode: Runtime | None = None
-    model: str | None = None
-    effort: str | None = None
+    model: Short | None = None
+    effort: Short | None = None
 
     _alias = field_validator("mode", mode="before")(_runtime_alias)
 
@@ -107,34 +128,38 @@ def _blank_to_none(value: str | None) -> str | None:
 
 
 class GitSpec(ContractModel):
-    starting_branch: str | None = None
-    new_branch: str | None = None
+    starting_branch: Branch | None = None
+    new_branch: Branch | None = None
 
     _branches = field_validator("starting_branch", "new_branch")(check_branch)
 
 
 class PublishSpec(ContractModel):
     mode: PublishMode | None = None
-    pr_base_branch: str | None = None
-    commit_message: str | None = None
-    pr_title: str | None = None
-    pr_body: str | None = None
+    pr_base_branch: Branch | None = None
+    commit_message: str | None = Field(default=None, max_length=MAX_COMMIT_MESSAGE)
+    pr_title: Title | None = None
+    pr_body: str | None = Field(default=None, max_length=MAX_PR_BODY)
 
     _base = field_validator("pr_base_branch")(check_branch)
 
 
 class StepSpec(ContractModel):
-    id: str | None = None
-    title: str | None = None
-    instructions: str | None = None
+    id: Short | None = None
+    title: Title | None = None
+    instructions: Instructions | None = None
     skill: SkillSpec | None = None
 
 
 class ContainerSpec(ContractModel):
     enabled: bool = False
-    image: str | None = None
-    command: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    image: Long | None = None
+    command: list[Annotated[str, Field(max_length=MAX_ARGUMENT)]] = Field(
+        default_factory=list, max_length=MAX_ITEMS
+    )
+    env: dict[Short, Annotated[str, Field(max_length=MAX_ARGUMENT)]] = Field(
+        default_factory=dict, max_length=MAX_ITEMS
+    )
     timeout_seconds: int | None = Field(default=None, gt=0, le=86_400)
 
     _image = field_validator("image")(_blank_to_none)
@@ -143,12 +168,12 @@ class ContainerSpec(ContractModel):
 class TaskBody(ContractModel):
     """The `task` member of a task job's payload: what to run and how (not a board task)."""
 
-    instructions: str | None = None
+    instructions: Instructions | None = None
     skill: SkillSpec = Field(default_factory=SkillSpec)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     git: GitSpec = Field(default_factory=GitSpec)
     publish: PublishSpec = Field(default_factory=PublishSpec)
-    steps: list[StepSpec] = Field(default_factory=list)
+    steps: list[StepSpec] = Field(default_factory=list, max_length=MAX_ITEMS)
     propose_tasks: bool = False
     container: ContainerSpec | None = None
 
@@ -156,16 +181,16 @@ class TaskBody(ContractModel):
 
 
 class AuthRefs(ContractModel):
-    repo_auth_ref: str | None = None
-    publish_auth_ref: str | None = None
+    repo_auth_ref: Long | None = None
+    publish_auth_ref: Long | None = None
 
     _refs = field_validator("repo_auth_ref", "publish_auth_ref")(check_reference)
 
 
 class TaskPayload(ContractModel):
-    repository: str | None = None
+    repository: Long | None = None
     target_runtime: Runtime | None = None
-    required_capabilities: list[str] = Field(default_factory=list)
+    required_capabilities: Capabilities = Field(default_factory=list)
     auth: AuthRefs = Field(default_factory=AuthRefs)
     task: TaskBody
 
@@ -278,11 +303,14 @@ def _check_rules(payload: TaskPayload, settings: ContractSettings) -> list[dict[
         reason = "required unless task.skill or the first step's skill names a skill (not auto)"
         errors.append(_error("task.instructions", reason))
     container = task.container
-    for key in container.env if container else ():
+    for key, value in container.env.items() if container else ():
+        path = f"task.container.env.{safe_key(key)}"
         if not (key.isascii() and key.isidentifier()):
-            errors.append(_error(f"task.container.env.{key}", "not a valid variable name"))
+            errors.append(_error(path, "not a valid variable name"))
         elif key.upper() in RESERVED_ENV or key.upper().startswith(RESERVED_ENV_PREFIXES):
-            errors.append(_error(f"task.container.env.{key}", "reserved; the worker sets it"))
+            errors.append(_error(path, "reserved; the worker sets it"))
+        elif looks_like_secret_value(key, value):
+            errors.append(_error(path, ENV_SECRET))
     if container and container.enabled:
         missing = [name for name in ("image", "command") if not getattr(container, name)]
         reason = "required when the container is enabled"

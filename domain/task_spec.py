@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import json
+import re
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
 
+from cairn.domain.credentials import safe_key
 from cairn.domain.errors import ValidationFailed
-from cairn.domain.priority import parse_priority
+from cairn.domain.limits import (
+    MAX_DEPTH,
+    MAX_DESCRIPTION,
+    MAX_SPEC_BYTES,
+    MAX_TITLE,
+    depth_reason,
+    too_deep,
+)
+from cairn.domain.priority import PRIORITY_MAX, PRIORITY_MIN, PRIORITY_NAMES, parse_priority
 
 
 class TaskType(StrEnum):
@@ -31,12 +50,61 @@ class Source(StrEnum):
 
 M = TypeVar("M", bound=BaseModel)
 
-Priority = Annotated[int, BeforeValidator(parse_priority)]
-Title = Annotated[str, Field(min_length=1, max_length=300)]
+# Characters that show nothing: whitespace, controls, zero-width and other format marks. A
+# text of only these is blank. Written out (not \s or \p{..}) so that Python, pydantic's
+# regex engine and an OpenAPI client read the same class.
+INVISIBLE = (
+    r"\u0000-\u0020\u007f-\u00a0\u00ad\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5"
+    r"\u180b-\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufe00-\ufe0f"
+    r"\ufeff\uffa0\ufff0-\ufffb"
+)
+VISIBLE = f"[^{INVISIBLE}]"  # a text that is not blank holds one of these
+_VISIBLE = re.compile(VISIBLE)
+
+
+def _not_blank(value: str) -> str:
+    if not _VISIBLE.search(value):
+        raise ValueError("must not be blank (it shows nothing)")
+    return value
+
+
+PRIORITY_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX},
+        {"type": "string", "enum": list(PRIORITY_NAMES)},
+    ]
+}
+def _priority(value: object) -> int:
+    # JSON does not tell 3 from 3.0, and JSON Schema counts both as integers.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return parse_priority(value)
+
+
+Priority = Annotated[int, BeforeValidator(_priority), WithJsonSchema(PRIORITY_SCHEMA)]
+# The schema states the rule; the validator keeps its plain message.
+Visible = (Field(json_schema_extra={"pattern": VISIBLE}), AfterValidator(_not_blank))
+Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE), *Visible]
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][\w.\-]*$")]
-Text = Annotated[str, Field(max_length=20_000)]
-Item = Annotated[str, Field(min_length=1, max_length=2_000)]
-Ref = Annotated[str, Field(min_length=1, max_length=200)]
+Text = Annotated[str, Field(max_length=MAX_DESCRIPTION)]
+Item = Annotated[str, Field(min_length=1, max_length=2_000), *Visible]
+Ref = Annotated[str, Field(min_length=1, max_length=200), *Visible]
+
+
+def _check_spec(value: dict[str, Any]) -> dict[str, Any]:
+    if too_deep(value, MAX_DEPTH - 1) is not None:  # a body's field starts at level 2
+        raise ValueError(depth_reason())
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_SPEC_BYTES:
+        raise ValueError(f"is {size} bytes as JSON; at most {MAX_SPEC_BYTES} are accepted")
+    return value
+
+
+SPEC_HELP = (
+    f"free-form JSON object: at most {MAX_SPEC_BYTES} bytes as JSON, nested at most "
+    f"{MAX_DEPTH} levels in the body"
+)
+Spec = Annotated[dict[str, Any], AfterValidator(_check_spec), Field(description=SPEC_HELP)]
 
 
 class _Strict(BaseModel):
@@ -60,11 +128,32 @@ class TaskSpec(_Strict):
     pipeline_template: Ref | None = None
     source: Source = Source.MANUAL
     status: str = "backlog"
-    spec: dict[str, Any] = Field(default_factory=dict)
+    spec: Spec = Field(default_factory=dict)
+
+
+# Patch fields that always hold a value: the schema offers no null for them (a null is
+# refused: leave a field out to keep its value).
+KEEPS_A_VALUE = (
+    "title", "task_type", "priority", "description", "acceptance_criteria", "context_files",
+    "labels", "spec",
+)  # fmt: skip
+
+
+def _without_null(schema: dict[str, Any]) -> None:
+    for name in KEEPS_A_VALUE:
+        prop = schema["properties"][name]
+        branches = [b for b in prop.pop("anyOf", []) if b != {"type": "null"}]
+        prop.pop("default", None)
+        if len(branches) == 1:
+            prop.update(branches[0])
+        elif branches:
+            prop["anyOf"] = branches
 
 
 class TaskPatch(_Strict):
     """Fields that may change after creation; status and edges have their own commands."""
+
+    model_config = ConfigDict(json_schema_extra=_without_null)
 
     title: Title | None = None
     task_type: TaskType | None = None
@@ -75,7 +164,7 @@ class TaskPatch(_Strict):
     labels: list[Name] | None = None
     assignee: Ref | None = None
     pipeline_template: Ref | None = None
-    spec: dict[str, Any] | None = None
+    spec: Spec | None = None
 
 
 def parse_model(model: type[M], data: Any, root: str = "") -> M:
@@ -84,20 +173,22 @@ def parse_model(model: type[M], data: Any, root: str = "") -> M:
         return model.model_validate(data)
     except ValidationError as e:
         errors = [
-            {"path": join_path(root, err["loc"]), "reason": _reason(err)} for err in e.errors()
+            {"path": join_path(root, err["loc"]) or "body", "reason": _reason(err)}
+            for err in e.errors()
         ]
         raise ValidationFailed(f"{len(errors)} field(s) are not valid", errors) from None
 
 
 def join_path(root: str, loc: tuple[int | str, ...]) -> str:
-    """`("steps", 0, "title")` -> `steps[0].title`, under `root` if given."""
+    """`("steps", 0, "title")` -> `steps[0].title`, under `root` if given; each key shown
+    safely (a secret-looking key redacted, a long one cut short)."""
     path = root
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
-            path = f"{path}.{part}" if path else str(part)
-    return path or "body"
+            path = f"{path}.{safe_key(part)}" if path else safe_key(part)
+    return path
 
 
 def _reason(err: Any) -> str:

@@ -48,13 +48,15 @@ async def live_api(
     """The app behind a real uvicorn server on a free port (for streaming responses)."""
     import uvicorn
 
+    from cairn.api.http11 import H11Protocol
     from cairn.streams.server import free_port
 
     port = free_port()
     app = create_app(settings, client)
     assert settings.admin_token
     await store_token(client, keys, settings.admin_token, "admin", "admin")
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", lifespan="off"))
+    config = uvicorn.Config(app, port=port, log_level="warning", lifespan="off", http=H11Protocol)
+    server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)

@@ -1,0 +1,159 @@
+"""The documents the API answers with, as JSON Schema for the OpenAPI document.
+
+Objects stay open (a new field is not a breaking change); the fields a client relies on are
+required and typed. The task card follows the Task struct itself, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from cairn.domain.job import JobStatus
+from cairn.domain.task import Task
+from cairn.domain.task_states import Status
+
+JsonSchema = dict[str, Any]
+
+
+def ref(name: str) -> JsonSchema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(required: dict[str, JsonSchema], **optional: JsonSchema) -> JsonSchema:
+    return {"type": "object", "required": list(required), "properties": {**required, **optional}}
+
+
+STRING: JsonSchema = {"type": "string"}
+INTEGER: JsonSchema = {"type": "integer"}
+BOOLEAN: JsonSchema = {"type": "boolean"}
+OBJECT: JsonSchema = {"type": "object"}
+NULLABLE_STRING: JsonSchema = {"type": ["string", "null"]}
+STRINGS: JsonSchema = {"type": "array", "items": STRING}
+COUNTS: JsonSchema = {"type": "object", "additionalProperties": INTEGER}
+
+
+def _task_schema() -> JsonSchema:
+    _, components = msgspec.json.schema_components(
+        [Task], ref_template="#/components/schemas/{name}"
+    )
+    schema: JsonSchema = components["Task"]
+    schema["properties"]["status"] = {"type": "string", "enum": [s.value for s in Status]}
+    return schema
+
+
+def components() -> dict[str, JsonSchema]:
+    """Every response schema, by the name `ref` uses."""
+    event = _object(
+        {"id": STRING, "type": STRING, "version": INTEGER, "ts": STRING, "data": {}},
+        actor=NULLABLE_STRING, correlation_id=NULLABLE_STRING, causation_id=NULLABLE_STRING,
+        schema=INTEGER, position=STRING,
+    )  # fmt: skip
+    blocker = _object({"id": STRING, "title": NULLABLE_STRING, "status": STRING,
+                       "resolved": BOOLEAN})  # fmt: skip
+    card = {
+        "allOf": [
+            ref("Task"),
+            _object(
+                {"blockers": {"type": "array", "items": blocker}, "waiting_on": STRINGS,
+                 "can_move_to_ready": BOOLEAN},
+                blocked=_object({"reason": OBJECT, "to_unblock": STRING}),
+            ),
+        ]
+    }  # fmt: skip
+    job_status = {"type": "string", "enum": [s.value for s in JobStatus]}
+    job = _object(
+        {"id": STRING, "version": INTEGER, "type": STRING, "submittedType": STRING,
+         "status": job_status, "project": STRING, "source": STRING, "priority": INTEGER,
+         "maxAttempts": INTEGER, "attempt": INTEGER, "payload": {}, "normalized": OBJECT,
+         "requiredCapabilities": STRINGS, "warnings": STRINGS,
+         "missingCapabilities": {"type": ["array", "null"], "items": STRING}},
+        taskId=NULLABLE_STRING, affinityKey=NULLABLE_STRING, workerId=NULLABLE_STRING,
+        createdAt=NULLABLE_STRING, updatedAt=NULLABLE_STRING, outcome={"type": ["object", "null"]},
+    )  # fmt: skip
+    return {
+        "Task": _task_schema(),
+        "TaskCard": card,
+        "CommandResult": _object(
+            {"id": STRING, "version": INTEGER, "position": STRING, "duplicate": BOOLEAN}
+        ),
+        "TaskPage": _object(
+            {"items": {"type": "array", "items": ref("Task")}, "next_cursor": NULLABLE_STRING}
+        ),
+        "Board": _object(
+            {
+                "project": STRING,
+                "total": INTEGER,
+                "columns": {
+                    "type": "array",
+                    "items": _object(
+                        {"status": STRING, "cards": {"type": "array", "items": ref("TaskCard")}}
+                    ),
+                },
+            }
+        ),
+        "Events": _object({"id": STRING, "events": {"type": "array", "items": event}}),
+        "TaskRun": _object({"task_id": STRING, "job_id": STRING, "duplicate": BOOLEAN}),
+        "StateMachine": _object(
+            {
+                "states": STRINGS,
+                "initial": STRINGS,
+                "transitions": OBJECT,
+                "guards": OBJECT,
+                "flags": OBJECT,
+            }
+        ),
+        "Projects": _object(
+            {
+                "projects": {
+                    "type": "array",
+                    "items": _object({"project": STRING, "counts": COUNTS, "total": INTEGER}),
+                }
+            }
+        ),
+        "Job": job,
+        "JobPage": _object(
+            {
+                "items": {"type": "array", "items": ref("Job")},
+                "nextCursor": NULLABLE_STRING,
+                "counts": COUNTS,
+            }
+        ),
+        "Telemetry": _object(
+            {
+                name: COUNTS
+                for name in (
+                    "volumeByType",
+                    "legacyByType",
+                    "failuresByRuntime",
+                    "failuresByStage",
+                    "successesByRuntime",
+                    "publishOutcomes",
+                )
+            },
+            publishOutcomeRates={"type": "object", "additionalProperties": {"type": "number"}},
+        ),
+        "QuickRun": _object(
+            {
+                "id": STRING,
+                # null when an Idempotency-Key already named a queue job (see commands/jobs)
+                "prompt": NULLABLE_STRING,
+                "status": job_status,
+                "logs_ref": STRING,
+                "project": STRING,
+            },
+            started_at=NULLABLE_STRING,
+            finished_at=NULLABLE_STRING,
+            result_summary=NULLABLE_STRING,
+            promoted_task_id=NULLABLE_STRING,
+        ),
+        "Promotion": _object({"id": STRING, "promoted_task_id": STRING, "duplicate": BOOLEAN}),
+        "Workers": _object(
+            {
+                "workers": {"type": "array", "items": _object({"id": STRING})},
+                "pause": {"type": "string", "enum": ["drain", "quiesce", "off"]},
+            }
+        ),
+        "PauseMode": _object({"mode": {"type": "string", "enum": ["drain", "quiesce", "off"]}}),
+    }
