@@ -811,10 +811,6 @@ def test_redact_credentials_removes_each_kind(kind: str) -> None:
     assert find_credentials({"k": [text]}, "event.data")[0]["path"] == "event.data.k[0]"
 
 
-def test_table_covers_enough_payloads() -> None:
-    assert len(ACCEPTED) + len(REFUSED) >= 45
-
-
 def test_original_is_a_copy_the_caller_cannot_change() -> None:
     payload = task(skill={"id": "s", "args": {"list": [1]}})
     job = normalize_job("task", payload, DEFAULTS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 
@@ -42,37 +44,17 @@ from cairn.domain.task_states import Flags
 NOOP = normalize_job("noop", {}, ContractSettings())
 
 
-def task(status: str, **kw: object) -> Task:
-    fields: dict[str, object] = {"active_job_id": "job-00-j", **kw}
-    return Task(
-        id="task-00-a",
-        version=3,
-        project="p",
-        title="Fix login",
-        task_type="bug_fix",
-        priority=1,
-        status=status,
-        **fields,
-    )  # type: ignore[arg-type]
+def task(status: str, **kw: Any) -> Task:
+    base = Task(id="task-00-a", version=3, project="p", title="Fix login", task_type="bug_fix",
+                priority=1, status=status, active_job_id="job-00-j")  # fmt: skip
+    return msgspec.structs.replace(base, **kw)
 
 
-def job(status: str, **kw: object) -> Job:
-    return Job(
-        id="job-00-j",
-        version=5,
-        project="p",
-        job_type="task",
-        submitted_type="task",
-        source="board",
-        payload={},
-        normalized={},
-        required_capabilities=["codex"],
-        task_id="task-00-a",
-        status=status,
-        attempt=2,
-        max_attempts=3,
-        **kw,
-    )  # type: ignore[arg-type]
+def job(status: str, **kw: Any) -> Job:
+    base = Job(id="job-00-j", version=5, project="p", job_type="task", submitted_type="task",
+               source="board", payload={}, normalized={}, required_capabilities=["codex"],
+               task_id="task-00-a", status=status, attempt=2, max_attempts=3)  # fmt: skip
+    return msgspec.structs.replace(base, **kw)
 
 
 @pytest.mark.parametrize(("auto", "target"), [(False, "in_review"), (True, "done")])

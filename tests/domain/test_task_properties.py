@@ -63,7 +63,7 @@ def test_random_sequences_keep_invariants(cmds: list[tuple[Any, ...]], auto: boo
     flags = Flags(auto_approve_review=auto)
     tasks: dict[str, Task] = {}
     for task_id in IDS:
-        spec = TaskSpec(title=task_id, task_type="chore", priority=1)  # type: ignore[arg-type]
+        spec = TaskSpec.model_validate({"title": task_id, "task_type": "chore", "priority": 1})
         apply(tasks, decide_create(task_id, spec, tasks, force=False))
     for kind, a, b, force in cmds:
         try:

@@ -8,6 +8,7 @@ import pytest
 
 from cairn.domain.errors import ClaimRequired, DependencyUnresolved, InvalidTransition
 from cairn.domain.task import Task, decide_transition
+from cairn.domain.task_events import TaskTransitioned
 from cairn.domain.task_states import TRANSITIONS, Flags, Status
 
 EXPECTED = {
@@ -38,7 +39,8 @@ def test_every_pair(src: Status, dst: Status, auto_approve: bool) -> None:
     if dst.value in allowed:
         decision = decide_transition(task(src), dst, {}, flags, force=dst == "in_progress")
         [event] = decision["task-00-a"]
-        assert (event.from_status, event.to_status) == (src.value, dst.value)  # type: ignore[attr-defined]
+        assert isinstance(event, TaskTransitioned)
+        assert (event.from_status, event.to_status) == (src.value, dst.value)
     else:
         with pytest.raises(InvalidTransition) as caught:
             decide_transition(task(src), dst, {}, flags, force=True)
@@ -55,11 +57,11 @@ def test_in_progress_needs_a_claim_or_force() -> None:
     with pytest.raises(ClaimRequired):
         decide_transition(task("ready"), "in_progress", {}, Flags())
     [event] = decide_transition(task("ready"), "in_progress", {}, Flags(), force=True)["task-00-a"]
-    assert event.forced  # type: ignore[attr-defined]
+    assert isinstance(event, TaskTransitioned) and event.forced
     [event] = decide_transition(task("ready"), "in_progress", {}, Flags(), by_claim=True)[
         "task-00-a"
     ]
-    assert not event.forced  # type: ignore[attr-defined]
+    assert isinstance(event, TaskTransitioned) and not event.forced
 
 
 @pytest.mark.parametrize("blocker_status", ["backlog", "ready", "in_progress", "blocked"])
@@ -71,7 +73,8 @@ def test_dependency_guard_refuses_ready_while_blocker_open(blocker_status: str) 
         decide_transition(t, "ready", {"task-00-b": blocker}, Flags())
     assert caught.value.details["blockers"] == [{"id": "task-00-b", "status": blocker_status}]
     forced = decide_transition(t, "ready", {"task-00-b": blocker}, Flags(), force=True)
-    assert forced["task-00-a"][0].forced  # type: ignore[attr-defined]
+    [event] = forced["task-00-a"]
+    assert isinstance(event, TaskTransitioned) and event.forced
 
 
 @pytest.mark.parametrize("blocker_status", ["done", "cancelled"])
@@ -79,7 +82,11 @@ def test_resolved_blockers_do_not_block(blocker_status: str) -> None:
     blocker = Task(id="task-00-b", version=1, project="p", title="b", task_type="chore",
                    priority=0, status=blocker_status)  # fmt: skip
     t = task("backlog", blocked_by=["task-00-b"])
-    assert decide_transition(t, "ready", {"task-00-b": blocker}, Flags())
+    decision = decide_transition(t, "ready", {"task-00-b": blocker}, Flags())
+    [event] = decision["task-00-a"]  # the task moves, unforced; nothing else is touched
+    assert isinstance(event, TaskTransitioned)
+    assert (event.to_status, event.forced) == ("ready", False)
+    assert set(decision) == {"task-00-a"}
 
 
 def test_reopening_a_blocker_blocks_its_ready_dependents() -> None:
@@ -88,5 +95,5 @@ def test_reopening_a_blocker_blocks_its_ready_dependents() -> None:
                      priority=0, status="ready", blocked_by=["task-00-a"])  # fmt: skip
     decision = decide_transition(blocker, "ready", {"task-00-c": dependent}, Flags())
     [blocked] = decision["task-00-c"]
-    assert blocked.to_status == "blocked"  # type: ignore[attr-defined]
-    assert blocked.blocked_reason["code"] == "waiting_on_dependencies"  # type: ignore[attr-defined]
+    assert isinstance(blocked, TaskTransitioned) and blocked.to_status == "blocked"
+    assert (blocked.blocked_reason or {})["code"] == "waiting_on_dependencies"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -96,7 +97,8 @@ async def test_log_entries_are_readable_without_our_code(
     a = keys.new_id("thing", "x")
     p = keys.partition_of_id(a)
     await store.append(p, [StreamWrite(a, 0, [ev(7)])], meta=Meta(actor="auditor"))
-    [(_, fields)] = await client.xrange(keys.log(p))
+    entries: Any = await client.xrange(keys.log(p))
+    [(_, fields)] = entries
     assert set(fields) >= {b"id", b"type", b"agg", b"ver", b"ts", b"actor", b"data", b"schema"}
     assert fields[b"type"] == b"thing.happened" and fields[b"data"] == b'{"n":7}'
     assert fields[b"ver"] == b"1" and fields[b"agg"] == a.encode()
