@@ -22,6 +22,7 @@ from cairn.streams.envelope import Envelope, decode_entry
 from cairn.streams.groups import ensure_group, read_groups
 from cairn.streams.keys import Keys
 from cairn.streams.leases import Leases
+from cairn.streams.lifetime import wait_for_stop
 
 log = logging.getLogger("cairn.projector")
 APPLY_LUA = resources.files("cairn.projections").joinpath("apply.lua").read_text()
@@ -76,7 +77,7 @@ class ProjectionWorker:
                         await self._hold()
                         renewed = time.monotonic()
                     if not self.spaces:
-                        await _sleep_or_stop(stop, min(1.0, self.lease_ms / 3000))
+                        await wait_for_stop(stop, min(1.0, self.lease_ms / 3000))
                         continue
                     applied = self.applied
                     if not await self._round():
@@ -92,7 +93,7 @@ class ProjectionWorker:
                     # pending entries first (a batch may have been read and not applied).
                     log.warning("projection %s: %s", self.projection.name, e)
                     self.pending.update(self.spaces)
-                    await _sleep_or_stop(stop, 0.2)
+                    await wait_for_stop(stop, 0.2)
                     renewed = 0.0
         finally:
             with contextlib.suppress(CairnError):
@@ -198,8 +199,3 @@ async def run_projections(
         if share
     ]
     await asyncio.gather(*(w.run(stop) for w in workers))
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

@@ -28,6 +28,7 @@ from cairn.streams.dispatch import Dispatch, Limits
 from cairn.streams.envelope import position_key, text
 from cairn.streams.keys import Keys
 from cairn.streams.leases import Leases
+from cairn.streams.lifetime import wait_for_stop
 from cairn.streams.registry import Registry
 from cairn.streams.store import EventStore
 
@@ -85,7 +86,7 @@ class Scheduler:
                 self._reached(time.monotonic())
             except CairnError as e:
                 log.warning("scheduler tick: %s", e.message)
-            await _wait(stop, self.config.tick_s)
+            await wait_for_stop(stop, self.config.tick_s)
             if caught_up and not self.dispatcher.again:
                 await self._until_something_happens(stop)
         with contextlib.suppress(CairnError):
@@ -153,8 +154,3 @@ class Scheduler:
         if now - self._reap_at >= self.config.reap_every_s:
             self._reap_at = now
             await self.reaper.reap()
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

@@ -1,8 +1,11 @@
-"""Child processes that end with their parent: a `kill -9` of `cairn up` must not leave the
-server writing its AOF, or an API holding its port, with nobody to stop them."""
+"""How Cairn's processes live and end: children that end with their parent (a `kill -9` of
+`cairn up` must not leave the server writing its AOF, or an API holding its port, with nobody
+to stop them), and the pause a loop takes that a stop cuts short."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import os
 import signal
@@ -46,3 +49,9 @@ def watch_parent(parent: int, interval_s: float = 1.0, give_up_s: float = 60.0) 
         os._exit(1)
 
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+async def wait_for_stop(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep `seconds`, or less if `stop` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -24,6 +24,7 @@ from cairn.domain.job import Job, RetryPolicy
 from cairn.streams.connection import Client
 from cairn.streams.dispatch import Dispatch, Message
 from cairn.streams.keys import Keys
+from cairn.streams.lifetime import wait_for_stop
 from cairn.streams.registry import Registry
 from cairn.streams.store import EventStore
 from cairn.worker import executor
@@ -95,7 +96,7 @@ class Worker:
                     # The server restarts, say: nothing was read, or what was read is held
                     # and claimed (or given back) by its own task; try again shortly.
                     log.warning("taking work failed: %s", e.message)
-                    await _wait(stop, 1.0)
+                    await wait_for_stop(stop, 1.0)
                     continue
                 # Full or paused: until a job finishes, the pause is re-read or we stop.
                 self._freed.clear()
@@ -203,7 +204,7 @@ class Worker:
                 continue
             # Kept for the next try: a message is settled once its outcome is written, and
             # until then it keeps its place in the limits (the job is not run again).
-            await _wait(closing, RETRY_S[min(failures, len(RETRY_S) - 1)])
+            await wait_for_stop(closing, RETRY_S[min(failures, len(RETRY_S) - 1)])
             failures += 1
             self._settle_wanted.set()
 
@@ -233,7 +234,7 @@ class Worker:
                 live = [h.message for h in self.holding.values() if not h.lost]
                 if live:
                     await self.dispatch.keep_alive(self.config.worker_id, live)
-            await _wait(closing, self.heartbeat_s)
+            await wait_for_stop(closing, self.heartbeat_s)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -341,9 +342,6 @@ class Worker:
         return True
 
 
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    with suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
 
 
 async def _wait_any(stop: asyncio.Event, other: asyncio.Event, seconds: float) -> None:
