@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -20,9 +18,10 @@ from cairn.api.context import Context, context, json_response
 from cairn.api.openapi import Declarations, build_openapi
 from cairn.api.problems import ProblemBoundary, handle_cairn_error, handle_http, problem
 from cairn.commands.settings import Settings
-from cairn.domain.errors import CairnError
+from cairn.domain.errors import CairnError, InfrastructureError
 from cairn.projections.board import Board
 from cairn.projections.queue import Queue
+from cairn.streams.connection import Client
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore
 
@@ -40,12 +39,13 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     try:
         await context(request).client.ping()
-    except RedisError as e:
-        return problem(503, "store_unavailable", f"the store does not answer: {e}", "/readyz")
+    except InfrastructureError as e:
+        return problem(503, "store_unavailable", f"the store does not answer: {e.message}",
+                       "/readyz")  # fmt: skip
     return json_response({"status": "ready"})
 
 
-def create_app(settings: Settings, client: aioredis.Redis) -> Starlette:
+def create_app(settings: Settings, client: Client) -> Starlette:
     """The API for one install, on `client` (the caller owns and closes it)."""
     keys = Keys(settings.prefix, settings.partitions)
     routes: list[BaseRoute] = [

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 import orjson
-import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,16 +19,17 @@ from cairn.commands.settings import Settings
 from cairn.domain.credentials import (
     credential_kinds,
     ensure_no_credentials,
-    render_path,
     safe_key,
 )
 from cairn.domain.errors import NotFound, ValidationFailed
 from cairn.domain.limits import MAX_ID_ECHO, depth_reason, too_deep
+from cairn.domain.paths import join_path
 from cairn.domain.task_spec import parse_model
 from cairn.projections.board import NAME as BOARD
 from cairn.projections.board import Board
 from cairn.projections.positions import PositionWatcher
 from cairn.projections.queue import Queue
+from cairn.streams.connection import Client
 from cairn.streams.envelope import Envelope
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore
@@ -40,7 +40,7 @@ M = TypeVar("M", bound=BaseModel)
 @dataclass
 class Context:
     settings: Settings
-    client: aioredis.Redis
+    client: Client
     keys: Keys
     store: EventStore
     board: Board
@@ -87,7 +87,7 @@ async def read_json(request: Request) -> Any:
         ) from None
     loc = too_deep(data)
     if loc is not None:
-        path = render_path("", loc)
+        path = join_path("", loc) or "body"
         raise ValidationFailed(
             f"{path} is nested too deeply", [{"path": path, "reason": depth_reason()}]
         )

@@ -17,6 +17,27 @@ def _flag(value: str | None) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutionSettings:
+    """How a worker runs a job on a repository (CAIRN_* variables; see the README)."""
+
+    git_base_url: str = "https://github.com/"  # what owner/repo resolves against
+    allow_local_repositories: bool = False  # local paths and file:// URLs (one machine, tests)
+    keep_workspaces: bool = False
+    skills_dirs: tuple[Path, ...] = ()
+    codex_sandbox: str = "workspace-write"
+    claude_permission_mode: str = "acceptEdits"
+    gemini_approval_mode: str = "auto_edit"
+    step_timeout_s: float = 3600.0
+    idle_timeout_s: float = 900.0
+    job_timeout_s: float = 4 * 3600.0
+    git_author_name: str = "Cairn"
+    git_author_email: str = "cairn@localhost"
+    vault_addr: str | None = None
+    artifact_max_bytes: int = 50 * 1024 * 1024
+    output_max_entries: int = 20_000  # per job, in the live output stream
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     redis_url: str | None = None
     data_dir: Path = Path(".cairn")
@@ -39,6 +60,7 @@ class Settings:
     retry_cap_s: float = 600.0
     lease_s: float = 120.0
     max_body_bytes: int = 1_048_576
+    execution: ExecutionSettings = field(default_factory=ExecutionSettings)
 
     def contract(self) -> ContractSettings:
         """The defaults the job contract applies."""
@@ -47,6 +69,7 @@ class Settings:
             default_publish_mode=self.default_publish_mode,
             default_runtime=self.default_runtime,
             legacy_jobs_enabled=self.legacy_jobs_enabled,
+            allow_local_repositories=self.execution.allow_local_repositories,
         )
 
     @classmethod
@@ -93,6 +116,27 @@ class Settings:
             retry_cap_s=float(number("CAIRN_RETRY_CAP_S", 600.0, float, minimum=0)),
             lease_s=float(number("CAIRN_LEASE_S", 120.0, float, minimum=0.1)),
             max_body_bytes=int(number("CAIRN_MAX_BODY_BYTES", 1_048_576, minimum=1024)),
+            execution=ExecutionSettings(
+                git_base_url=env.get("CAIRN_GIT_BASE_URL") or "https://github.com/",
+                allow_local_repositories=_flag(env.get("CAIRN_ALLOW_LOCAL_REPOSITORIES")),
+                keep_workspaces=_flag(env.get("CAIRN_KEEP_WORKSPACES")),
+                skills_dirs=tuple(
+                    Path(p) for p in (env.get("CAIRN_SKILLS_DIRS") or "").split(os.pathsep) if p
+                ),
+                codex_sandbox=env.get("CAIRN_CODEX_SANDBOX") or "workspace-write",
+                claude_permission_mode=env.get("CAIRN_CLAUDE_PERMISSION_MODE") or "acceptEdits",
+                gemini_approval_mode=env.get("CAIRN_GEMINI_APPROVAL_MODE") or "auto_edit",
+                step_timeout_s=float(number("CAIRN_STEP_TIMEOUT_S", 3600.0, float)),
+                idle_timeout_s=float(number("CAIRN_IDLE_TIMEOUT_S", 900.0, float)),
+                job_timeout_s=float(number("CAIRN_JOB_TIMEOUT_S", 4 * 3600.0, float)),
+                git_author_name=env.get("CAIRN_GIT_AUTHOR_NAME") or "Cairn",
+                git_author_email=env.get("CAIRN_GIT_AUTHOR_EMAIL") or "cairn@localhost",
+                vault_addr=env.get("CAIRN_VAULT_ADDR") or None,
+                artifact_max_bytes=int(
+                    number("CAIRN_ARTIFACT_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
+                ),
+                output_max_entries=int(number("CAIRN_OUTPUT_MAX_ENTRIES", 20_000, minimum=100)),
+            ),
         )
         try:
             settings.contract()

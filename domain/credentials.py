@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
 from typing import Any
 
 from cairn.domain.errors import ValidationFailed
@@ -141,17 +140,6 @@ def safe_key(key: object) -> str:
     if credential_kinds(text):
         return "<redacted key>"
     return text if len(text) <= _MAX_KEY_SHOWN else text[:_MAX_KEY_SHOWN] + "..."
-
-
-def render_path(root: str, loc: Sequence[str | int]) -> str:
-    """`root` and `["a", 0, "b"]` as `root.a[0].b`, each key shown safely."""
-    path = root
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path = f"{path}.{safe_key(part)}" if path else safe_key(part)
-    return path or "body"
 
 
 _MAX_KEY_SHOWN = 64

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from cairn.domain.credentials import credential_kinds, ensure_no_credentials
 from cairn.domain.errors import ValidationFailed
+from cairn.domain.paths import join_path
 
 Runtime = Literal["codex", "gemini", "claude", "universal"]
 PublishMode = Literal["none", "branch", "pr"]
@@ -32,6 +33,7 @@ class ContractSettings:
     default_publish_mode: str = "pr"
     default_runtime: str = "codex"
     legacy_jobs_enabled: bool = True
+    allow_local_repositories: bool = False  # local paths and file:// URLs (one machine, tests)
 
     def __post_init__(self) -> None:
         # A bad default would otherwise surface as a confusing refusal of every job.
@@ -111,17 +113,6 @@ class ContractModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True
     )
-
-
-def join_path(prefix: str, loc: Sequence[int | str]) -> str:
-    """Render a location as `prefix.task.steps[0].title`."""
-    path = prefix
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part != "[key]":  # pydantic's marker for "the key itself", already in the path
-            path += f".{part}" if path else part
-    return path
 
 
 def validation_failed(exc: ValidationError, prefix: str = "payload") -> ValidationFailed:

@@ -17,7 +17,6 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from cairn.domain.credentials import safe_key
 from cairn.domain.errors import ValidationFailed
 from cairn.domain.limits import (
     MAX_DEPTH,
@@ -27,6 +26,7 @@ from cairn.domain.limits import (
     depth_reason,
     too_deep,
 )
+from cairn.domain.paths import join_path
 from cairn.domain.priority import PRIORITY_MAX, PRIORITY_MIN, PRIORITY_NAMES, parse_priority
 
 
@@ -177,18 +177,6 @@ def parse_model(model: type[M], data: Any, root: str = "") -> M:
             for err in e.errors()
         ]
         raise ValidationFailed(f"{len(errors)} field(s) are not valid", errors) from None
-
-
-def join_path(root: str, loc: tuple[int | str, ...]) -> str:
-    """`("steps", 0, "title")` -> `steps[0].title`, under `root` if given; each key shown
-    safely (a secret-looking key redacted, a long one cut short)."""
-    path = root
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path = f"{path}.{safe_key(part)}" if path else safe_key(part)
-    return path
 
 
 def _reason(err: Any) -> str:

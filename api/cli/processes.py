@@ -39,6 +39,7 @@ def run_api(settings: Settings, args: argparse.Namespace) -> int:
     from cairn.api.app import create_app
     from cairn.api.auth import check_admin_token
     from cairn.api.cli.address import check_port_free
+    from cairn.api.http11 import H11Protocol
 
     settings = listening(settings, args)
     if settings.admin_token:
@@ -54,6 +55,7 @@ def run_api(settings: Settings, args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=10,  # an open event stream must not hold a stop forever
         log_config=None,  # uvicorn's records go through the root logger's format
+        http=H11Protocol,  # oversized headers get 431 problem+json, not a reset
     )
     return 0
 
