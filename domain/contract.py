@@ -6,9 +6,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
-from pydantic import Field, JsonValue, ValidationError, field_validator
+from pydantic import Field, JsonValue, StringConstraints, ValidationError, field_validator
 
 from cairn.domain.credentials import (
     REFERENCE_FORMS,
@@ -28,14 +27,17 @@ from cairn.domain.job_types import (
     register,
     validation_failed,
 )
-from cairn.domain.limits import MAX_INSTRUCTIONS, MAX_TITLE
+from cairn.domain.limits import MAX_INSTRUCTIONS, MAX_REASON, MAX_TITLE
+from cairn.domain.publishing import SkipCategory
+from cairn.domain.repositories import REPOSITORY_FORMS, check_repository_form
 
 RUNTIME_ALIASES = {"gemini_cli": "gemini"}
-REPOSITORY_FORMS = "owner/repo, an https:// URL without credentials, or git@host:path"
 # Runtime, repository and publishing belong to the whole task: one run, one checkout, one PR.
 FORBIDDEN_STEP_KEYS: tuple[str, ...] = ("runtime", "targetRuntime", "target_runtime", "model")
 FORBIDDEN_STEP_KEYS += ("effort", "repository", "repo", "git", "publish", "container")
-# The worker owns these inside a container: overriding them would break or leak the run.
+# The worker owns these inside a container: overriding them would break or leak the run. The
+# CAIRN_ prefix covers the variables it sets there (CAIRN_ARTIFACTS_DIR, CAIRN_JOB_ID,
+# CAIRN_WORKSPACE, CAIRN_REPO_DIR, ...), including ones a later version adds.
 RESERVED_ENV = frozenset({"PATH", "HOME", "USER", "SHELL", "HOSTNAME", "SSH_AUTH_SOCK"})
 RESERVED_ENV |= {"LD_PRELOAD", "LD_LIBRARY_PATH", "GH_TOKEN", "GITHUB_TOKEN", "GITLAB_TOKEN"}
 RESERVED_ENV_PREFIXES = ("CAIRN_", "GIT_")
@@ -55,28 +57,24 @@ ENV_SECRET = (
     f"({REFERENCE_FORMS}) that the worker resolves, never the secret itself"
 )
 
-_OWNER_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-_SCP_LIKE = re.compile(r"git@[A-Za-z0-9.-]+:[A-Za-z0-9_.~-][A-Za-z0-9_./~-]*")
 _CAPABILITY = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$")
 
 
-def check_repository(value: str | None) -> str | None:
-    """Return the repository trimmed if it is in one of REPOSITORY_FORMS, else raise ValueError."""
-    value = value.strip() if value is not None else None
-    owner_repo = value and _OWNER_REPO.fullmatch(value) and not {".", ".."} & set(value.split("/"))
-    if value is None or owner_repo or _SCP_LIKE.fullmatch(value) or _is_clean_https(value):
-        return value
-    raise ValueError(f"repository must be {REPOSITORY_FORMS}")
+def check_repository(value: str | None, *, allow_local: bool = False) -> str | None:
+    """Return the repository trimmed if it is in one of REPOSITORY_FORMS (or a local path or
+    file:// URL when `allow_local`), else raise ValueError saying what is accepted."""
+    if value is None:
+        return None
+    value = value.strip()
+    check_repository_form(value, allow_local=allow_local)
+    return value
 
 
-def _is_clean_https(value: str) -> bool:
-    try:
-        url = urlsplit(value)
-    except ValueError:
-        return False
-    clean = not re.search(r"[\s@]", value) and not url.query and not url.fragment
-    return clean and url.scheme == "https" and bool(url.hostname) and url.path not in ("", "/")
+def _check_repository_syntax(value: str | None) -> str | None:
+    # The model accepts every form; whether a local one is allowed is a rule with settings
+    # (_check_rules), so a stored job still parses after the setting changes.
+    return check_repository(value, allow_local=True)
 
 
 def _clean_capabilities(values: list[str]) -> list[str]:
@@ -134,14 +132,29 @@ class GitSpec(ContractModel):
     _branches = field_validator("starting_branch", "new_branch")(check_branch)
 
 
+class VerificationSkipReason(ContractModel):
+    """Why publishing may go ahead without a verification (publishing.SKIP_CATEGORIES)."""
+
+    category: SkipCategory
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] = Field(
+        max_length=MAX_REASON
+    )
+    ticket: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] | None = Field(
+        default=None, max_length=MAX_SHORT
+    )
+
+
 class PublishSpec(ContractModel):
     mode: PublishMode | None = None
     pr_base_branch: Branch | None = None
+    # An alias of pr_base_branch, folded into it by normalize_task (never in the stored view).
+    base_branch: Branch | None = Field(default=None, exclude=True)
     commit_message: str | None = Field(default=None, max_length=MAX_COMMIT_MESSAGE)
     pr_title: Title | None = None
     pr_body: str | None = Field(default=None, max_length=MAX_PR_BODY)
+    verification_skip_reason: VerificationSkipReason | None = None
 
-    _base = field_validator("pr_base_branch")(check_branch)
+    _base = field_validator("pr_base_branch", "base_branch")(check_branch)
 
 
 class StepSpec(ContractModel):
@@ -197,7 +210,7 @@ class TaskPayload(ContractModel):
     _alias = field_validator("target_runtime", mode="before")(_runtime_alias)
     _caps = field_validator("required_capabilities")(_clean_capabilities)
 
-    _repository = field_validator("repository")(check_repository)
+    _repository = field_validator("repository")(_check_repository_syntax)
 
     @property
     def runtime(self) -> str | None:
@@ -215,7 +228,10 @@ def normalize_task(payload: dict[str, Any], settings: ContractSettings) -> Norma
     task = parsed.task
     steps = [s.model_copy(update={"id": f"step-{i}"}) for i, s in enumerate(task.steps, 1)]
     mode = task.publish.mode or settings.default_publish_mode
-    publish = task.publish.model_copy(update={"mode": mode})
+    base = task.publish.pr_base_branch or task.publish.base_branch
+    publish = task.publish.model_copy(
+        update={"mode": mode, "pr_base_branch": base, "base_branch": None}
+    )
     # Routing is decided now, so the default runtime is recorded rather than re-read later.
     runtime = parsed.target_runtime or parsed.runtime or settings.default_runtime
     repository = parsed.repository or settings.default_repository
@@ -297,6 +313,14 @@ def _check_rules(payload: TaskPayload, settings: ContractSettings) -> list[dict[
     task = payload.task
     if payload.repository is None and settings.default_repository is None:
         errors.append(_error("repository", f"required ({REPOSITORY_FORMS}); no default is set"))
+    try:
+        check_repository(payload.repository, allow_local=settings.allow_local_repositories)
+    except ValueError as e:
+        errors.append(_error("repository", str(e)))
+    bases = {task.publish.base_branch, task.publish.pr_base_branch} - {None}
+    if len(bases) > 1:
+        reason = "an alias of prBaseBranch, which names another branch; give one of them"
+        errors.append(_error("task.publish.baseBranch", reason))
     first_step_skill = task.steps[0].skill if task.steps else None
     chosen = {task.skill.id, first_step_skill.id if first_step_skill else "auto"}
     if not task.instructions and chosen == {"auto"}:

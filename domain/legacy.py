@@ -50,6 +50,10 @@ def convert_legacy(kind: str, payload: dict[str, Any]) -> tuple[dict[str, Any], 
     paths: dict[str, str] = {}
     task: dict[str, Any] = {"git": {}, "runtime": {}, "skill": {}, "publish": dict(publish)}
     _move(payload, "instruction", task, "instructions", paths, "task.instructions")
+    if "instruction" not in payload:
+        # A codex_skill job sent its instruction among the skill's inputs; it stays there too.
+        where = "inputs.instruction"
+        _move(inputs, "instruction", task, "instructions", paths, "task.instructions", where)
     _move(payload, "ref", task["git"], "startingBranch", paths, "task.git.startingBranch")
     for key in ("model", "effort"):
         _move(codex, key, task["runtime"], key, paths, f"task.runtime.{key}", f"codex.{key}")

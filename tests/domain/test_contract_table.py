@@ -4,16 +4,24 @@ capabilities, or refused with the exact error paths and what the reason must say
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
-from cairn.domain.contract import ResolvedRuntime, WorkerDefaults, resolve_runtime
+from cairn.domain.contract import (
+    ResolvedRuntime,
+    WorkerDefaults,
+    check_repository,
+    resolve_runtime,
+)
 from cairn.domain.credentials import find_credentials, redact_credentials
 from cairn.domain.errors import ValidationFailed
 from cairn.domain.job_types import ContractSettings, NormalizedJob, normalize_job
+from cairn.domain.publishing import SKIP_CATEGORIES, SkipCategory
 
 DEFAULTS = ContractSettings()
+LOCAL = ContractSettings(allow_local_repositories=True)
+SKIP = {"category": "docs_only", "reason": "Only the README changed", "ticket": "OPS-12"}
 GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0" * 2
 SECRETS = {
     "github": GITHUB_TOKEN,
@@ -358,6 +366,104 @@ ACCEPTED = [
         },
         ["manifest"],
         job_type="manifest",
+    ),
+    accepted(
+        "repo-local-path-when-allowed",
+        task("/srv/git/repo.git"),
+        {"repository": "/srv/git/repo.git"},
+        CODEX_PR,
+        settings=LOCAL,
+    ),
+    accepted(
+        "repo-file-url-when-allowed",
+        task("file:///srv/git/repo.git"),
+        {"repository": "file:///srv/git/repo.git"},
+        CODEX_PR,
+        settings=LOCAL,
+    ),
+    accepted(
+        "publish-base-branch-alias",
+        task(publish={"baseBranch": " dev "}),
+        {"task.publish.prBaseBranch": "dev"},
+        CODEX_PR,
+    ),
+    accepted(
+        "publish-base-branch-alias-equal-to-pr-base",
+        task(publish={"base_branch": "dev", "prBaseBranch": "dev"}),
+        {"task.publish.prBaseBranch": "dev"},
+        CODEX_PR,
+    ),
+    accepted(
+        "verification-skip-reason",
+        task(publish={"verificationSkipReason": SKIP}),
+        {"task.publish.verificationSkipReason": SKIP},
+        CODEX_PR,
+    ),
+    accepted(
+        "verification-skip-reason-without-ticket",
+        task(publish={"verification_skip_reason": {"category": "other", "reason": " why "}}),
+        {
+            "task.publish.verificationSkipReason": {
+                "category": "other",
+                "reason": "why",
+                "ticket": None,
+            }
+        },
+        CODEX_PR,
+    ),
+    accepted(
+        "verification-skip-reason-unset",
+        task(),
+        {"task.publish.verificationSkipReason": None},
+        CODEX_PR,
+    ),
+    accepted(
+        "legacy-exec-publish-skip-reason-and-base",
+        {
+            "repository": "octo/repo",
+            "instruction": "x",
+            "publish": {"baseBranch": "dev", "verificationSkipReason": SKIP},
+        },
+        {"task.publish.prBaseBranch": "dev", "task.publish.verificationSkipReason": SKIP},
+        CODEX_PR,
+        job_type="codex_exec",
+    ),
+    accepted(
+        "legacy-skill-publish-skip-reason",
+        {"skillId": "s", "repository": "o/r", "publish": {"verificationSkipReason": SKIP}},
+        {"task.publish.verificationSkipReason": SKIP},
+        CODEX_PR,
+        job_type="codex_skill",
+    ),
+    accepted(
+        "legacy-skill-inputs-instruction-becomes-instructions",
+        {"skillId": "triage", "inputs": {"repo": "o/r", "instruction": "Label the new issues"}},
+        {
+            "task.instructions": "Label the new issues",
+            "task.skill.args": {"repo": "o/r", "instruction": "Label the new issues"},
+        },
+        CODEX_PR,
+        job_type="codex_skill",
+    ),
+    accepted(
+        "legacy-top-level-instruction-beats-inputs",
+        {
+            "skillId": "s",
+            "repository": "o/r",
+            "instruction": "top",
+            "inputs": {"instruction": "in"},
+        },
+        {"task.instructions": "top"},
+        CODEX_PR,
+        job_type="codex_skill",
+    ),
+    accepted(
+        "legacy-local-repository-when-allowed",
+        {"repository": "/srv/git/repo.git", "instruction": "x"},
+        {"repository": "/srv/git/repo.git"},
+        CODEX_PR,
+        job_type="codex_exec",
+        settings=LOCAL,
     ),
 ]
 
@@ -757,6 +863,164 @@ REFUSED = [
         job_type="shell",
     ),
     refused("payload-not-object", ["not", "an", "object"], ["payload"], "JSON object"),
+    refused(
+        "container-env-reserved-CAIRN_ARTIFACTS_DIR",
+        task(container={"env": {"CAIRN_ARTIFACTS_DIR": "/x"}}),
+        [at("task.container.env.CAIRN_ARTIFACTS_DIR")],
+        "reserved; the worker sets it",
+    ),
+    refused(
+        "container-env-reserved-CAIRN_JOB_ID",
+        task(container={"env": {"CAIRN_JOB_ID": "/x"}}),
+        [at("task.container.env.CAIRN_JOB_ID")],
+        "reserved; the worker sets it",
+    ),
+    refused(
+        "container-env-reserved-CAIRN_WORKSPACE",
+        task(container={"env": {"CAIRN_WORKSPACE": "/x"}}),
+        [at("task.container.env.CAIRN_WORKSPACE")],
+        "reserved; the worker sets it",
+    ),
+    refused(
+        "container-env-reserved-CAIRN_REPO_DIR",
+        task(container={"env": {"CAIRN_REPO_DIR": "/x"}}),
+        [at("task.container.env.CAIRN_REPO_DIR")],
+        "reserved; the worker sets it",
+    ),
+    refused(
+        "container-env-reserved-HOME",
+        task(container={"env": {"HOME": "/x"}}),
+        [at("task.container.env.HOME")],
+        "reserved; the worker sets it",
+    ),
+    refused(
+        "container-env-reserved-home",
+        task(container={"env": {"home": "/x"}}),
+        [at("task.container.env.home")],
+        "reserved; the worker sets it",
+    ),
+    refused(
+        "repo-local-path-off",
+        task("/srv/git/repo.git"),
+        [at("repository")],
+        "CAIRN_ALLOW_LOCAL_REPOSITORIES=true",
+    ),
+    refused(
+        "repo-file-url-off",
+        task("file:///srv/git/repo.git"),
+        [at("repository")],
+        "local repositories are off",
+    ),
+    refused(
+        "repo-relative-path-even-when-local-allowed",
+        task("srv/git/repo"),
+        [at("repository")],
+        "an absolute local path or a file:/// URL",
+        settings=LOCAL,
+    ),
+    refused(
+        "repo-file-url-with-host",
+        task("file://host/srv/repo"),
+        [at("repository")],
+        "owner/repo",
+        settings=LOCAL,
+    ),
+    refused(
+        "legacy-local-repository-off-maps-back",
+        {"skillId": "s", "inputs": {"repo": "/srv/git/repo.git"}},
+        [at("inputs.repo")],
+        "CAIRN_ALLOW_LOCAL_REPOSITORIES=true",
+        job_type="codex_skill",
+    ),
+    refused(
+        "publish-base-branch-alias-conflict",
+        task(publish={"baseBranch": "dev", "prBaseBranch": "main"}),
+        [at("task.publish.baseBranch")],
+        "alias of prBaseBranch",
+    ),
+    refused(
+        "publish-base-branch-invalid",
+        task(publish={"baseBranch": "a..b"}),
+        [at("task.publish.baseBranch")],
+        "branch name",
+    ),
+    refused(
+        "legacy-base-branch-conflict-maps-back",
+        {
+            "instruction": "x",
+            "repository": "o/r",
+            "publish": {"baseBranch": "a", "prBaseBranch": "b"},
+        },
+        [at("publish.baseBranch")],
+        "alias of prBaseBranch",
+        job_type="codex_exec",
+    ),
+    refused(
+        "skip-reason-unknown-category",
+        task(publish={"verificationSkipReason": {"category": "lazy", "reason": "x"}}),
+        [at("task.publish.verificationSkipReason.category")],
+        "'docs_only'",
+    ),
+    refused(
+        "skip-reason-missing-reason",
+        task(publish={"verificationSkipReason": {"category": "other"}}),
+        [at("task.publish.verificationSkipReason.reason")],
+        "required",
+    ),
+    refused(
+        "skip-reason-blank-reason",
+        task(publish={"verificationSkipReason": {"category": "other", "reason": "   "}}),
+        [at("task.publish.verificationSkipReason.reason")],
+        "at least 1 character",
+    ),
+    refused(
+        "skip-reason-too-long",
+        task(publish={"verificationSkipReason": {"category": "other", "reason": "x" * 2001}}),
+        [at("task.publish.verificationSkipReason.reason")],
+        "at most 2000 characters",
+    ),
+    refused(
+        "skip-reason-empty-ticket",
+        task(publish={"verificationSkipReason": {**SKIP, "ticket": ""}}),
+        [at("task.publish.verificationSkipReason.ticket")],
+        "at least 1 character",
+    ),
+    refused(
+        "skip-reason-ticket-too-long",
+        task(publish={"verificationSkipReason": {**SKIP, "ticket": "T" * 201}}),
+        [at("task.publish.verificationSkipReason.ticket")],
+        "at most 200 characters",
+    ),
+    refused(
+        "skip-reason-unknown-key",
+        task(publish={"verificationSkipReason": {**SKIP, "by": "me"}}),
+        [at("task.publish.verificationSkipReason.by")],
+        "unknown field",
+    ),
+    refused(
+        "skip-reason-not-an-object",
+        task(publish={"verificationSkipReason": "docs only"}),
+        [at("task.publish.verificationSkipReason")],
+        "valid dictionary",
+    ),
+    refused(
+        "legacy-skip-reason-maps-back",
+        {
+            "skillId": "s",
+            "repository": "o/r",
+            "publish": {"verificationSkipReason": {"category": "x", "reason": "y"}},
+        },
+        [at("publish.verificationSkipReason.category")],
+        "'no_tests_exist'",
+        job_type="codex_skill",
+    ),
+    refused(
+        "legacy-inputs-instruction-not-text-maps-back",
+        {"skillId": "s", "repository": "o/r", "inputs": {"instruction": 5}},
+        [at("inputs.instruction")],
+        "string",
+        job_type="codex_skill",
+    ),
 ]
 
 
@@ -883,3 +1147,23 @@ def test_default_runtime_is_recorded_at_submission() -> None:
 def test_settings_refuse_a_bad_default(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         ContractSettings(**bad)
+
+
+def test_the_base_branch_alias_is_folded_into_pr_base_branch() -> None:
+    job = normalize_job("task", task(publish={"baseBranch": "dev"}), DEFAULTS)
+
+    assert "baseBranch" not in job.normalized["task"]["publish"]
+    assert normalize_job("task", job.normalized, DEFAULTS).normalized == job.normalized
+
+
+def test_a_skip_reason_category_list_is_documented() -> None:
+    assert set(SKIP_CATEGORIES) == set(get_args(SkipCategory))
+    assert {"docs_only", "no_tests_exist", "emergency", "other"} <= set(SKIP_CATEGORIES)
+    assert all(SKIP_CATEGORIES.values())
+
+
+def test_check_repository_is_strict_unless_local_is_allowed() -> None:
+    with pytest.raises(ValueError, match="CAIRN_ALLOW_LOCAL_REPOSITORIES"):
+        check_repository("/srv/repo")
+    assert check_repository(" /srv/repo ", allow_local=True) == "/srv/repo"
+    assert check_repository(None) is None
