@@ -1,4 +1,5 @@
-"""Queue commands: submit, update, cancel, resubmit; quick runs and their promotion."""
+"""Queue commands: submit, update, cancel, resubmit; pause, resume and operator messages;
+quick runs and their promotion."""
 
 from __future__ import annotations
 
@@ -30,9 +31,10 @@ from cairn.domain.job import (
     decide_update,
     evolve,
 )
+from cairn.domain.job_controls import decide_operator_message, decide_pause, decide_resume
 from cairn.domain.job_events import JobChanges, JobEvent, job_event_from
 from cairn.domain.job_types import ContractSettings, normalize_job
-from cairn.domain.runs import decide_promote_quick_run, decide_with_task
+from cairn.domain.runs import decide_promote_quick_run, decide_with_task, task_follows
 from cairn.domain.task_states import Flags
 from cairn.streams.envelope import Envelope, now_rfc3339
 from cairn.streams.store import EventStore, Meta, StreamWrite
@@ -61,10 +63,10 @@ async def load_job(store: EventStore, job_id: str) -> Job:
 async def with_its_task(
     store: EventStore, job: Job, events: Sequence[JobEvent], after: Job, flags: Flags
 ) -> list[StreamWrite]:
-    """A job's events and, when they change its status, its task's (if it has one), as the
-    writes of one append: the task follows its run. The task is read only then."""
+    """A job's events and its task's answer (if it has one), as the writes of one append: the
+    task follows its run's steps and status. The task is read only when it has to answer."""
     task = None
-    if job.task_id and after.status != job.status:
+    if job.task_id and task_follows(job, events, after):
         task = (await load_tasks(store, [job.task_id])).get(job.task_id)
     decision = decide_with_task(job, events, after, task, flags)
     return writes(decision, {job.id: job.version, **({task.id: task.version} if task else {})})
@@ -174,6 +176,47 @@ async def resubmit_job(store: EventStore, job_id: str, *, actor: str) -> tuple[C
 
     result = await _run(store, job_id, plan, actor, None)
     return result, new_id
+
+
+async def pause_job(
+    store: EventStore, job_id: str, *, actor: str, reason: str = ""
+) -> CommandResult:
+    """Hold a queued or running job at its next step boundary; a repeat changes nothing."""
+    return await _control(store, job_id, actor, lambda job: decide_pause(job, reason))
+
+
+async def resume_job(store: EventStore, job_id: str, *, actor: str) -> CommandResult:
+    """Let a paused job go on; resuming a job that is not paused changes nothing."""
+    return await _control(store, job_id, actor, decide_resume)
+
+
+async def add_operator_message(
+    store: EventStore, job_id: str, text: str, *, actor: str, idempotency_key: str | None = None
+) -> CommandResult:
+    """Leave a note for the agent of a queued or running job (the worker hands it over before
+    the next step); with an idempotency key a retry adds it once."""
+    command_id = command_id_for("operator_message", job_id, idempotency_key)
+    return await _control(
+        store, job_id, actor, lambda job: decide_operator_message(job, text), command_id
+    )
+
+
+async def _control(
+    store: EventStore,
+    job_id: str,
+    actor: str,
+    decide: Callable[[Job], list[JobEvent]],
+    command_id: str | None = None,
+) -> CommandResult:
+    """A person's control of a job; it leaves the job's status (so its task) as it is."""
+
+    async def plan() -> Plan:
+        job = await load_job(store, job_id)
+        events = decide(job)
+        return Plan(writes=writes({job_id: [*events]}, {job_id: job.version}),
+                    subject_version=job.version)  # fmt: skip
+
+    return await _run(store, job_id, plan, actor, command_id)
 
 
 async def submit_quick_run(

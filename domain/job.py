@@ -16,6 +16,7 @@ from cairn.domain.decision import Decision
 from cairn.domain.errors import CorruptStream, InvalidTransition, StaleLease, ValidationFailed
 from cairn.domain.job_events import (
     JobArtifactAdded,
+    JobBranchResolved,
     JobCancelled,
     JobCancelRequested,
     JobChanges,
@@ -25,15 +26,22 @@ from cairn.domain.job_events import (
     JobFailed,
     JobLeaseExpired,
     JobLegacySubmitted,
+    JobOperatorMessage,
+    JobPaused,
     JobPromoted,
+    JobPublished,
     JobReleased,
     JobResubmitted,
+    JobResumed,
     JobStageFinished,
     JobStageStarted,
+    JobStepFinished,
+    JobStepStarted,
     JobSubmitted,
     JobSucceeded,
     JobUpdated,
 )
+from cairn.domain.job_steps import step_finished, step_started
 from cairn.domain.job_types import NormalizedJob
 
 
@@ -62,7 +70,9 @@ RESUBMITTABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.DEAD
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
-    """`worker_id` is the worker holding the job; once finished, the one that ran it last."""
+    """`worker_id` is the worker holding the job; once finished, the one that ran it last.
+    `stages` and `steps` are the current (or last) attempt's; `branches` and `publish` the
+    last ones resolved and published, each naming its attempt."""
 
     id: str
     version: int
@@ -85,6 +95,12 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     released: bool = False  # the last attempt was given back unspent
     not_before: str | None = None
     stages: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = []
+    branches: dict[str, Any] | None = None
+    publish: dict[str, Any] | None = None
+    paused: bool = False  # the worker holds at its next step boundary
+    pause_reason: str | None = None
+    operator_messages: list[dict[str, Any]] = []  # {id: the event's version, text, ts}
     artifacts: list[dict[str, Any]] = []
     outcome: dict[str, Any] | None = None
     warnings: list[str] = []
@@ -136,7 +152,10 @@ def evolve(state: Job | None, event: JobEvent, job_id: str, version: int, ts: st
             aggregate_id=job_id,
             version=version,
         )
-    return msgspec.structs.replace(_apply(state, event, ts), version=version, updated_at=ts)
+    after = _apply(state, event, ts)
+    if after.paused and after.status in TERMINAL:  # a finished job holds nowhere
+        after = msgspec.structs.replace(after, paused=False, pause_reason=None)
+    return msgspec.structs.replace(after, version=version, updated_at=ts)
 
 
 def apply_events(job: Job, events: list[JobEvent], ts: str) -> Job:
@@ -187,6 +206,7 @@ def _apply(s: Job, e: JobEvent, ts: str) -> Job:
                 started_at=s.started_at or ts,
                 not_before=None,
                 stages=[],
+                steps=[],
             )
         case JobStageStarted(stage=stage):
             return replace(
@@ -204,10 +224,26 @@ def _apply(s: Job, e: JobEvent, ts: str) -> Job:
                 for st in s.stages
             ]
             return replace(s, stages=stages)
-        case JobArtifactAdded(name=name, ref=ref):
-            return replace(
-                s, artifacts=[*s.artifacts, {"name": name, "ref": ref, "attempt": s.attempt}]
-            )
+        case JobArtifactAdded():
+            added = {k: v for k, v in msgspec.structs.asdict(e).items() if k != "epoch"}
+            return replace(s, artifacts=[*s.artifacts, {**added, "attempt": s.attempt}])
+        case JobBranchResolved():
+            resolved = {k: v for k, v in msgspec.structs.asdict(e).items() if k != "epoch"}
+            return replace(s, branches={**resolved, "attempt": s.attempt})
+        case JobStepStarted():
+            return replace(s, steps=step_started(s.steps, e, ts))
+        case JobStepFinished():
+            return replace(s, steps=step_finished(s.steps, e, ts))
+        case JobPublished():
+            published = {k: v for k, v in msgspec.structs.asdict(e).items() if k != "epoch"}
+            return replace(s, publish={**published, "attempt": s.attempt})
+        case JobPaused(reason=reason):
+            return replace(s, paused=True, pause_reason=reason)
+        case JobResumed():
+            return replace(s, paused=False, pause_reason=None)
+        case JobOperatorMessage(text=text):
+            message = {"id": s.version + 1, "text": text, "ts": ts}  # evolve checked the version
+            return replace(s, operator_messages=[*s.operator_messages, message])
         case JobSucceeded():
             success = {
                 "status": "succeeded",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import msgspec
@@ -100,10 +101,105 @@ class JobStageFinished(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class JobArtifactAdded(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """A file the attempt produced; `path` is where the artifact store serves it from
+    (`attempt-<n>/<name>`), `size` and `sha256` bind the exact bytes to the log."""
+
     TYPE: ClassVar[str] = "job.artifact_added"
     epoch: int
     name: str
     ref: str
+    size: int | None = None
+    sha256: str | None = None
+    path: str | None = None
+    content_type: str | None = None
+    truncated: bool = False  # cut at CAIRN_ARTIFACT_MAX_BYTES, with a marker line
+
+
+class JobBranchResolved(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """Prepare settled the branches: the repository's default, the one checked out, the new
+    one made for the job (if any) and the one the job's commits go to."""
+
+    TYPE: ClassVar[str] = "job.branch_resolved"
+    epoch: int
+    repository: str
+    default: str
+    starting: str
+    new: str | None
+    working: str
+
+
+class StepOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+
+class JobStepStarted(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """One runtime invocation of the execute stage began (`index` counts from 1)."""
+
+    TYPE: ClassVar[str] = "job.step_started"
+    epoch: int
+    index: int
+    step_id: str
+    title: str | None = None
+
+
+class JobStepFinished(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """A step ended (`outcome`: a StepOutcome), with what it changed in the checkout and,
+    when the runtime reports them, its tokens and cost (`usage`)."""
+
+    TYPE: ClassVar[str] = "job.step_finished"
+    epoch: int
+    index: int
+    step_id: str
+    outcome: str
+    exit_status: int | None = None
+    duration_ms: int = 0
+    files: int = 0
+    insertions: int = 0
+    deletions: int = 0
+    usage: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class PublishOutcome(StrEnum):
+    PUBLISHED_PR = "published_pr"
+    PUBLISHED_BRANCH = "published_branch"
+    NO_CHANGES = "no_changes"
+    PUBLISH_DISABLED = "publish_disabled"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobPublished(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """What the publish stage did with the attempt's changes (`outcome`: a PublishOutcome)."""
+
+    TYPE: ClassVar[str] = "job.published"
+    epoch: int
+    outcome: str
+    branch: str | None = None
+    pr_url: str | None = None
+    commit: str | None = None
+    detail: dict[str, Any] = {}
+
+
+class JobPaused(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """A person asked the job to hold; the worker waits at its next step boundary."""
+
+    TYPE: ClassVar[str] = "job.paused"
+    reason: str = ""
+
+
+class JobResumed(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
+    TYPE: ClassVar[str] = "job.resumed"
+
+
+class JobOperatorMessage(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """A person's note to the running agent; the worker hands it over before the next step."""
+
+    TYPE: ClassVar[str] = "job.operator_message"
+    text: str
 
 
 class JobSucceeded(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
@@ -152,6 +248,8 @@ JOB_EVENTS: dict[str, type[JobEvent]] = {
         JobSubmitted, JobLegacySubmitted, JobUpdated, JobCancelRequested, JobCancelled,
         JobResubmitted, JobPromoted, JobClaimed, JobStageStarted, JobStageFinished,
         JobArtifactAdded, JobSucceeded, JobFailed, JobLeaseExpired, JobReleased, JobDeadLettered,
+        JobBranchResolved, JobStepStarted, JobStepFinished, JobPublished, JobPaused, JobResumed,
+        JobOperatorMessage,
     )
 }  # fmt: skip
 

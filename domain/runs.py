@@ -20,7 +20,8 @@ from cairn.domain.job import (
     decide_promote,
     decide_submit,
 )
-from cairn.domain.job_events import JobCancelled, JobEvent
+from cairn.domain.job_events import JobCancelled, JobEvent, JobStepFinished, JobStepStarted
+from cairn.domain.job_steps import stopped_in
 from cairn.domain.job_types import NormalizedJob
 from cairn.domain.task import Task, decide_create, decide_transition
 from cairn.domain.task_events import (
@@ -28,6 +29,8 @@ from cairn.domain.task_events import (
     TaskRunFinished,
     TaskRunRequested,
     TaskRunStarted,
+    TaskStepCompleted,
+    TaskStepStarted,
     TaskTransitioned,
 )
 from cairn.domain.task_spec import TaskSpec
@@ -129,12 +132,38 @@ def decide_claim_run(
 def decide_with_task(
     job: Job, events: Sequence[JobEvent], after: Job, task: Task | None, flags: Flags
 ) -> Decision:
-    """A job's `events` (`after`: the job once they apply) and, when they change its status,
-    its task's: the task follows its run in the same append."""
+    """A job's `events` (`after`: the job once they apply) and its task's answer to them:
+    the task follows its run's steps and status changes in the same append."""
     decision: Decision = {job.id: [*events]}
-    if task is not None and task.id == job.task_id and after.status != job.status:
-        decision[task.id] = [*on_job_change(task, after, flags)]
+    if task is None or task.id != job.task_id:
+        return decision
+    followed: list[Event] = [*on_steps(task, job, events)]
+    if after.status != job.status:
+        followed += on_job_change(task, after, flags)
+    if followed:
+        decision[task.id] = followed
     return decision
+
+
+def task_follows(job: Job, events: Sequence[JobEvent], after: Job) -> bool:
+    """Whether a job's task (if it has one) has anything to answer `events` with, so a
+    writer reads the task only then."""
+    steps = any(isinstance(e, JobStepStarted | JobStepFinished) for e in events)
+    return job.task_id is not None and (steps or after.status != job.status)
+
+
+def on_steps(task: Task, job: Job, events: Sequence[JobEvent]) -> list[TaskEvent]:
+    """The task's side of its active run's steps: the step it is on (for its card)."""
+    if task.active_job_id != job.id:
+        return []
+    followed: list[TaskEvent] = []
+    for e in events:
+        if isinstance(e, JobStepStarted):
+            followed.append(TaskStepStarted(job_id=job.id, step_id=e.step_id, title=e.title,
+                                            agent_id=job.worker_id or ""))  # fmt: skip
+        elif isinstance(e, JobStepFinished):
+            followed.append(TaskStepCompleted(job_id=job.id, step_id=e.step_id, outcome=e.outcome))
+    return followed
 
 
 def on_claim(task: Task, job: Job, flags: Flags, blockers: Mapping[str, Task]) -> list[TaskEvent]:
@@ -166,7 +195,8 @@ def on_job_change(task: Task, job: Job, flags: Flags) -> list[TaskEvent]:
     if status in {JobStatus.RUNNING, JobStatus.CANCEL_REQUESTED}:
         return []
     error = (job.outcome or {}).get("error")
-    finished = TaskRunFinished(job_id=job.id, outcome=status.value, error=error)
+    step = None if status == JobStatus.SUCCEEDED else stopped_in(job.steps)
+    finished = TaskRunFinished(job_id=job.id, outcome=status.value, error=error, step=step)
     if task.status == Status.CANCELLED:
         return [finished]
     if status == JobStatus.SUCCEEDED:

@@ -33,6 +33,8 @@ from cairn.domain.task_events import (
     TaskRunFinished,
     TaskRunRequested,
     TaskRunStarted,
+    TaskStepCompleted,
+    TaskStepStarted,
     TaskTransitioned,
     TaskUpdated,
 )
@@ -130,11 +132,16 @@ def _apply(s: Task, e: TaskEvent) -> Task:
         case TaskRunRequested(job_id=job):
             return replace(s, run_ids=[*s.run_ids, job], active_job_id=job, error=None)
         case TaskRunStarted(agent_id=agent):
-            return replace(s, current_agent_id=agent)
+            return replace(s, current_agent_id=agent, current_step=None)  # no step run yet
         case TaskRunFinished():
             retries = s.retry_count + (1 if e.outcome != "succeeded" else 0)
             return replace(s, current_agent_id=None, current_step=e.step, error=e.error,
                            retry_count=retries, active_job_id=None)  # fmt: skip
+        case TaskStepStarted():
+            holder = e.agent_id or s.current_agent_id
+            return replace(s, current_step=e.title or e.step_id, current_agent_id=holder)
+        case TaskStepCompleted():
+            return s  # the step stays current until the next starts or the run ends
     raise TypeError(f"not a task event: {e!r}")
 
 

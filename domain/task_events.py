@@ -108,6 +108,8 @@ class TaskRunStarted(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class TaskRunFinished(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """A run ended; `step` names the step it stopped in when that step did not succeed."""
+
     TYPE: ClassVar[str] = "task.run_finished"
     job_id: str
     outcome: str
@@ -115,12 +117,29 @@ class TaskRunFinished(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
     step: str | None = None
 
 
+class TaskStepStarted(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """A step of the task's active run began (`title`, if it has one, names it on the card)."""
+
+    TYPE: ClassVar[str] = "task.step_started"
+    job_id: str
+    step_id: str
+    title: str | None = None
+    agent_id: str = ""
+
+
+class TaskStepCompleted(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):
+    TYPE: ClassVar[str] = "task.step_completed"
+    job_id: str
+    step_id: str
+    outcome: str
+
+
 TASK_EVENTS: dict[str, type[TaskEvent]] = {
     cls.TYPE: cls
     for cls in (
         TaskCreated, TaskUpdated, TaskTransitioned, TaskDependencyAdded, TaskDependencyRemoved,
         TaskDependentAdded, TaskDependentRemoved, TaskChildAdded, TaskRunRequested,
-        TaskRunStarted, TaskRunFinished,
+        TaskRunStarted, TaskRunFinished, TaskStepStarted, TaskStepCompleted,
     )
 }  # fmt: skip
 

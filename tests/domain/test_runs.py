@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from cairn.domain.decision import events_for
 from cairn.domain.errors import DependencyUnresolved, InvalidTransition, ValidationFailed
 from cairn.domain.job import Job
 from cairn.domain.job_events import (
@@ -14,7 +15,10 @@ from cairn.domain.job_events import (
     JobCancelRequested,
     JobClaimed,
     JobEvent,
+    JobFailed,
     JobPromoted,
+    JobStepFinished,
+    JobStepStarted,
     JobSubmitted,
     JobSucceeded,
 )
@@ -30,13 +34,18 @@ from cairn.domain.runs import (
     on_job_change,
     run_request,
     run_submission,
+    task_follows,
 )
 from cairn.domain.task import Task
+from cairn.domain.task import evolve as evolve_task
 from cairn.domain.task_events import (
     TaskCreated,
+    TaskEvent,
     TaskRunFinished,
     TaskRunRequested,
     TaskRunStarted,
+    TaskStepCompleted,
+    TaskStepStarted,
     TaskTransitioned,
 )
 from cairn.domain.task_states import Flags
@@ -225,3 +234,49 @@ def test_a_quick_run_is_promoted_once_with_its_task() -> None:
     assert decide_promote_quick_run(promoted, "task-00-m") == {}
     with pytest.raises(InvalidTransition):
         decide_promote_quick_run(job("succeeded"), "task-00-n")
+
+
+def test_the_task_follows_its_runs_steps_in_the_same_decision() -> None:
+    running = job("running", epoch=1, worker_id="w1")
+    events: list[JobEvent] = [
+        JobStepFinished(epoch=1, index=1, step_id="plan", outcome="succeeded"),
+        JobStepStarted(epoch=1, index=2, step_id="implement", title="Implement"),
+    ]
+    assert task_follows(running, events, running)
+    decision = decide_with_task(running, events, running, task("in_progress"), Flags())
+    assert decision["task-00-a"] == [
+        TaskStepCompleted(job_id="job-00-j", step_id="plan", outcome="succeeded"),
+        TaskStepStarted(job_id="job-00-j", step_id="implement", title="Implement", agent_id="w1"),
+    ]
+    card = task("in_progress", current_agent_id="w1")
+    followed = events_for(decision, "task-00-a", TaskEvent)
+    for version, e in enumerate(followed, start=card.version + 1):
+        card = evolve_task(card, e, card.id, version, "t")
+    assert card.current_step == "Implement" and card.current_agent_id == "w1"
+
+
+def test_steps_of_a_run_that_is_not_the_tasks_active_one_are_not_followed() -> None:
+    running = job("running", epoch=1)
+    events: list[JobEvent] = [JobStepStarted(epoch=1, index=1, step_id="plan")]
+    other = task("in_progress", active_job_id="job-00-other")
+    assert decide_with_task(running, events, running, other, Flags()) == {"job-00-j": [*events]}
+    alone = msgspec.structs.replace(running, task_id=None)
+    assert not task_follows(alone, events, alone)
+    assert not task_follows(running, [], running)
+
+
+def test_a_failed_run_names_the_step_it_stopped_in_and_a_success_clears_it() -> None:
+    failing = job("running", epoch=1, steps=[
+        {"index": 1, "step_id": "plan", "title": "Plan", "status": "succeeded"},
+        {"index": 2, "step_id": "verify", "title": None, "status": "failed"},
+    ])  # fmt: skip
+    failed = msgspec.structs.replace(failing, status="failed", outcome={"error": {"code": "x"}})
+    events: list[JobEvent] = [JobFailed(epoch=1, error={"code": "x"}, retryable=False)]
+    decision = decide_with_task(failing, events, failed, task("in_progress"), Flags())
+    finished = decision["task-00-a"][-1]
+    assert isinstance(finished, TaskRunFinished) and finished.step == "verify"
+    done = msgspec.structs.replace(failing, status="succeeded")
+    decision = decide_with_task(failing, [JobSucceeded(epoch=1)], done, task("in_progress"),
+                                Flags())  # fmt: skip
+    finished = decision["task-00-a"][-1]
+    assert isinstance(finished, TaskRunFinished) and finished.step is None

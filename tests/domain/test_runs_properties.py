@@ -25,7 +25,14 @@ from cairn.domain.job import (
     decide_poisoned,
 )
 from cairn.domain.job import evolve as evolve_job
-from cairn.domain.job_events import JobEvent, JobReleased, JobSucceeded
+from cairn.domain.job_events import (
+    JobEvent,
+    JobReleased,
+    JobStepFinished,
+    JobStepStarted,
+    JobSucceeded,
+)
+from cairn.domain.job_steps import step_label
 from cairn.domain.job_types import ContractSettings, normalize_job
 from cairn.domain.runs import (
     decide_cancel_task,
@@ -48,12 +55,14 @@ NOOP = normalize_job("noop", {}, ContractSettings())
 KINDS = [
     "request", "claim", "cancel_task", "retry", "move", "move_blocker",  # the task's side
     "fail", "fail_final", "succeed", "expire", "release", "stop", "cancel_job", "poison",
+    "step_start", "step_finish",
 ]  # fmt: skip
-# A turn: its kind, a target status (moves) and whether it is forced (moves, run now). The
-# turns that move a run along come more often, so that runs get far.
+# The turns that move a run along come more often, so that runs get far.
+OFTEN = ["request", "claim", "claim", "succeed", "fail", "stop", "step_start", "step_finish"]
+# A turn: its kind, a target status (moves) and whether it is forced (moves, run now).
 turns = st.lists(
     st.tuples(
-        st.sampled_from([*KINDS, "request", "claim", "claim", "succeed", "fail", "stop"]),
+        st.sampled_from([*KINDS, *OFTEN]),
         st.sampled_from(list(Status)),
         st.booleans(),
     ),
@@ -144,6 +153,16 @@ def job_events(job: Job, kind: str) -> list[JobEvent]:
     if kind == "poison":
         return decide_poisoned(job, 5)
     check_lease(job, job.epoch)
+    if kind == "step_start":
+        index = len(job.steps) + 1
+        return [JobStepStarted(epoch=job.epoch, index=index, step_id=f"s{index}",
+                               title=f"Step {index}" if index % 2 else None)]  # fmt: skip
+    if kind == "step_finish":
+        if not job.steps or job.steps[-1]["status"] != "running":
+            raise DomainError("no step to finish")
+        last = job.steps[-1]
+        return [JobStepFinished(epoch=job.epoch, index=last["index"], step_id=last["step_id"],
+                                outcome="failed" if last["index"] % 3 == 0 else "succeeded")]
     if kind == "succeed":
         return [JobSucceeded(epoch=job.epoch)]
     if kind == "release":
@@ -184,6 +203,10 @@ def check_turn(world: World, kind: str, before: Task, run: Job | None) -> None:
     if kind == "retry":
         assert before.status == Status.BLOCKED and task.status == Status.READY
         assert all(world.tasks[b].status in RESOLVED for b in task.blocked_by)
+    if kind in {"step_start", "step_finish"} and run is not None:
+        assert task.status == before.status, "a step never moves the task"
+        if run.id == before.active_job_id:
+            assert task.version > before.version, "the task follows its active run's steps"
 
 
 def check_invariants(world: World) -> None:
@@ -199,6 +222,11 @@ def check_invariants(world: World) -> None:
         assert active is not None and active.status in ACTIVE, "in progress only while it runs"
     for job in world.jobs.values():
         assert job.attempt <= job.max_attempts
+    active = world.jobs.get(task.active_job_id or "")
+    if active is not None and active.status in ACTIVE:
+        # The card shows the step the run is on (none before its first step).
+        shown = step_label(active.steps[-1]) if active.steps else None
+        assert task.current_step == shown
 
 
 @settings(max_examples=400, deadline=None)
