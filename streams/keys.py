@@ -77,6 +77,10 @@ class Keys:
     def stream(self, aggregate_id: str) -> str:
         return f"{self.tag(self.partition_of_id(aggregate_id))}:s:{aggregate_id}"
 
+    def output(self, job_id: str) -> str:
+        """A job's live output stream, in its partition's hash tag (capped, not the log)."""
+        return f"{self.tag(self.partition_of_id(job_id))}:out:{job_id}"
+
     def command(self, partition: int, command_id: str) -> str:
         return f"{self.tag(partition)}:cmd:{command_id}"
 
