@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import Field, JsonValue, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    Field,
+    JsonValue,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from cairn.domain.credentials import (
     REFERENCE_FORMS,
@@ -71,10 +78,11 @@ def check_repository(value: str | None, *, allow_local: bool = False) -> str | N
     return value
 
 
-def _check_repository_syntax(value: str | None) -> str | None:
-    # The model accepts every form; whether a local one is allowed is a rule with settings
-    # (_check_rules), so a stored job still parses after the setting changes.
-    return check_repository(value, allow_local=True)
+def _check_repository_setting(value: str | None, info: ValidationInfo) -> str | None:
+    # The setting comes in the validation context; without one (a stored job read again)
+    # every form passes, so a job accepted once still reads after the setting changes.
+    allow_local = (info.context or {}).get("allow_local_repositories", True)
+    return check_repository(value, allow_local=allow_local)
 
 
 def _clean_capabilities(values: list[str]) -> list[str]:
@@ -210,7 +218,7 @@ class TaskPayload(ContractModel):
     _alias = field_validator("target_runtime", mode="before")(_runtime_alias)
     _caps = field_validator("required_capabilities")(_clean_capabilities)
 
-    _repository = field_validator("repository")(_check_repository_syntax)
+    _repository = field_validator("repository")(_check_repository_setting)
 
     @property
     def runtime(self) -> str | None:
@@ -221,7 +229,7 @@ class TaskPayload(ContractModel):
 def normalize_task(payload: dict[str, Any], settings: ContractSettings) -> NormalizedJob:
     """Validate a canonical task payload and fill in the defaults that routing depends on."""
     _refuse_step_keys(payload)
-    parsed = _parse(payload)
+    parsed = _parse(payload, {"allow_local_repositories": settings.allow_local_repositories})
     errors = _check_rules(parsed, settings)
     if errors:
         raise refusal(errors)
@@ -287,9 +295,9 @@ def resolve_runtime(
     )
 
 
-def _parse(payload: Mapping[str, Any]) -> TaskPayload:
+def _parse(payload: Mapping[str, Any], context: dict[str, Any] | None = None) -> TaskPayload:
     try:
-        return TaskPayload.model_validate(payload)
+        return TaskPayload.model_validate(payload, context=context)
     except ValidationError as exc:
         raise validation_failed(exc) from None
 
@@ -313,10 +321,6 @@ def _check_rules(payload: TaskPayload, settings: ContractSettings) -> list[dict[
     task = payload.task
     if payload.repository is None and settings.default_repository is None:
         errors.append(_error("repository", f"required ({REPOSITORY_FORMS}); no default is set"))
-    try:
-        check_repository(payload.repository, allow_local=settings.allow_local_repositories)
-    except ValueError as e:
-        errors.append(_error("repository", str(e)))
     bases = {task.publish.base_branch, task.publish.pr_base_branch} - {None}
     if len(bases) > 1:
         reason = "an alias of prBaseBranch, which names another branch; give one of them"

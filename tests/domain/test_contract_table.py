@@ -1162,6 +1162,23 @@ def test_a_skip_reason_category_list_is_documented() -> None:
     assert all(SKIP_CATEGORIES.values())
 
 
+def test_a_bad_repository_names_local_forms_only_where_they_are_on() -> None:
+    payload = task("my repo")
+    with pytest.raises(ValidationFailed) as off:
+        normalize_job("task", payload, DEFAULTS)
+    with pytest.raises(ValidationFailed) as on:
+        normalize_job("task", payload, LOCAL)
+
+    assert "local" not in off.value.errors[0]["reason"]
+    assert "absolute local path" in on.value.errors[0]["reason"]
+
+
+def test_a_stored_local_job_still_resolves_its_runtime() -> None:
+    job = normalize_job("task", task("/srv/git/repo.git"), LOCAL)
+
+    assert resolve_runtime(job.normalized, WorkerDefaults()).mode == "codex"
+
+
 def test_check_repository_is_strict_unless_local_is_allowed() -> None:
     with pytest.raises(ValueError, match="CAIRN_ALLOW_LOCAL_REPOSITORIES"):
         check_repository("/srv/repo")
