@@ -1,7 +1,8 @@
 """Branch rules of a run: the branch it starts from, the one it creates, the one it works on.
 
 A run that starts from the repository's default branch always works on a new branch (named for
-the job when none is asked for), so Cairn never pushes to the default branch. A run that
+the job when none is asked for: `cairn/<YYYYMMDD>/<8 of the job id>[-<skill>|-multi]`), so Cairn
+never pushes to the default branch. A run that
 starts from another branch works on that branch unless a new one is asked for.
 """
 
@@ -61,10 +62,11 @@ def resolve_branches(
 
 def generated_branch(job_id: str, *, skill: str | None, steps: int, today: datetime.date) -> str:
     """`cairn/<YYYYMMDD>/<8 of the job id's random part>`, then `-<skill>` for a named skill
-    (not `auto`), else `-multi` for two steps or more."""
+    (not `auto`), else `-multi` for two steps or more. The last 8: ids one process makes in
+    the same millisecond share the start of their random part (it is incremented)."""
     slug = skill_slug(skill) if skill and skill.strip().lower() != "auto" else ""
     suffix = f"-{slug}" if slug else "-multi" if steps >= 2 else ""
-    return f"cairn/{today:%Y%m%d}/{random_part(job_id)[:8]}{suffix}"
+    return f"cairn/{today:%Y%m%d}/{random_part(job_id)[-8:]}{suffix}"
 
 
 def random_part(job_id: str) -> str:

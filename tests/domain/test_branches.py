@@ -13,7 +13,7 @@ from cairn.domain.errors import ValidationFailed
 
 JOB = "job-03-01jd5x2k7qabcdefgh12345678"  # time part 01jd5x2k7q, random part abcdefgh...
 TODAY = datetime.date(2026, 11, 30)
-GENERATED = "cairn/20261130/abcdefgh"
+GENERATED = "cairn/20261130/12345678"
 
 
 def case(
@@ -110,12 +110,12 @@ CASES = [
     ),
     case(
         "hex-id-from-an-idempotency-key",
-        Branches("main", "main", "cairn/20261130/abcdef01", "cairn/20261130/abcdef01"),
+        Branches("main", "main", "cairn/20261130/23456789", "cairn/20261130/23456789"),
         job_id="job-11-0123456789abcdef0123456789",
     ),
     case(
         "id-not-of-ours-uses-its-letters-and-digits",
-        Branches("main", "main", "cairn/20261130/test1234", "cairn/20261130/test1234"),
+        Branches("main", "main", "cairn/20261130/234extra", "cairn/20261130/234extra"),
         job_id="Test_1234-extra",
     ),
 ]
@@ -173,3 +173,16 @@ def test_skill_slug(skill: str, expected: str) -> None:
 
 def test_a_slug_cut_does_not_end_with_a_dash() -> None:
     assert skill_slug("a" * 39 + "-bcd") == "a" * 39
+
+
+def test_jobs_made_in_the_same_millisecond_get_different_branches() -> None:
+    # Within a millisecond new_ulid increments the random part: only its end differs.
+    burst = [f"job-03-06h2ks7rtgh7tr9kj1mrn4jgv{last}" for last in "kos"]
+    names = {
+        resolve_branches(
+            default="main", requested_starting=None, requested_new=None,
+            job_id=job_id, skill=None, steps=0, today=TODAY,
+        ).working
+        for job_id in burst
+    }  # fmt: skip
+    assert len(names) == 3

@@ -25,7 +25,7 @@ BRANCHES = resolve_branches(
     default="main", requested_starting=None, requested_new=None, job_id=JOB, skill=None,
     steps=0, today=datetime.date(2026, 11, 30),
 )  # fmt: skip
-WORKING = "cairn/20261130/abcdefgh"
+WORKING = "cairn/20261130/12345678"
 
 
 @pytest.fixture
