@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
 from cairn.api.context import ID_PATTERN, IDEMPOTENT, position_pattern
-from cairn.api.schemas import JsonSchema, components
+from cairn.api.schemas import JsonSchema, Media, components
 from cairn.domain.limits import MAX_DEPTH
 
 PROBLEM = {
@@ -19,6 +19,9 @@ PROBLEM = {
 }
 # The kind of id each path parameter holds.
 PATH_IDS = {"task_id": "task", "dep_id": "task", "job_id": "job", "run_id": "job"}
+# An artifact's path as the store serves it: `attempt-<n>/` then plain parts (no dot segment,
+# separator or control character); the store refuses anything else.
+ARTIFACT_PATH = r"^attempt-[0-9]{1,6}(/[^/.\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]{0,100}){1,8}$"
 
 
 @dataclass
@@ -27,8 +30,9 @@ class Declarations:
 
     bodies: dict[str, type[BaseModel]] = field(default_factory=dict)
     queries: dict[str, type[BaseModel]] = field(default_factory=dict)
-    # status -> schema of the success body; "text/event-stream" for a stream
-    responses: dict[str, dict[str, JsonSchema | str]] = field(default_factory=dict)
+    # status -> schema of the success body; "text/event-stream" for a stream; Media for a
+    # body in several media types
+    responses: dict[str, dict[str, JsonSchema | str | Media]] = field(default_factory=dict)
 
 
 def build_openapi(
@@ -116,6 +120,8 @@ def _path_parameter(name: str) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string"}
     if name in PATH_IDS:
         schema["pattern"] = ID_PATTERN.format(kind=PATH_IDS[name])
+    if name == "path":
+        schema["pattern"] = ARTIFACT_PATH
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
@@ -161,10 +167,12 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def _responses(success: dict[str, JsonSchema | str]) -> dict[str, Any]:
+def _responses(success: dict[str, JsonSchema | str | Media]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, schema in success.items():
-        if schema == "text/event-stream":  # each event: `event` (its type), `id`, `data`
+        if isinstance(schema, Media):
+            content: dict[str, Any] = {kind: {"schema": s} for kind, s in schema.content.items()}
+        elif schema == "text/event-stream":  # each event: `event` (its type), `id`, `data`
             event = {"type": "object", "properties": {
                 "event": {"type": "string"}, "id": {"type": "string"}, "data": {"type": "string"}}}
             content = {schema: {"schema": event}}

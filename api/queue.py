@@ -27,6 +27,7 @@ from cairn.api.context import (
     read_body,
     read_query,
 )
+from cairn.api.run_views import run_detail
 from cairn.api.schemas import ref
 from cairn.commands.jobs import JobRequest, cancel_job, resubmit_job, submit_job, update_job
 from cairn.commands.runner import CommandResult
@@ -152,7 +153,7 @@ def job_view(job: Job, workers: list[list[str]] | None = None) -> dict[str, Any]
         "notBefore": job.not_before,
         "outcome": job.outcome,
         "stages": job.stages,
-        "artifacts": job.artifacts,
+        **run_detail(job),
         "cancelReason": job.cancel_reason,
         "resubmittedFrom": job.resubmitted_from,
         "resubmittedAs": job.resubmitted_as,

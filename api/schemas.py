@@ -6,6 +6,7 @@ required and typed. The task card follows the Task struct itself, so the two can
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -30,8 +31,27 @@ INTEGER: JsonSchema = {"type": "integer"}
 BOOLEAN: JsonSchema = {"type": "boolean"}
 OBJECT: JsonSchema = {"type": "object"}
 NULLABLE_STRING: JsonSchema = {"type": ["string", "null"]}
+NULLABLE_INTEGER: JsonSchema = {"type": ["integer", "null"]}
+NULLABLE_OBJECT: JsonSchema = {"type": ["object", "null"]}
 STRINGS: JsonSchema = {"type": "array", "items": STRING}
 COUNTS: JsonSchema = {"type": "object", "additionalProperties": INTEGER}
+
+
+@dataclass(frozen=True)
+class Media:
+    """A success body that comes in several media types (a file served as it is)."""
+
+    content: dict[str, JsonSchema]
+
+
+# An artifact: text and JSON shown as they are, anything else a download.
+ARTIFACT_FILE = Media(
+    {
+        "text/plain": STRING,
+        "application/json": {},
+        "application/octet-stream": {"type": "string", "format": "binary"},
+    }
+)
 
 
 def _task_schema() -> JsonSchema:
@@ -68,9 +88,14 @@ def components() -> dict[str, JsonSchema]:
          "status": job_status, "project": STRING, "source": STRING, "priority": INTEGER,
          "maxAttempts": INTEGER, "attempt": INTEGER, "payload": {}, "normalized": OBJECT,
          "requiredCapabilities": STRINGS, "warnings": STRINGS,
-         "missingCapabilities": {"type": ["array", "null"], "items": STRING}},
+         "missingCapabilities": {"type": ["array", "null"], "items": STRING},
+         **_run_detail()},
         taskId=NULLABLE_STRING, affinityKey=NULLABLE_STRING, workerId=NULLABLE_STRING,
         createdAt=NULLABLE_STRING, updatedAt=NULLABLE_STRING, outcome={"type": ["object", "null"]},
+        branches=NULLABLE_OBJECT, pauseReason=NULLABLE_STRING,
+        publish={"anyOf": [{"type": "null"}, _object(
+            {"outcome": STRING}, branch=NULLABLE_STRING, prUrl=NULLABLE_STRING,
+            commit=NULLABLE_STRING, detail=OBJECT, attempt=NULLABLE_INTEGER)]},
     )  # fmt: skip
     return {
         "Task": _task_schema(),
@@ -156,4 +181,45 @@ def components() -> dict[str, JsonSchema]:
             }
         ),
         "PauseMode": _object({"mode": {"type": "string", "enum": ["drain", "quiesce", "off"]}}),
+        "Artifact": _object(
+            {
+                "name": STRING,
+                "path": STRING,
+                "contentType": STRING,
+                "truncated": BOOLEAN,
+                "attempt": INTEGER,
+            },
+            size=NULLABLE_INTEGER,
+            sha256=NULLABLE_STRING,
+            ref=NULLABLE_STRING,
+        ),
+        "Artifacts": _object({"items": {"type": "array", "items": ref("Artifact")}}),
+        "OperatorMessage": _object({"id": INTEGER, "text": STRING, "ts": STRING}),
+        "Output": _object(
+            {
+                "items": {
+                    "type": "array",
+                    "items": _object(
+                        {"id": STRING, "text": STRING, "step": NULLABLE_INTEGER, "stream": STRING}
+                    ),
+                },
+                "next": STRING,
+            }
+        ),
+    }
+
+
+def _run_detail() -> dict[str, JsonSchema]:
+    """The job's execution detail that every job view carries (api/run_views.py)."""
+    step = _object(
+        {"index": INTEGER, "stepId": STRING, "status": STRING, "durationMs": INTEGER,
+         "files": INTEGER, "insertions": INTEGER, "deletions": INTEGER},
+        title=NULLABLE_STRING, startedAt=NULLABLE_STRING, finishedAt=NULLABLE_STRING,
+        exitStatus=NULLABLE_INTEGER, usage=NULLABLE_OBJECT, error=NULLABLE_OBJECT,
+    )  # fmt: skip
+    return {
+        "steps": {"type": "array", "items": step},
+        "paused": BOOLEAN,
+        "operatorMessages": {"type": "array", "items": ref("OperatorMessage")},
+        "artifacts": {"type": "array", "items": ref("Artifact")},
     }
