@@ -47,6 +47,8 @@ class StoredArtifact:
 
 
 class ArtifactStore(Protocol):
+    """Where a worker puts an attempt's files and the API finds them again."""
+
     def put_file(self, job_id: str, attempt: int, path: str, source: Path) -> StoredArtifact: ...
 
     def put_bytes(self, job_id: str, attempt: int, path: str, data: bytes) -> StoredArtifact: ...
