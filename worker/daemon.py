@@ -10,7 +10,7 @@ import socket
 import time
 from collections.abc import Coroutine
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from cairn.commands import runs
 from cairn.commands.held import Held, Stage
 from cairn.commands.jobs import load_jobs
 from cairn.commands.settings import Settings
+from cairn.domain.contract import WorkerDefaults
 from cairn.domain.dispatch import eligible, run_order_key
 from cairn.domain.errors import CairnError, DomainError, InfrastructureError, StaleLease
 from cairn.domain.job import Job, RetryPolicy
@@ -44,6 +45,7 @@ class WorkerConfig:
     lease_s: float = 120.0
     stop_grace_s: float = 30.0
     block_ms: int = 500
+    defaults: WorkerDefaults = field(default_factory=WorkerDefaults)  # model/effort per runtime
 
 
 @dataclass

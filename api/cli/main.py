@@ -103,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--id", dest="worker_id", help="the worker's name (default: host-pid)")
     worker.add_argument("--lease", type=float, help="lease seconds (default CAIRN_LEASE_S, 120)")
     worker.add_argument(
+        "--model",
+        help="model for this worker's runtimes when a task names none "
+        "(default CAIRN_<RUNTIME>_MODEL, e.g. CAIRN_CLAUDE_MODEL; else the CLI's own)",
+    )
+    worker.add_argument(
+        "--effort",
+        help="reasoning effort, likewise (default CAIRN_<RUNTIME>_EFFORT; gemini takes none)",
+    )
+    worker.add_argument(
         "--grace",
         type=float,
         default=30.0,

@@ -96,6 +96,7 @@ def run_scheduler(settings: Settings, args: argparse.Namespace) -> int:
 def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     import socket
 
+    from cairn.worker.adapters import worker_defaults
     from cairn.worker.daemon import Worker, WorkerConfig
     from cairn.worker.probe import parse_capabilities, probe_capabilities
 
@@ -117,6 +118,9 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         lease_s=args.lease or settings.lease_s,
         stop_grace_s=args.grace,
+        defaults=worker_defaults(
+            capabilities, model=args.model or None, effort=args.effort or None, env=os.environ
+        ),
     )
 
     async def run() -> None:
