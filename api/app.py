@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from cairn.api import queue, quick_runs, runs, tasks, workers
+from cairn.api import imports, queue, quick_runs, runs, tasks, workers
 from cairn.api.auth import BearerAuth, store_token
 from cairn.api.context import Context, context, json_response
 from cairn.api.openapi import Declarations, build_openapi
@@ -26,10 +26,11 @@ from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore
 
 DECLARED = Declarations(
-    bodies={**tasks.BODIES, **queue.BODIES, **quick_runs.BODIES, **workers.BODIES, **runs.BODIES},
+    bodies={**tasks.BODIES, **queue.BODIES, **quick_runs.BODIES, **workers.BODIES, **runs.BODIES,
+            **imports.BODIES},
     queries={**tasks.QUERIES, **queue.QUERIES, **runs.QUERIES},
     responses={**tasks.RESPONSES, **queue.RESPONSES, **quick_runs.RESPONSES, **workers.RESPONSES,
-               **runs.RESPONSES},
+               **runs.RESPONSES, **imports.RESPONSES},
 )
 
 
@@ -57,6 +58,7 @@ def create_app(settings: Settings, client: Client) -> Starlette:
         *runs.ROUTES,
         *quick_runs.ROUTES,
         *workers.ROUTES,
+        *imports.ROUTES,
     ]
     document = build_openapi(routes, DECLARED, settings.max_body_bytes, settings.partitions)
 

@@ -20,6 +20,8 @@ from cairn.projections.board import Board
 from cairn.projections.board_runs import BoardRuns
 from cairn.projections.dispatcher import Dispatcher
 from cairn.projections.generations import Space, positions
+from cairn.projections.import_releases import ImportReleases
+from cairn.projections.imports import Imports
 from cairn.projections.queue import NAME as QUEUE
 from cairn.projections.queue import Queue
 from cairn.projections.reaper import Reaper
@@ -60,6 +62,8 @@ class Scheduler:
         self.dispatcher = Dispatcher(self.store, self.queue, self.dispatch, config.limits,
                                      self.token)  # fmt: skip
         self.board_runs = BoardRuns(self.store, self.board, settings)
+        self.import_releases = ImportReleases(self.store, Imports(client, self.keys), self.board,
+                                              settings)  # fmt: skip
         self.reaper = Reaper(self.store, self.dispatch, self.registry, self.queue, settings,
                              config.default_lease_ms)  # fmt: skip
         self._board_at = self._reap_at = 0.0
@@ -150,6 +154,7 @@ class Scheduler:
         now = time.monotonic()
         if now - self._board_at >= self.config.board_every_s:
             self._board_at = now
+            await self.import_releases.release()
             await self.board_runs.run_board()
         if now - self._reap_at >= self.config.reap_every_s:
             self._reap_at = now

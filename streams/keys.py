@@ -84,6 +84,10 @@ class Keys:
     def command(self, partition: int, command_id: str) -> str:
         return f"{self.tag(partition)}:cmd:{command_id}"
 
+    def preview(self, partition: int, preview_id: str) -> str:
+        """A PRD import's preview request, kept a while (TTL) so it can be committed by id."""
+        return f"{self.tag(partition)}:preview:{preview_id}"
+
     def read_model(self, partition: int, projection: str, *parts: str) -> str:
         return ":".join((self.tag(partition), "rm", projection, *parts))
 

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cairn.api.cli import processes, reading
+from cairn.api.cli import planning, processes, reading
 from cairn.api.cli.logs import configure_logging
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--json", action="store_true", help="one JSON object a line")
     replay = command("replay", reading.replay, "each event of an aggregate with the state after it")
     replay.add_argument("id", help="the aggregate's id, e.g. a task's")
+    planning.add_commands(command)
     redis_cli = command(
         "redis-cli", reading.redis_cli, "run redis-cli against the store, e.g. XRANGE KEY - +"
     )
