@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from cairn.api import imports, queue, quick_runs, runs, tasks, workers
+from cairn.api import imports, proposals, queue, quick_runs, runs, tasks, workers
 from cairn.api.auth import BearerAuth, store_token
 from cairn.api.context import Context, context, json_response
 from cairn.api.openapi import Declarations, build_openapi
@@ -27,10 +27,10 @@ from cairn.streams.store import EventStore
 
 DECLARED = Declarations(
     bodies={**tasks.BODIES, **queue.BODIES, **quick_runs.BODIES, **workers.BODIES, **runs.BODIES,
-            **imports.BODIES},
-    queries={**tasks.QUERIES, **queue.QUERIES, **runs.QUERIES},
+            **imports.BODIES, **proposals.BODIES},
+    queries={**tasks.QUERIES, **queue.QUERIES, **runs.QUERIES, **proposals.QUERIES},
     responses={**tasks.RESPONSES, **queue.RESPONSES, **quick_runs.RESPONSES, **workers.RESPONSES,
-               **runs.RESPONSES, **imports.RESPONSES},
+               **runs.RESPONSES, **imports.RESPONSES, **proposals.RESPONSES},
 )
 
 
@@ -59,6 +59,7 @@ def create_app(settings: Settings, client: Client) -> Starlette:
         *quick_runs.ROUTES,
         *workers.ROUTES,
         *imports.ROUTES,
+        *proposals.ROUTES,
     ]
     document = build_openapi(routes, DECLARED, settings.max_body_bytes, settings.partitions)
 

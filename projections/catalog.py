@@ -5,8 +5,12 @@ from __future__ import annotations
 from cairn.projections.board import BoardProjection
 from cairn.projections.imports import ImportProjection
 from cairn.projections.projection import Projection
+from cairn.projections.proposals import ProposalProjection
 from cairn.projections.queue import QueueProjection
 
 
 def all_projections() -> dict[str, Projection]:
-    return {"board": BoardProjection(), "queue": QueueProjection(), "imports": ImportProjection()}
+    return {
+        "board": BoardProjection(), "queue": QueueProjection(), "imports": ImportProjection(),
+        "proposals": ProposalProjection(),
+    }  # fmt: skip
