@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from cairn.api import imports, proposals, queue, quick_runs, runs, tasks, workers
 from cairn.api.auth import BearerAuth, store_token
 from cairn.api.context import Context, context, json_response
+from cairn.api.dashboard.routes import ROUTES as DASHBOARD
 from cairn.api.openapi import Declarations, build_openapi
 from cairn.api.problems import ProblemBoundary, handle_cairn_error, handle_http, problem
 from cairn.commands.settings import Settings
@@ -67,6 +68,7 @@ def create_app(settings: Settings, client: Client) -> Starlette:
         return json_response(document)
 
     routes.append(Route("/openapi.json", openapi))
+    routes += DASHBOARD  # the pages at / (added after the document: they are not the API)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cairn.api.context import context, json_response, read_body
+from cairn.api.context import actor, context, json_response, read_body
 from cairn.api.schemas import ref
+from cairn.domain.limits import MAX_REASON
+from cairn.domain.task_spec import Visible
 from cairn.streams.registry import Registry
 
 
 class PauseBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     mode: Literal["drain", "quiesce", "off"]
+    reason: Annotated[
+        str, Field(min_length=1, max_length=MAX_REASON, description="why (shown to everyone)"),
+        *Visible,
+    ]  # fmt: skip
 
 
 def registry(request: Request) -> Registry:
@@ -28,15 +34,16 @@ def registry(request: Request) -> Registry:
 async def list_workers(request: Request) -> Response:
     """Registered workers: id, capabilities, host, started, last seen, running jobs."""
     known = registry(request)
-    workers, pause = await asyncio.gather(known.workers(include_stale=True), known.pause_mode())
-    return json_response({"workers": workers, "pause": pause})
+    workers, pause = await asyncio.gather(known.workers(include_stale=True), known.pause_state())
+    return json_response({"workers": workers, "pause": pause["mode"], "pauseState": pause})
 
 
 async def post_worker_pause(request: Request) -> Response:
-    """drain: no new claims; quiesce: also hold running jobs at their next checkpoint; off."""
+    """drain: no new claims; quiesce: also hold running jobs at their next checkpoint; off.
+    Each with a reason, kept beside the mode and shown on every dashboard page."""
     body = await read_body(request, PauseBody)
-    await registry(request).set_pause_mode(body.mode)
-    return json_response({"mode": body.mode})
+    await registry(request).set_pause_mode(body.mode, body.reason, actor(request))
+    return json_response({"mode": body.mode, "reason": body.reason})
 
 
 BODIES: dict[str, type[BaseModel]] = {"post_worker_pause": PauseBody}

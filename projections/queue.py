@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -12,6 +13,9 @@ import msgspec
 from cairn.domain.dispatch import run_order_key, signature
 from cairn.domain.job import Job, evolve
 from cairn.domain.job_events import (
+    JobCancelled,
+    JobClaimed,
+    JobDeadLettered,
     JobFailed,
     JobLegacySubmitted,
     JobStageFinished,
@@ -69,11 +73,13 @@ class QueueProjection:
     def apply(self, pipe: Writes, space: Space, events: list[Envelope], loaded: Any) -> None:
         before: dict[str, Job] = loaded
         metrics: Counter[str] = Counter()
+        timeline: Counter[tuple[str, str]] = Counter()
 
         def step(state: Job | None, e: Envelope) -> Job:
             event = job_event_from(e.type, e.schema, e.data)
             job = evolve(state, event, e.agg, e.ver, e.ts)
             count_metrics(metrics, job, event)
+            count_timeline(timeline, job, event)
             return job
 
         changed = fold_batch(before, events, self.kind, step)
@@ -118,6 +124,8 @@ class QueueProjection:
                 pipe.hincrby(layout.counts(space, project), status, delta)
         for name, delta in metrics.items():
             pipe.hincrby(layout.metrics(space), name, delta)
+        for (day, name), delta in timeline.items():
+            pipe.hincrby(timeline_key(space, day), name, delta)
         if signatures:
             pipe.sadd(layout.runnable_signatures(space), *sorted(signatures))
 
@@ -143,6 +151,38 @@ def count_metrics(metrics: Counter[str], job: Job, event: Any) -> None:
             metrics[f"publish|{outcome}"] += 1
         case JobSucceeded():
             metrics[f"succeeded_runtime|{runtime}"] += 1
+
+
+def timeline_key(space: Space, day: str) -> str:
+    """Queue: one UTC day's per-minute telemetry counters (`<kind>|HH:MM`), a hash."""
+    return space.key("metrics", day)
+
+
+def count_timeline(timeline: Counter[tuple[str, str]], job: Job, event: Any) -> None:
+    """Telemetry over time, by the minute of the event (`job.updated_at`): submissions, jobs
+    finished by outcome (throughput), and the queue wait of first claims (sum and count)."""
+    day, minute = job.updated_at[:10], job.updated_at[11:16]
+    if len(day) != 10 or len(minute) != 5:
+        return
+    match event:
+        case JobSubmitted():
+            timeline[(day, f"submitted|{minute}")] += 1
+        case JobSucceeded():
+            timeline[(day, f"succeeded|{minute}")] += 1
+        case JobFailed(retry_at=None):
+            timeline[(day, f"failed|{minute}")] += 1
+        case JobDeadLettered():
+            timeline[(day, f"dead_letter|{minute}")] += 1
+        case JobCancelled():
+            timeline[(day, f"cancelled|{minute}")] += 1
+        case JobClaimed(attempt=1) if job.claimed_at and job.created_at:
+            waited = _moment(job.claimed_at) - _moment(job.created_at)
+            timeline[(day, f"wait_ms|{minute}")] += max(0, round(waited * 1000))
+            timeline[(day, f"claims|{minute}")] += 1
+
+
+def _moment(ts: str) -> float:
+    return datetime.fromisoformat(ts).timestamp()
 
 
 class Queue:
@@ -292,6 +332,24 @@ class Queue:
             for status, n in (await self.client.hgetall(key)).items():
                 total[text(status)] += int(n)
         return dict(total)
+
+    async def timeline(self, days: list[str]) -> dict[str, dict[str, int]]:
+        """Per-minute telemetry of the given UTC days (`YYYY-MM-DD`), summed over partitions:
+        {day: {"<kind>|HH:MM": n}}."""
+        spaces = await self.spaces()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for day in days:
+                for space in spaces.values():
+                    pipe.hgetall(timeline_key(space, day))
+            replies = iter(await pipe.execute())
+        found: dict[str, dict[str, int]] = {}
+        for day in days:
+            total: Counter[str] = Counter()
+            for _ in spaces:
+                for name, n in next(replies).items():
+                    total[text(name)] += int(n)
+            found[day] = dict(total)
+        return found
 
     async def metrics(self) -> dict[str, int]:
         total: Counter[str] = Counter()

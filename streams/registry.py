@@ -2,7 +2,7 @@
 seen) on every heartbeat; readers treat a record not renewed for three heartbeats as stale,
 and drop one not renewed for EXPIRE_BEATS (its worker is gone: the reaper takes its jobs back
 by the lease of each claim, not by this record). Also the system-wide worker pause mode
-(drain, quiesce, off)."""
+(drain, quiesce, off), with who set it, when and why beside it."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ class Registry:
         self.redis = client
         self.workers_key = keys.system("workers")
         self.pause_key = keys.system("worker-pause")
+        # Beside the mode, not in it: workers read the bare mode on every claim.
+        self.pause_reason_key = keys.system("worker-pause-reason")
 
     async def beat(self, record: dict[str, Any]) -> None:
         """Write a worker's record with `last_seen` now."""
@@ -68,7 +70,29 @@ class Registry:
         raw = await self.redis.get(self.pause_key)
         return text(raw) if raw else "off"
 
-    async def set_pause_mode(self, mode: str) -> None:
+    async def pause_state(self) -> dict[str, Any]:
+        """The mode with the reason, actor and time of its last change. The two keys are in
+        different cluster slots, so they are read (and written) apart: a reason recorded for
+        another mode than the one in force is not shown."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.pause_key)
+            pipe.get(self.pause_reason_key)
+            mode_raw, raw = await pipe.execute()
+        mode = text(mode_raw) if mode_raw else "off"
+        record = orjson.loads(raw) if raw else {}
+        if record.get("mode") != mode:
+            record = {}
+        return {
+            "mode": mode,
+            "reason": record.get("reason", ""),
+            "actor": record.get("actor", ""),
+            "at": record.get("at"),
+        }
+
+    async def set_pause_mode(self, mode: str, reason: str = "", actor: str = "") -> None:
+        """Set the mode, with why and by whom written just before it."""
         if mode not in PAUSE_MODES:
             raise ValueError(f"mode must be one of {', '.join(PAUSE_MODES)}")
+        record = {"mode": mode, "reason": reason, "actor": actor, "at": time.time()}
+        await self.redis.set(self.pause_reason_key, orjson.dumps(record))
         await self.redis.set(self.pause_key, mode)

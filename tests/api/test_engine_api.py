@@ -35,10 +35,18 @@ async def test_a_negative_sleep_is_refused_with_its_path(api: httpx.AsyncClient)
 
 async def test_worker_pause_modes(api: httpx.AsyncClient) -> None:
     for mode in ("drain", "quiesce", "off"):
-        r = await api.post("/api/system/worker-pause", json={"mode": mode})
-        assert r.status_code == 200 and r.json() == {"mode": mode}
-    r = await api.post("/api/system/worker-pause", json={"mode": "sleep"})
+        body = {"mode": mode, "reason": f"release {mode}"}
+        r = await api.post("/api/system/worker-pause", json=body)
+        assert r.status_code == 200 and r.json() == body
+        state = (await api.get("/api/queue/workers")).json()["pauseState"]
+        assert (state["mode"], state["reason"]) == (mode, f"release {mode}")
+        assert state["actor"] == "admin"
+    r = await api.post("/api/system/worker-pause", json={"mode": "sleep", "reason": "x"})
     assert r.status_code == 422 and r.json()["errors"][0]["path"] == "mode"
+    for missing in ({"mode": "drain"}, {"mode": "drain", "reason": "  "}):
+        r = await api.post("/api/system/worker-pause", json=missing)
+        assert r.status_code == 422 and r.json()["errors"][0]["path"] == "reason"
+    assert (await api.get("/api/queue/workers")).json()["pause"] == "off"
 
 
 async def test_run_now_retry_and_cancel(api: httpx.AsyncClient) -> None:

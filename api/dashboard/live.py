@@ -1,0 +1,130 @@
+"""`/live`: server-sent events that tell an open page its data changed. It tails the partition
+logs the page's scope lives in (a blocking XREAD, as the job events stream does) and sends one
+`change` per batch (per event for the audit and run pages) with the log position, which the page
+passes back as `min_position` so its refresh shows the change."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from cairn.api.context import context, is_id_of
+from cairn.api.dashboard.render import stream
+from cairn.streams.envelope import Envelope, decode_entry, text
+
+KEEP_ALIVE_MS = 15_000
+BATCH = 500
+EventFilter = Callable[[Envelope], bool]
+RowRenderer = Callable[[int, Envelope], str]
+Selector = Callable[[list[tuple[int, Envelope]]], Awaitable[list[tuple[int, Envelope]]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    partitions: list[int]
+    wanted: EventFilter
+    each: bool = False  # one message an event (else one a batch)
+    row: RowRenderer | None = None  # the audit page's row, rendered here
+    select: Selector | None = None  # a last, batched look (the audit's project filter)
+
+
+def scope_of(request: Request) -> Scope | None:
+    ctx = context(request)
+    keys = ctx.keys
+    query = request.query_params
+    name = query.get("scope", "")
+    project = query.get("project") or None
+    every = list(keys.all_partitions())
+    if name == "board":
+        return Scope([keys.partition_of(project or "default")], _kind("task"))
+    if name == "queue":
+        return Scope([keys.partition_of(project)] if project else every, _kind("job"))
+    if name in ("job", "task"):
+        aggregate = query.get("id", "")
+        if not is_id_of(keys, name, aggregate):
+            return None
+        related: EventFilter = (
+            (lambda e: e.agg == aggregate) if name == "job"
+            else (lambda e: e.agg == aggregate or e.agg.startswith("job-"))
+        )  # fmt: skip
+        return Scope([keys.partition_of_id(aggregate)], related, each=name == "job")
+    if name == "audit":
+        from cairn.api.dashboard.audit import audit_filter, render_row
+
+        found = audit_filter(request)
+        return Scope(found.partitions, found.matches, True, render_row, found.select)
+    return None
+
+
+def _kind(kind: str) -> EventFilter:
+    prefix = kind + "-"
+    return lambda e: e.agg.startswith(prefix)
+
+
+@stream
+async def live_events(request: Request) -> Response:
+    scope = scope_of(request)
+    if scope is None:
+        return Response("unknown scope", 404, media_type="text/plain")
+    ctx = context(request)
+    positions = await _log_ends(request, scope.partitions)
+
+    async def events() -> AsyncIterator[bytes]:
+        yield b"retry: 2000\n\n"
+        while not await request.is_disconnected():
+            streams: dict[Any, Any] = {ctx.keys.log(p): at for p, at in positions.items()}
+            replies: Any = await ctx.client.xread(streams, count=BATCH, block=KEEP_ALIVE_MS)
+            if not replies:
+                yield b": keep-alive\n\n"
+                continue
+            wanted: list[tuple[int, Envelope]] = []
+            for key, entries in replies:
+                partition = ctx.keys.partition_of_log(text(key))
+                for entry_id, fields in entries:
+                    event = decode_entry(entry_id, fields)
+                    positions[partition] = event.position
+                    if scope.wanted(event):
+                        wanted.append((partition, event))
+            if scope.select is not None:
+                wanted = await scope.select(wanted)
+            if scope.each:
+                for partition, event in wanted:
+                    yield _message(partition, event, scope.row)
+            else:
+                last = {partition: event for partition, event in wanted}
+                for partition, event in last.items():
+                    yield _message(partition, event, None)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _log_ends(request: Request, partitions: list[int]) -> dict[int, str]:
+    """Each partition log's last entry id: the stream follows from there."""
+    ctx = context(request)
+    async with ctx.client.pipeline(transaction=False) as pipe:
+        for p in partitions:
+            pipe.xrevrange(ctx.keys.log(p), count=1)
+        replies = await pipe.execute()
+    ends = zip(partitions, replies, strict=True)
+    return {p: text(entries[0][0]) if entries else "0-0" for p, entries in ends}
+
+
+def _message(partition: int, event: Envelope, row: RowRenderer | None) -> bytes:
+    body: dict[str, Any] = {
+        "type": event.type,
+        "agg": event.agg,
+        "version": event.ver,
+        "position": f"{partition}:{event.position}",
+    }
+    if row is not None:
+        body["html"] = row(partition, event)
+    return b"event: change\ndata: " + orjson.dumps(body) + b"\n\n"

@@ -1,0 +1,76 @@
+"""Every dashboard route, and its static files. Pages are GETs that read read models; every
+action is a POST of a form (or the same form from a script) that runs a command."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from cairn.api import tasks as _tasks  # noqa: F401  (registers the task_id convertor)
+from cairn.api.dashboard import (
+    audit,
+    board,
+    live,
+    login,
+    queue_page,
+    run_page,
+    submit,
+    task_pages,
+    telemetry,
+    workers_page,
+)
+from cairn.api.dashboard.render import PACKAGE
+
+
+async def home(request: Request) -> Response:
+    return RedirectResponse("/tasks", 303)
+
+
+TASK = "/tasks/{task_id:task_id}"
+JOB = "/queue/{job_id}"
+ROUTES: list[BaseRoute] = [
+    Route("/", home, methods=["GET"]),
+    Route("/login", login.login_page, methods=["GET"]),
+    Route("/login", login.login, methods=["POST"]),
+    Route("/logout", login.logout, methods=["POST"]),
+    # The board and tasks
+    Route("/tasks", board.board_page, methods=["GET"]),
+    Route("/tasks/new", task_pages.new_task_page, methods=["GET"]),
+    Route("/tasks/new", task_pages.create, methods=["POST"]),
+    Route(TASK, task_pages.task_page, methods=["GET"]),
+    Route(TASK + "/history", task_pages.history_page, methods=["GET"]),
+    Route(TASK + "/edit", task_pages.edit, methods=["POST"]),
+    Route(TASK + "/move", board.move_task, methods=["POST"]),
+    Route(TASK + "/run", board.run_task, methods=["POST"]),
+    Route(TASK + "/retry", board.retry, methods=["POST"]),
+    Route(TASK + "/cancel", board.cancel, methods=["POST"]),
+    Route(TASK + "/dependencies", task_pages.add_blocker, methods=["POST"]),
+    Route(TASK + "/dependencies/{dep_id}/remove", task_pages.remove_blocker, methods=["POST"]),
+    # The queue and runs
+    Route("/queue", queue_page.queue_page, methods=["GET"]),
+    Route("/queue/new", submit.submit_page, methods=["GET"]),
+    Route("/queue/new", submit.submit_typed, methods=["POST"]),
+    Route("/queue/quick", submit.submit_quick, methods=["POST"]),
+    Route(JOB, run_page.run_page, methods=["GET"]),
+    Route(JOB + "/edit", submit.edit_page, methods=["GET"]),
+    Route(JOB + "/edit", submit.edit_job, methods=["POST"]),
+    Route(JOB + "/cancel", run_page.cancel, methods=["POST"]),
+    Route(JOB + "/resubmit", run_page.resubmit, methods=["POST"]),
+    Route(JOB + "/control", run_page.control, methods=["POST"]),
+    Route(JOB + "/operator-messages", run_page.message, methods=["POST"]),
+    Route(JOB + "/promote", run_page.promote, methods=["POST"]),
+    Route(JOB + "/output", run_page.output, methods=["GET"]),
+    Route(JOB + "/output/stream", run_page.output_stream, methods=["GET"]),
+    Route(JOB + "/artifacts/{path:path}", run_page.artifact, methods=["GET"]),
+    Route(JOB + "/log", run_page.full_log, methods=["GET"]),
+    # Workers, telemetry, audit, live updates
+    Route("/workers", workers_page.workers_page, methods=["GET"]),
+    Route("/workers/pause", workers_page.set_pause, methods=["POST"]),
+    Route("/telemetry", telemetry.telemetry_page, methods=["GET"]),
+    Route("/audit", audit.audit_page, methods=["GET"]),
+    Route("/live", live.live_events, methods=["GET"]),
+    # follow_symlink: a strict editable install links each file into the package tree.
+    Mount("/static", StaticFiles(directory=PACKAGE / "static", follow_symlink=True), name="static"),
+]

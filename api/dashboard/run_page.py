@@ -1,0 +1,276 @@
+"""A job's run (`/queue/{id}`): what it runs on and where it is (from the queue read model),
+its stage and step timeline, live output, artifacts and patch, its events (as GET
+/api/queue/jobs/{id}/events reads them), and the controls: cancel, pause and resume, operator
+messages, resubmit, edit while queued, promote a quick action. The output, artifact and
+control routes answer through the API's own handlers and commands."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from cairn.api import runs
+from cairn.api.context import actor, context, event_view, path_id
+from cairn.api.dashboard.render import (
+    FieldErrors,
+    Form,
+    action,
+    done,
+    page,
+    render,
+    stream,
+    wait_for_writes,
+)
+from cairn.api.run_views import artifact_view, publish_view, step_view
+from cairn.commands.jobs import (
+    add_operator_message,
+    cancel_job,
+    pause_job,
+    promote_quick_run,
+    resubmit_job,
+    resume_job,
+)
+from cairn.domain.dispatch import missing_capabilities
+from cairn.domain.errors import CairnError, NotFound
+from cairn.domain.job import RESUBMITTABLE, TERMINAL, Job, JobSource, JobStatus
+from cairn.domain.job_controls import MAX_MESSAGE, MESSAGEABLE, PAUSABLE
+from cairn.domain.task_spec import parse_model
+from cairn.projections.queue import NAME as QUEUE
+from cairn.streams.registry import Registry
+
+PATCH_CAP = 200_000  # bytes of a patch shown in the page; the whole file is a download
+EVENTS_SHOWN = 500
+PATCH_SUFFIXES = (".patch", ".diff")
+
+
+async def job_or_404(request: Request) -> Job:
+    job_id = path_id(request, "job")
+    job = (await context(request).queue.get_jobs([job_id])).get(job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+    return job
+
+
+def facts(job: Job) -> dict[str, Any]:
+    """What the job runs on and where it is, from its normalized payload and its state."""
+    task = job.normalized.get("task") or {}
+    runtime = task.get("runtime") or {}
+    return {
+        "title": _title(job),
+        "runtime": job.normalized.get("targetRuntime") or "",
+        "model": runtime.get("model") or "",
+        "effort": runtime.get("effort") or "",
+        "repository": job.normalized.get("repository") or "",
+        "skill": (task.get("skill") or {}).get("id") or "",
+        "publish_mode": (task.get("publish") or {}).get("mode") or "",
+        "instructions": task.get("instructions") or job.prompt or "",
+        "lease_s": round(job.lease_ms / 1000) if job.lease_ms else None,
+    }
+
+
+def _title(job: Job) -> str:
+    task = job.normalized.get("task") or {}
+    text = str(job.prompt or task.get("title") or task.get("instructions") or "").strip()
+    return text.splitlines()[0][:140] if text else f"{job.submitted_type} job"
+
+
+def failure(job: Job) -> dict[str, Any] | None:
+    """Why the job did not succeed, said as plainly before execution as during it."""
+    outcome = job.outcome or {}
+    if job.status == JobStatus.SUCCEEDED:
+        return None
+    error = outcome.get("error") or {}
+    reason = outcome.get("reason") or {}
+    if not outcome or outcome.get("status") == "succeeded":
+        if job.status == JobStatus.CANCELLED:
+            return {"title": "Cancelled", "message": job.cancel_reason or "", "when": _when(job)}
+        return None
+    stage = outcome.get("stage")
+    title = {
+        "dead_letter": "Dead-lettered: no attempts left",
+        "failed": "Failed",
+    }.get(str(outcome.get("status")), "Failed")
+    if job.status == JobStatus.QUEUED:
+        title = f"Attempt {outcome.get('attempt', job.attempt)} failed; it will be retried"
+    return {
+        "title": title,
+        "when": _when(job, stage),
+        "code": error.get("code") or reason.get("code") or "",
+        "message": error.get("message") or reason.get("message") or "",
+        "log_tail": error.get("log_tail") or "",
+        "detail": {k: v for k, v in error.items() if k not in ("code", "message", "log_tail")},
+    }
+
+
+def _when(job: Job, stage: str | None = None) -> str:
+    started = [s for s in job.stages if s.get("stage") == "execute"]
+    if stage in (None, "prepare") and not started:
+        return "before execution started" + (f" (in {stage})" if stage else "")
+    return f"in {stage}" if stage else "while running"
+
+
+async def run_view(request: Request, job: Job) -> dict[str, Any]:
+    ctx = context(request)
+    live = await Registry(ctx.client, ctx.keys).workers()
+    missing = None
+    if job.status == JobStatus.QUEUED:
+        missing = missing_capabilities(job.required_capabilities, [w["capabilities"] for w in live])
+    events = await ctx.store.read_aggregate(job.id)
+    artifacts = [artifact_view(a) for a in job.artifacts]
+    return {
+        "job": job,
+        "facts": facts(job),
+        "failure": failure(job),
+        "missing": missing,
+        "steps": [step_view(s) for s in job.steps],
+        "publish": publish_view(job.publish) if job.publish else None,
+        "artifacts": artifacts,
+        "patch": _patch(request, job, artifacts),
+        "events": [event_view(e) for e in events[-EVENTS_SHOWN:]],
+        "event_count": len(events),
+        "can_cancel": job.status in (JobStatus.QUEUED, JobStatus.RUNNING),
+        "can_pause": job.status in PAUSABLE and not job.paused,
+        "can_resume": job.paused and job.status not in TERMINAL,
+        "can_message": job.status in MESSAGEABLE,
+        "can_resubmit": job.status in RESUBMITTABLE and not job.resubmitted_as,
+        "can_edit": job.status == JobStatus.QUEUED,
+        "can_promote": job.source == JobSource.QUICK_ACTION and not job.promoted_task_id,
+        "terminal": job.status in TERMINAL,
+        "max_message": MAX_MESSAGE,
+    }
+
+
+def _patch(request: Request, job: Job, artifacts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The latest patch artifact's text, cut at PATCH_CAP."""
+    found = [a for a in artifacts if str(a["name"]).endswith(PATCH_SUFFIXES)]
+    if not found:
+        return None
+    latest = found[-1]
+    try:
+        file = runs.artifacts_of(request).open(job.id, latest["path"])
+        with file.open("rb") as reader:
+            data = reader.read(PATCH_CAP + 1)
+    except (CairnError, OSError):
+        return {"artifact": latest, "text": None, "cut": False}
+    return {
+        "artifact": latest,
+        "text": data[:PATCH_CAP].decode(errors="replace"),
+        "cut": len(data) > PATCH_CAP,
+    }
+
+
+@page
+async def run_page(request: Request) -> Response:
+    await wait_for_writes(request, QUEUE)
+    job = await job_or_404(request)
+    view = await run_view(request, job)
+    return await render(request, "run.html", {**view, "errors": FieldErrors(), "form": ""})
+
+
+async def _refused(request: Request, form: Form, error: CairnError) -> Response:
+    job = await job_or_404(request)
+    view = await run_view(request, job)
+    which = form.get("form") or "controls"
+    errors = FieldErrors(error, lambda path: path.split(".")[-1])
+    status = error.status if error.status < 500 else 422
+    return await render(request, "run.html", {**view, "errors": errors, "form": which}, status)
+
+
+def _here(job_id: str, position: str) -> str:
+    return f"/queue/{job_id}?min_position={position}" if position else f"/queue/{job_id}"
+
+
+@action(on_error=_refused)
+async def cancel(request: Request, form: Form) -> Response:
+    """As POST /api/queue/jobs/{id}/cancel."""
+    job_id = path_id(request, "job")
+    result = await cancel_job(
+        context(request).store, job_id, actor=actor(request), reason=form.get("reason")[:2000]
+    )
+    job = (await context(request).queue.get_jobs([job_id])).get(job_id)
+    notice = "cancel_requested" if job and job.status == JobStatus.RUNNING else "cancelled"
+    return done(request, _here(job_id, result.position), notice)
+
+
+@action(on_error=_refused)
+async def resubmit(request: Request, form: Form) -> Response:
+    result, new_id = await resubmit_job(
+        context(request).store, path_id(request, "job"), actor=actor(request)
+    )
+    return done(request, _here(new_id, result.position), "resubmitted")
+
+
+@action(on_error=_refused)
+async def control(request: Request, form: Form) -> Response:
+    """As POST /api/queue/jobs/{id}/control: pause (with a reason) or resume."""
+    job_id = path_id(request, "job")
+    store, who = context(request).store, actor(request)
+    fields = {"action": form.get("action"), "reason": form.get("reason")}
+    body = parse_model(runs.ControlBody, fields)
+    if body.action == "pause":
+        result = await pause_job(store, job_id, actor=who, reason=body.reason)
+    else:
+        result = await resume_job(store, job_id, actor=who)
+    return done(request, _here(job_id, result.position), "paused" if body.action == "pause"
+                else "resumed")  # fmt: skip
+
+
+@action(on_error=_refused)
+async def message(request: Request, form: Form) -> Response:
+    """As POST /api/queue/jobs/{id}/operator-messages."""
+    job_id = path_id(request, "job")
+    result = await add_operator_message(
+        context(request).store, job_id, form.get("text"), actor=actor(request)
+    )
+    return done(request, _here(job_id, result.position) + "#messages", "messaged")
+
+
+@action(on_error=_refused)
+async def promote(request: Request, form: Form) -> Response:
+    """As POST /api/v2/quick-runs/{id}/promote."""
+    job_id = path_id(request, "job")
+    result, task_id = await promote_quick_run(
+        context(request).store, job_id, actor=actor(request)
+    )
+    return done(request, f"/tasks/{task_id}?min_position={result.position}", "promoted")
+
+
+# ---- what the page's scripts read (the API's own handlers, behind the session) ----------------
+
+
+@stream
+async def output(request: Request) -> Response:
+    return await runs.get_output(request)
+
+
+@stream
+async def output_stream(request: Request) -> Response:
+    return await runs.stream_output(request)
+
+
+@stream
+async def artifact(request: Request) -> Response:
+    return await runs.get_artifact(request)
+
+
+@stream
+async def full_log(request: Request) -> Response:
+    """The job's whole live output as one text file (what the page shows, every step)."""
+    job = await job_or_404(request)
+    reader = runs.output_of(request)
+
+    async def lines() -> AsyncIterator[bytes]:
+        after = "0-0"
+        while entries := await reader.read(job.id, after, count=1000):
+            for entry in entries:
+                after = entry.id
+                yield entry.text.encode()
+
+    return StreamingResponse(
+        lines(), media_type="text/plain; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{job.id}.log"',
+                 "X-Content-Type-Options": "nosniff"},
+    )  # fmt: skip
