@@ -24,7 +24,7 @@ from cairn.api.schemas import BOOLEAN, INTEGER, NULLABLE_STRING, OBJECT, STRING,
 from cairn.commands.import_plans import request_agent_plan
 from cairn.commands.imports import commit_import, preview_import, recall_preview
 from cairn.domain.errors import NotFound, ValidationFailed
-from cairn.domain.import_preview import ImportRequest
+from cairn.domain.import_preview import ONE_OF_SOURCE_OR_PLAN, ImportRequest
 from cairn.domain.imports import ImportJob
 from cairn.projections.imports import NAME as IMPORTS
 from cairn.projections.imports import Imports
@@ -39,10 +39,16 @@ class PreviewBody(ImportRequest):
     runtime: Literal["codex", "gemini", "claude", "universal"] | None = None
 
 
+COMMIT_SCHEMA: dict[str, Any] = {"anyOf": [
+    *ONE_OF_SOURCE_OR_PLAN["anyOf"],
+    {"required": ["preview_id"], "properties": {"preview_id": {"type": "string"}}},
+]}  # fmt: skip
+
+
 class CommitBody(ImportRequest):
     """`preview_id` alone (a kept preview), or the preview's body (with or without it)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=COMMIT_SCHEMA)
     preview_id: str | None = Field(
         default=None, max_length=64, pattern=r"^preview-\d{2,4}-[0-9a-z]{16,40}$"
     )
@@ -86,7 +92,7 @@ async def post_commit(request: Request) -> Response:
     body: CommitBody = await _body(request, CommitBody)
     ctx = context(request)
     fields = body.model_dump(exclude={"preview_id"}, exclude_unset=True)
-    if body.preview_id and not fields:
+    if body.preview_id and not body.source.strip() and body.plan is None:
         wanted = await recall_preview(ctx.store, body.preview_id)
     else:
         wanted = ImportRequest.model_validate(fields)

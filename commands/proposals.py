@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from cairn.commands.runner import CommandResult, Plan, id_for_key, load_states, run_command, writes
-from cairn.domain.errors import NotFound
+from cairn.domain.errors import DomainError, NotFound, ValidationFailed
 from cairn.domain.job import Job
 from cairn.domain.job_types import ContractSettings, normalize_job
 from cairn.domain.proposal_events import proposal_event_from
@@ -119,7 +119,12 @@ async def promote_proposal(
         spec = proposal.task.get("spec") or {}
         job_type, payload = (spec["type"], spec.get("payload", {})) if "type" in spec else (
             "task", spec)  # fmt: skip
-        job = normalize_job(job_type, payload, contract)
+        try:
+            job = normalize_job(job_type, payload, contract)
+        except ValidationFailed as e:
+            raise DomainError(f"proposal {proposal_id} suggests no runnable job ({e.message}); "
+                              "promote it to a task, or propose it with a task.spec that is a "
+                              "job payload", errors=e.errors) from e  # fmt: skip
 
     async def plan() -> Plan:
         current = await load_proposal(store, proposal_id)

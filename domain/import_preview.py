@@ -16,18 +16,26 @@ from cairn.domain.import_events import ImportedTask
 from cairn.domain.limits import MAX_DESCRIPTION
 from cairn.domain.prd_graph import Graph, PlanTask, parse_agent_plan, settle_graph
 from cairn.domain.prd_planner import plan_document
-from cairn.domain.task_spec import Name, Spec
+from cairn.domain.task_spec import VISIBLE, Name, Spec
 
 MAX_PRD_CHARS = 200_000
 DocumentName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w][\w .:/\-]*$")]
 DEFAULT_DOCUMENT = "prd"
 
 
+ONE_OF_SOURCE_OR_PLAN: dict[str, Any] = {
+    "anyOf": [
+        {"required": ["source"], "properties": {"source": {"minLength": 1, "pattern": VISIBLE}}},
+        {"required": ["plan"], "properties": {"plan": {"type": "object"}}},
+    ]
+}
+
+
 class ImportRequest(BaseModel):
     """A PRD import: the document and how to plan it. `plan` is a plan already made (an
     agent's `.cairn/plan.json`), in place of `source`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=ONE_OF_SOURCE_OR_PLAN)
     project: Name = "default"
     document: DocumentName | None = Field(
         default=None, description="the PRD's identity in the project, so a re-import updates "
