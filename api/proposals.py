@@ -105,7 +105,7 @@ async def get_proposal(request: Request) -> Response:
     return json_response(proposal_view(found[proposal_id]))
 
 
-async def post_promote(request: Request) -> Response:
+async def post_proposal_promote(request: Request) -> Response:
     """Promote to a board task (or a queue job); promoting again returns the same one."""
     body = await read_body(request, PromoteBody)
     ctx = context(request)
@@ -123,7 +123,7 @@ async def post_promote(request: Request) -> Response:
                          position_headers(result))  # fmt: skip
 
 
-async def post_dismiss(request: Request) -> Response:
+async def post_proposal_dismiss(request: Request) -> Response:
     body = await read_body(request, DismissBody)
     ctx = context(request)
     result = await dismiss_proposal(ctx.store, path_id(request, "proposal"), body.reason,
@@ -131,7 +131,7 @@ async def post_dismiss(request: Request) -> Response:
     return await _written(request, result)
 
 
-async def post_priority(request: Request) -> Response:
+async def post_proposal_priority(request: Request) -> Response:
     body = await read_body(request, PriorityBody)
     ctx = context(request)
     result = await set_proposal_priority(ctx.store, path_id(request, "proposal"),
@@ -150,8 +150,8 @@ PROPOSAL_SCHEMA = {
 }  # fmt: skip
 WRITTEN = {"200": PROPOSAL_SCHEMA, "202": ref("CommandResult")}
 BODIES: dict[str, type[BaseModel]] = {
-    "post_proposal": ProposalInput, "post_promote": PromoteBody, "post_dismiss": DismissBody,
-    "post_priority": PriorityBody,
+    "post_proposal": ProposalInput, "post_proposal_promote": PromoteBody,
+    "post_proposal_dismiss": DismissBody, "post_proposal_priority": PriorityBody,
 }  # fmt: skip
 QUERIES: dict[str, type[BaseModel]] = {"list_proposals": ListQuery}
 RESPONSES: dict[str, dict[str, Any]] = {
@@ -159,16 +159,16 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "list_proposals": {"200": {"type": "object", "required": ["items"], "properties": {
         "items": {"type": "array", "items": PROPOSAL_SCHEMA}}}},
     "get_proposal": {"200": PROPOSAL_SCHEMA},
-    "post_promote": {s: {"type": "object", "required": ["id", "promoted_to", "duplicate"]}
+    "post_proposal_promote": {s: {"type": "object", "required": ["id", "promoted_to", "duplicate"]}
                      for s in ("200", "201")},
-    "post_dismiss": WRITTEN, "post_priority": WRITTEN,
+    "post_proposal_dismiss": WRITTEN, "post_proposal_priority": WRITTEN,
 }  # fmt: skip
 ONE = "/api/proposals/{proposal_id}"
 ROUTES = [
     Route("/api/proposals", post_proposal, methods=["POST"]),
     Route("/api/proposals", list_proposals, methods=["GET"]),
     Route(ONE, get_proposal, methods=["GET"]),
-    Route(ONE + "/promote", post_promote, methods=["POST"]),
-    Route(ONE + "/dismiss", post_dismiss, methods=["POST"]),
-    Route(ONE + "/priority", post_priority, methods=["POST"]),
+    Route(ONE + "/promote", post_proposal_promote, methods=["POST"]),
+    Route(ONE + "/dismiss", post_proposal_dismiss, methods=["POST"]),
+    Route(ONE + "/priority", post_proposal_priority, methods=["POST"]),
 ]

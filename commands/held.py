@@ -32,7 +32,6 @@ from cairn.domain.job import (
     decide_fail,
 )
 from cairn.domain.job_events import (
-    JobArtifactAdded,
     JobEvent,
     JobReleased,
     JobStageFinished,
@@ -126,14 +125,17 @@ class Held:
     async def _reload(self) -> None:
         self.job = await load_job(self.store, self.job.id)
 
-    async def succeed(self, finished: Stage, artifacts: list[tuple[str, str]], summary: str,
-                      publish_outcome: str | None) -> Job:  # fmt: skip
-        """The last stage, the artifacts and the success, in one append."""
+    def hold_back(self, events: list[JobEvent]) -> None:
+        """Events that go out with the next write (artifacts made on the way, say), so they
+        cost no round trip of their own and are never lost to a failure that follows."""
+        self.buffer += events
+
+    async def succeed(self, finished: Stage, summary: str, publish_outcome: str | None) -> Job:
+        """The last stage, what is held back (artifacts) and the success, in one append."""
 
         def succeeded(job: Job) -> list[JobEvent]:
-            added = [JobArtifactAdded(epoch=self.epoch, name=n, ref=r) for n, r in artifacts]
             done = JobSucceeded(epoch=self.epoch, summary=summary, publish_outcome=publish_outcome)
-            return [*self._closing(finished), *added, done]
+            return [*self._closing(finished), done]
 
         return await self.write(succeeded)
 
@@ -149,11 +151,12 @@ class Held:
 
         return await self.write(failed)
 
-    async def cancelled(self, stage: str | None) -> Job:
-        """The worker stopped the job because its cancel was requested."""
+    async def cancelled(self, stage: str | None, detail: dict[str, Any] | None = None) -> Job:
+        """The worker stopped the job because its cancel was requested (`detail` says where:
+        the step it stopped in)."""
 
         def stopped(job: Job) -> list[JobEvent]:
-            closing = self._closing((stage, "cancelled", {}) if stage else None)
+            closing = self._closing((stage, "cancelled", detail or {}) if stage else None)
             return [*closing, cancelled_as_requested(job)]
 
         return await self.write(stopped)
@@ -169,18 +172,21 @@ class Held:
 
         return await self.write(released, outage_tries=5)
 
-    async def cancel_requested(self) -> bool:
-        """Whether a cancel came in; reads the job only when its version moved (StaleLease if
-        the lease was lost meanwhile). An unreachable store is asked again next time."""
+    async def refresh(self) -> Job:
+        """The job as it is now (a cancel, a pause, an operator message may have come), read
+        only when its version moved; StaleLease once the lease is lost. While the store is
+        unreachable, the job as last known."""
         try:
-            if await self.store.version(self.job.id) == self.job.version:
-                return False
-            job = await load_job(self.store, self.job.id)
+            if await self.store.version(self.job.id) != self.job.version:
+                self.job = await load_job(self.store, self.job.id)
         except InfrastructureError:
-            return False
-        self.job = job
+            return self.job
         check_lease(self.job, self.epoch)
-        return self.job.status == JobStatus.CANCEL_REQUESTED
+        return self.job
+
+    async def cancel_requested(self) -> bool:
+        """Whether a cancel came in (see `refresh`)."""
+        return (await self.refresh()).status == JobStatus.CANCEL_REQUESTED
 
     def _closing(self, finished: Stage | None) -> list[JobEvent]:
         if finished is None:

@@ -139,8 +139,8 @@ async def request_task_run(
     if task.active_job_id is not None:
         return CommandResult(task_id, task.version, "", duplicate=True), task.active_job_id
     job_id = id_for_key(store.keys, "job", task.project, f"run:{task_id}:{len(task.run_ids)}")
-    job_type, payload = run_request(task)
     try:
+        job_type, payload = run_request(task)
         submission = run_submission(task, normalize_job(job_type, payload, contract))
     except (DomainError, ValidationFailed) as error:
         if not force:

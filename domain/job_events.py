@@ -164,12 +164,14 @@ class JobStepFinished(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class PublishOutcome(StrEnum):
-    PUBLISHED_PR = "published_pr"
-    PUBLISHED_BRANCH = "published_branch"
-    NO_CHANGES = "no_changes"
-    PUBLISH_DISABLED = "publish_disabled"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+    """Written as the issue and the dashboard name them (`PUBLISHED_PR`, ...)."""
+
+    PUBLISHED_PR = "PUBLISHED_PR"
+    PUBLISHED_BRANCH = "PUBLISHED_BRANCH"
+    NO_CHANGES = "NO_CHANGES"
+    PUBLISH_DISABLED = "PUBLISH_DISABLED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
 
 
 class JobPublished(JobEvent, frozen=True, kw_only=True, omit_defaults=True):

@@ -19,7 +19,8 @@ from cairn.domain.credentials import credential_kinds, ensure_no_credentials
 from cairn.domain.errors import ValidationFailed
 from cairn.domain.paths import join_path
 
-Runtime = Literal["codex", "gemini", "claude", "universal"]
+# `shell`: the steps are commands run with `bash -lc` (quick actions that are commands).
+Runtime = Literal["codex", "gemini", "claude", "universal", "shell"]
 PublishMode = Literal["none", "branch", "pr"]
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
 PUBLISH_MODES: tuple[str, ...] = get_args(PublishMode)
@@ -45,7 +46,9 @@ class ContractSettings:
             # Imported here: domain.contract imports this module.
             from cairn.domain.contract import check_repository
 
-            if check_repository(self.default_repository) != self.default_repository:
+            if check_repository(
+                self.default_repository, allow_local=self.allow_local_repositories
+            ) != self.default_repository:
                 raise ValueError("default_repository has surrounding whitespace")
 
 

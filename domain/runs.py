@@ -23,6 +23,7 @@ from cairn.domain.job import (
 from cairn.domain.job_events import JobCancelled, JobEvent, JobStepFinished, JobStepStarted
 from cairn.domain.job_steps import stopped_in
 from cairn.domain.job_types import NormalizedJob
+from cairn.domain.pipelines import pipeline_for
 from cairn.domain.task import Task, decide_create, decide_transition
 from cairn.domain.task_events import (
     TaskEvent,
@@ -40,12 +41,23 @@ from cairn.domain.task_states import Flags, Status, allowed_targets
 
 
 def run_request(task: Task) -> tuple[str, Any]:
-    """The job type and payload of a run: the task's spec, else its own words as instructions."""
+    """The job type and payload of a run: the task's spec (a job of any type, or a task
+    payload), else its own words as instructions; a task payload without steps takes the
+    steps of the task's pipeline (its `pipeline_template`, else its type's)."""
     spec = task.spec
     if isinstance(spec.get("type"), str) and "payload" in spec:
         return spec["type"], spec["payload"]
-    if spec:
-        return "task", spec
+    payload: dict[str, Any] = dict(spec) if spec else {"task": {"instructions": _words(task)}}
+    body = dict(payload.get("task") or {})
+    if not body.get("steps"):
+        steps = pipeline_for(task.task_type, task.pipeline_template)
+        body["steps"] = [step.as_payload() for step in steps]
+        body.setdefault("instructions", _words(task))
+    return "task", {**payload, "task": body}
+
+
+def _words(task: Task) -> str:
+    """The task's own words as a run's objective."""
     parts = [task.title]
     if task.description:
         parts.append(task.description)
@@ -55,7 +67,7 @@ def run_request(task: Task) -> tuple[str, Any]:
         )
     if task.context_files:
         parts.append("Context files:\n" + "\n".join(f"- {c}" for c in task.context_files))
-    return "task", {"task": {"instructions": "\n\n".join(parts)}}
+    return "\n\n".join(parts)
 
 
 def run_submission(task: Task, job: NormalizedJob) -> list[JobEvent]:

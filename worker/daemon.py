@@ -22,14 +22,16 @@ from cairn.domain.contract import WorkerDefaults
 from cairn.domain.dispatch import eligible, run_order_key
 from cairn.domain.errors import CairnError, DomainError, InfrastructureError, StaleLease
 from cairn.domain.job import Job, RetryPolicy
+from cairn.streams.artifacts import FileArtifactStore
 from cairn.streams.connection import Client
 from cairn.streams.dispatch import Dispatch, Message
 from cairn.streams.keys import Keys
 from cairn.streams.lifetime import wait_for_stop
+from cairn.streams.output import OutputStream
 from cairn.streams.registry import Registry
 from cairn.streams.store import EventStore
-from cairn.worker import executor
-from cairn.worker.executor import Cancelled, ExecutorConfig, Run, StageFailed
+from cairn.worker.failures import Cancelled, StageFailed
+from cairn.worker.run import JobRun, RunTools
 
 log = logging.getLogger("cairn.worker")
 STAGES = ("prepare", "execute", "publish")
@@ -46,6 +48,7 @@ class WorkerConfig:
     stop_grace_s: float = 30.0
     block_ms: int = 500
     defaults: WorkerDefaults = field(default_factory=WorkerDefaults)  # model/effort per runtime
+    cancel_grace_s: float = 5.0  # after SIGTERM to a cancelled agent, SIGKILL
 
 
 @dataclass
@@ -66,7 +69,14 @@ class Worker:
         self.dispatch = Dispatch(client, self.keys)
         self.registry = Registry(client, self.keys)
         self.policy = RetryPolicy(settings.retry_base_s, settings.retry_cap_s)
-        self.exec_config = ExecutorConfig(artifacts_dir=Path(settings.data_dir) / "artifacts")
+        execution = settings.execution
+        self.tools = RunTools(
+            settings=settings, defaults=config.defaults,
+            output=OutputStream(client, self.keys, execution.output_max_entries),
+            artifacts=FileArtifactStore(Path(settings.data_dir) / "artifacts",
+                                        execution.artifact_max_bytes),
+            cancel_grace_s=config.cancel_grace_s,
+        )  # fmt: skip
         self.holding: dict[str, Holding] = {}
         self.started = time.time()
         self.heartbeat_s = max(0.2, min(5.0, config.lease_s / 4))
@@ -266,7 +276,7 @@ class Worker:
     async def _run(self, holding: Holding, job: Job) -> None:
         me = self.config.worker_id
         held = Held(self.store, job, me, self.settings.flags, self.policy)
-        run = Run(job)
+        run = JobRun(job, held, self.tools)
         finished: Stage | None = None  # closed in the same append that opens the next stage
         stage: str | None = None
         recorded = False  # the job's outcome is in the log: only then is its message settled
@@ -274,20 +284,20 @@ class Worker:
             for stage in STAGES:
                 await self._hold_while_quiesced()
                 held.open_stage(finished, stage)
-                if executor.waits(stage, job) and (await held.flush()).status == "cancelled":
+                if run.waits(stage) and (await held.flush()).status == "cancelled":
                     recorded = True
                     return
-                outcome, detail = await self._stage(stage, run, held)
+                outcome, detail = await run.stage(stage)
                 finished = (stage, outcome, detail)
             assert finished is not None
-            await held.succeed(finished, run.artifacts, run.summary, run.publish_outcome)
+            await held.succeed(finished, run.summary, run.publish_outcome)
             recorded = True
         except StageFailed as failed:
             recorded = await self._report(
                 holding, held.fail(failed.stage, failed.error, retryable=failed.retryable)
             )
-        except Cancelled:
-            recorded = await self._report(holding, held.cancelled(stage))
+        except Cancelled as cancelled:
+            recorded = await self._report(holding, held.cancelled(stage, cancelled.where))
         except StaleLease:
             holding.lost = True
             log.warning("lost the lease on %s (epoch %s); stopped working on it", job.id, job.epoch)
@@ -298,8 +308,14 @@ class Worker:
             recorded = await self._report(
                 holding, held.fail(stage or "prepare", error, retryable=True)
             )
+        except Exception as e:  # a bug of ours or a tool's surprise: the job fails, retryably
+            log.exception("job %s failed in %s", job.id, stage)
+            error = {"code": "worker_error", "message": f"{type(e).__name__} in {stage}"}
+            recorded = await self._report(
+                holding, held.fail(stage or "prepare", error, retryable=True)
+            )
         finally:
-            executor.cleanup(run)
+            run.close()
             if recorded and not holding.lost:
                 self._settle_later(job.id, holding.message)
             elif not holding.lost:
@@ -307,13 +323,6 @@ class Worker:
                 # pending, so the reaper takes the job back after its lease.
                 log.warning("outcome of %s not recorded; left for the reaper", job.id)
             self._let_go(job.id)
-
-    async def _stage(self, stage: str, run: Run, held: Held) -> tuple[str, dict[str, Any]]:
-        if stage == "prepare":
-            return "succeeded", await executor.prepare(run, self.exec_config)
-        if stage == "execute":
-            return "succeeded", await executor.execute(run, self.exec_config, held.cancel_requested)
-        return await executor.publish(run, self.exec_config)
 
     async def _hold_while_quiesced(self) -> None:
         """Quiesce holds running jobs here, between stages, until it is lifted."""

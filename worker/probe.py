@@ -8,8 +8,10 @@ PROBED = ("git", "gh", "codex", "claude", "gemini", "docker")
 
 
 def probe_capabilities() -> list[str]:
-    """The tools found on PATH, as capability names, and `noop`, which needs nothing."""
-    return [*(tool for tool in PROBED if shutil.which(tool)), "noop"]
+    """The tools found on PATH, as capability names; `shell` when bash is there (steps that
+    are commands); and `noop`, which needs nothing."""
+    found = [tool for tool in PROBED if shutil.which(tool)]
+    return [*found, *(["shell"] if shutil.which("bash") else []), "noop"]
 
 
 def parse_capabilities(text: str) -> list[str]:

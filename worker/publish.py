@@ -11,23 +11,18 @@ import signal
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from cairn.domain.branches import Branches
+from cairn.domain.job_events import PublishOutcome
 from cairn.domain.publishing import Evidence, commit_message, verification_gate
 from cairn.worker.gitops import STDERR_KEPT, Git, GitFailed
 
 _URL = re.compile(r"https?://\S+")
 
 
-class Outcome(StrEnum):
-    PUBLISHED_PR = "PUBLISHED_PR"
-    PUBLISHED_BRANCH = "PUBLISHED_BRANCH"
-    NO_CHANGES = "NO_CHANGES"
-    PUBLISH_DISABLED = "PUBLISH_DISABLED"
-    FAILED = "FAILED"
+Outcome = PublishOutcome  # the publish stage's results are the job's publish outcomes
 
 
 @dataclass(frozen=True)

@@ -319,7 +319,7 @@ async def test_the_job_view_shows_branches_steps_and_publish(
         JobStepStarted(epoch=e, index=1, step_id="implement", title="Implement"),
         JobStepFinished(epoch=e, index=1, step_id="implement", outcome="succeeded",
                         exit_status=0, duration_ms=1500, files=3, insertions=20, deletions=4),
-        JobPublished(epoch=e, outcome="published_pr", branch="cairn/20261130/abcdefgh",
+        JobPublished(epoch=e, outcome="PUBLISHED_PR", branch="cairn/20261130/abcdefgh",
                      pr_url="https://github.com/acme/app/pull/12", commit="0123abc"),
     ])  # fmt: skip
     view = await job_when(api, job_id, lambda j: j["publish"] is not None)
@@ -330,7 +330,7 @@ async def test_the_job_view_shows_branches_steps_and_publish(
     assert (step["files"], step["insertions"], step["deletions"], step["durationMs"]) == (
         3, 20, 4, 1500)  # fmt: skip
     assert view["publish"]["prUrl"] == "https://github.com/acme/app/pull/12"
-    assert view["publish"]["outcome"] == "published_pr" and view["paused"] is False
+    assert view["publish"]["outcome"] == "PUBLISHED_PR" and view["paused"] is False
 
 
 async def test_the_new_routes_are_in_the_openapi_document(api: httpx.AsyncClient) -> None:

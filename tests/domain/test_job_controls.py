@@ -207,7 +207,7 @@ def test_branches_publish_and_artifacts_name_their_attempt() -> None:
     assert job.branches["attempt"] == 1 and "epoch" not in job.branches
     [artifact] = job.artifacts
     assert artifact["size"] == 12 and artifact["truncated"] and artifact["attempt"] == 1
-    assert job.publish == {"outcome": "published_pr", "branch": "cairn/x",
+    assert job.publish == {"outcome": "PUBLISHED_PR", "branch": "cairn/x",
                            "pr_url": "https://github.com/acme/app/pull/7", "commit": "c0ffee",
                            "detail": {}, "attempt": 1}  # fmt: skip
 
@@ -228,7 +228,7 @@ def test_new_events_round_trip_through_their_envelope_data(kind: type[JobEvent])
         JobStepStarted: JobStepStarted(epoch=2, index=1, step_id="s", title="T"),
         JobStepFinished: JobStepFinished(epoch=2, index=1, step_id="s", outcome="failed",
                                          error={"code": "exit_status"}),
-        JobPublished: JobPublished(epoch=2, outcome="no_changes"),
+        JobPublished: JobPublished(epoch=2, outcome="NO_CHANGES"),
         JobPaused: JobPaused(reason="why"),
     }  # fmt: skip
     event = samples[kind]
@@ -237,8 +237,9 @@ def test_new_events_round_trip_through_their_envelope_data(kind: type[JobEvent])
 
 def test_the_outcome_vocabularies() -> None:
     assert [o.value for o in StepOutcome] == ["succeeded", "failed", "cancelled", "timed_out"]
-    assert [o.value for o in PublishOutcome] == ["published_pr", "published_branch", "no_changes",
-                                                 "publish_disabled", "failed", "cancelled"]
+    assert [o.value for o in PublishOutcome] == [
+        "PUBLISHED_PR", "PUBLISHED_BRANCH", "NO_CHANGES", "PUBLISH_DISABLED", "FAILED", "CANCELLED"
+    ]  # fmt: skip
 
 
 # ---- at random -------------------------------------------------------------------------------
@@ -271,7 +272,7 @@ def turn(job: Job, action: str) -> list[JobEvent]:
         return [JobStepFinished(epoch=job.epoch, index=max(index, 1), step_id="s",
                                 outcome="succeeded")]  # fmt: skip
     if action == "publish":
-        return [JobPublished(epoch=job.epoch, outcome="no_changes")]
+        return [JobPublished(epoch=job.epoch, outcome="NO_CHANGES")]
     return [JobSucceeded(epoch=job.epoch)]
 
 

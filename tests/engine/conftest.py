@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,24 @@ from cairn.streams.envelope import Envelope
 from cairn.streams.keys import Keys
 from cairn.streams.server import EmbeddedServer
 from cairn.streams.store import EventStore
+from tests.worker.conftest import make_remote
 
 FAKE_CLI = """#!/bin/sh
-# A stand-in for an agent CLI: records its arguments, sleeps, exits as told.
-echo "$(basename "$0") $*" >> "${FAKE_CLI_LOG:-/dev/null}"
-sleep "${FAKE_CLI_SLEEP:-0}"
-exit "${FAKE_CLI_EXIT:-0}"
+# A stand-in for an agent CLI: records its arguments, sleeps, exits as told. A worker runs it
+# with Cairn's minimal environment, so what it is told is written into the script itself.
+FAKE_CLI_LOG="{log}" FAKE_CLI_SLEEP="{sleep}" FAKE_CLI_EXIT="{exit}"
+echo "$(basename "$0") $*" >> "$FAKE_CLI_LOG"
+sleep "$FAKE_CLI_SLEEP"
+exit "$FAKE_CLI_EXIT"
 """
+
+
+def write_fake_clis(bin_dir: Path, log: Path, *, sleep: str = "0", exit: str = "0") -> None:
+    bin_dir.mkdir(exist_ok=True)
+    for name in ("codex", "claude", "gemini"):
+        path = bin_dir / name
+        path.write_text(FAKE_CLI.format(log=log, sleep=sleep, exit=exit))
+        path.chmod(0o755)
 
 
 class Engine:
@@ -36,16 +48,11 @@ class Engine:
         self.server, self.settings, self.tmp = server, settings, tmp
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         bin_dir = tmp / "bin"
-        bin_dir.mkdir()
-        for name in ("codex", "claude", "gemini"):
-            path = bin_dir / name
-            path.write_text(FAKE_CLI)
-            path.chmod(0o755)
         self.cli_log = tmp / "cli.log"
+        write_fake_clis(bin_dir, self.cli_log)
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")},
             "PATH": f"{bin_dir}:{os.environ['PATH']}",
-            "FAKE_CLI_LOG": str(self.cli_log),
             "CAIRN_REDIS_URL": server.url,
             "CAIRN_PREFIX": settings.prefix,
             "CAIRN_PARTITIONS": str(settings.partitions),
@@ -53,6 +60,7 @@ class Engine:
             "CAIRN_RETRY_BASE_S": "0.2",
             "CAIRN_RETRY_CAP_S": "1",
             "CAIRN_LEASE_S": "2",
+            "CAIRN_ALLOW_LOCAL_REPOSITORIES": "true",
         }
 
     def start(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
@@ -75,6 +83,12 @@ class Engine:
     def worker(
         self, name: str, capabilities: str, *, concurrency: int = 1, lease: float = 2, **env: str
     ) -> subprocess.Popen[bytes]:
+        """A worker; FAKE_CLI_SLEEP / FAKE_CLI_EXIT give it fake CLIs of its own that sleep or
+        exit so."""
+        told = {k: env.pop(k) for k in ("FAKE_CLI_SLEEP", "FAKE_CLI_EXIT") if k in env}
+        if told:
+            env["PATH"] = self.fake_path(name, sleep=told.get("FAKE_CLI_SLEEP", "0"),
+                                         exit=told.get("FAKE_CLI_EXIT", "0"))  # fmt: skip
         return self.start(
             name,
             "worker",
@@ -88,6 +102,12 @@ class Engine:
             str(lease),
             **env,
         )
+
+    def fake_path(self, name: str, *, sleep: str = "0", exit: str = "0") -> str:
+        """A PATH whose fake CLIs (a folder of their own) sleep and exit as told."""
+        own = self.tmp / f"bin-{name}"
+        write_fake_clis(own, self.cli_log, sleep=sleep, exit=exit)
+        return f"{own}:{self.env['PATH']}"
 
     def output(self, name: str) -> str:
         return (self.tmp / f"{name}.log").read_text(errors="replace")
@@ -114,11 +134,34 @@ async def engine(
     running.stop_all()
 
 
+_REMOTES: dict[str, str] = {}
+_REMOTES_ROOT: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remotes_root(tmp_path_factory: pytest.TempPathFactory) -> None:
+    _REMOTES_ROOT.append(tmp_path_factory.mktemp("remotes"))
+
+
+def repo_path(name: str) -> str:
+    """A local bare repository standing in for `name` (made once per test session)."""
+    if name not in _REMOTES:
+        _REMOTES[name] = str(make_remote(_REMOTES_ROOT[0], name).bare)
+    return _REMOTES[name]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The suite's settings with local repositories allowed (the remotes are local)."""
+    execution = replace(settings.execution, allow_local_repositories=True)
+    return replace(settings, execution=execution)
+
+
 def task_payload(
     runtime: str, *, repo: str = "acme/app", instructions: str = "do it"
 ) -> dict[str, Any]:
     return {
-        "repository": repo,
+        "repository": repo_path(repo),
         "targetRuntime": runtime,
         "task": {"instructions": instructions, "publish": {"mode": "none"}},
     }

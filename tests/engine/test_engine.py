@@ -19,6 +19,7 @@ from tests.engine.conftest import (
     jobs_settled,
     load_all,
     log_events,
+    repo_path,
     submit,
     task_payload,
     wait_for,
@@ -168,9 +169,8 @@ async def test_dependencies_run_first(
     await add_dependency(store, b, a, actor="test")  # B and C drop to blocked, waiting
     await add_dependency(store, c, b, actor="test")
     await transition_task(store, a, "ready", Flags(), actor="test")
-    engine.env.update(
-        {"FEATURE_PRD_AUTO_APPROVE_REVIEW": "true", "CAIRN_DEFAULT_REPOSITORY": "acme/app"}
-    )
+    engine.env.update({"FEATURE_PRD_AUTO_APPROVE_REVIEW": "true",
+                       "CAIRN_DEFAULT_REPOSITORY": repo_path("acme/app")})  # fmt: skip
     engine.projector()
     engine.scheduler()
     engine.worker("w", "codex,git,gh", concurrency=2)
@@ -263,7 +263,7 @@ async def test_sigterm_finishes_the_running_job_or_releases_it_after_the_grace(
         "2",
         "--grace",
         "0.5",
-        FAKE_CLI_SLEEP="30",
+        PATH=engine.fake_path("hasty", sleep="30"),
     )
     second = await submit(store, settings, "task", task_payload("claude"))
     await wait_for(await running(second), what="second claimed")

@@ -101,7 +101,7 @@ async def run_job_workload(store: EventStore, settings: Settings, rng: random.Ra
                 held = Held(store, job, "w", flags, policy)
                 held.open_stage(None, "prepare")
                 if rng.random() < 0.5:
-                    await held.succeed(("prepare", "succeeded", {}), [], "ok", None)
+                    await held.succeed(("prepare", "succeeded", {}), "ok", None)
                 else:
                     await held.fail("prepare", {"code": "x", "message": "no"}, retryable=True)
             else:

@@ -1,0 +1,97 @@
+"""A step's output on its way out: redacted as it comes, written whole to the step's log file
+(cut with a marker past the artifact cap), and sent live, batched, to the job's output stream.
+The live stream is for watching; the log file is the record."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from cairn.domain.errors import CairnError
+from cairn.streams.output import OutputChunk, OutputStream
+from cairn.worker.redaction import Redactor
+
+log = logging.getLogger("cairn.worker")
+BATCH_S = 0.3  # a batch goes out at least this often while output comes
+BATCH_BYTES = 8 * 1024  # ... or as soon as it holds this much
+TAIL_CHARS = 256 * 1024
+
+
+class LiveOutput:
+    """One step's output: `feed` it chunks as the process prints them, `close` it at the end."""
+
+    def __init__(self, stream: OutputStream, job_id: str, step: int, log_path: Path,
+                 redactor: Redactor, max_bytes: int) -> None:  # fmt: skip
+        self.stream, self.job_id, self.step = stream, job_id, step
+        self.redact = redactor.stream()
+        self.max_bytes = max_bytes
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path
+        self._file = log_path.open("w", encoding="utf-8")
+        self._written = 0
+        self._seen = 0
+        self._cut = False
+        self._pending: list[str] = []
+        self._pending_bytes = 0
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._sender = asyncio.create_task(self._send_batches())
+        self.tail = ""  # the last 256 KB: an error's log tail, usage from a cut log
+
+    async def feed(self, chunk: str) -> None:
+        """Take a chunk of raw output (it is redacted here, before it goes anywhere)."""
+        self._emit(self.redact.feed(chunk))
+
+    @property
+    def cut(self) -> bool:
+        """Whether the log file was cut at the artifact cap."""
+        return self._cut
+
+    async def close(self) -> None:
+        """Flush what is held back, send the last batch, close the log file."""
+        self._emit(self.redact.flush())
+        self._closing = True
+        self._wake.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sender
+        if self._cut:
+            self._file.write(f"\n[cairn: log cut at {self.max_bytes} of {self._seen} bytes]\n")
+        self._file.close()
+
+    def _emit(self, text: str) -> None:
+        if not text:
+            return
+        data = text.encode()
+        self._seen += len(data)
+        room = self.max_bytes - self._written
+        if room > 0:
+            part = data[:room].decode(errors="ignore") if len(data) > room else text
+            self._file.write(part)
+            self._written += len(part.encode())
+        if len(data) > room:
+            self._cut = True
+        self.tail = (self.tail + text)[-TAIL_CHARS:]
+        self._pending.append(text)
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= BATCH_BYTES:
+            self._wake.set()
+
+    async def _send_batches(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), BATCH_S)
+            self._wake.clear()
+            if self._pending:
+                batch, self._pending, self._pending_bytes = "".join(self._pending), [], 0
+                await self._send(batch)
+            if self._closing and not self._pending:
+                return
+
+    async def _send(self, text: str) -> None:
+        try:
+            await self.stream.append(self.job_id, [OutputChunk(text, step=self.step)])
+        except CairnError as e:
+            # The live view misses this batch; the log file (the record) has it.
+            log.warning("live output of %s not sent: %s", self.job_id, e.message)

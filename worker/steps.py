@@ -1,0 +1,233 @@
+"""The execute stage: one runtime invocation per step, in order, stopping at the first
+failure. Before each step the worker honours a cancel or a pause and hands over the operator's
+messages; each step's output goes live to the job's output stream and whole to its log; what
+it changed is a patch. Cairn decides the outcome from exit statuses, never from the text."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cairn.domain.contract import resolve_runtime
+from cairn.domain.errors import CairnError
+from cairn.domain.job_events import JobStepFinished, JobStepStarted
+from cairn.domain.publishing import Evidence, step_evidence
+from cairn.worker.adapters import build_invocation, parse_usage
+from cairn.worker.failures import Cancelled, StageFailed
+from cairn.worker.live import LiveOutput
+from cairn.worker.process import LaunchFailed, Limits, ProcessResult, minimal_env, run_process
+from cairn.worker.prompts import compose_prompt
+from cairn.worker.special import run_container_job, run_manifest_job
+
+if TYPE_CHECKING:
+    from cairn.worker.run import JobRun
+
+PAUSE_POLL_S = 0.5
+LIMITS = {
+    "step_timeout": "the step timeout (CAIRN_STEP_TIMEOUT_S)",
+    "idle_timeout": "the idle timeout (CAIRN_IDLE_TIMEOUT_S)",
+    "job_timeout": "the job timeout (CAIRN_JOB_TIMEOUT_S)",
+}
+VERIFY_WORDS = ("verify", "test", "lint", "check")
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    index: int  # 1-based
+    step_id: str
+    title: str | None
+    instructions: str | None
+    skill: str | None
+
+
+class Steps:
+    """The steps of one attempt, and what they left: changed paths, diff stat, evidence."""
+
+    def __init__(self, run: JobRun) -> None:
+        self.run = run
+        task = run.task
+        given = task.get("steps") or []
+        if given:
+            self.plan = [
+                PlannedStep(i, s.get("id") or f"step-{i}", s.get("title"), s.get("instructions"),
+                            (s.get("skill") or {}).get("id"))
+                for i, s in enumerate(given, 1)
+            ]
+        else:
+            self.plan = [PlannedStep(1, "step-1", None, task.get("instructions"), None)]
+        self.changed_paths: list[str] = []
+        self.diffstat = ""
+        self.evidence: list[Evidence] = []
+        self.summary = ""
+
+    async def execute(self) -> dict[str, Any]:
+        job = self.run.job
+        if job.job_type == "noop":
+            await self._noop(float(job.normalized.get("sleepMs") or 0) / 1000)
+            self.summary = "noop"
+            return {"handler": "noop"}
+        if job.job_type == "manifest":
+            return await run_manifest_job(self.run)
+        if job.job_type != "task":
+            message = f"this worker has no handler for {job.job_type} jobs"
+            raise StageFailed("execute", {"code": "no_handler", "message": message},
+                              retryable=False)  # fmt: skip
+        assert self.run.git is not None and self.run.workspace is not None
+        base = await self.run.git.snapshot(self.run.workspace.repo)
+        container = self.run.task.get("container") or {}
+        if container.get("enabled"):
+            detail = await run_container_job(self.run, container)
+            await self._changes(base, await self.run.git.snapshot(self.run.workspace.repo))
+            self.summary = f"the container {container.get('image')} exited 0"
+            return detail
+        previous = base
+        for step in self.plan:
+            previous = await self._step(step, previous)
+        await self._changes(base, previous)
+        last = self.plan[-1]
+        self.summary = f"{len(self.plan)} step(s) ran; the last, {last.step_id}, exited 0"
+        return {"steps": len(self.plan), "files": len(self.changed_paths)}
+
+    async def _noop(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(left, 0.5))
+            if left > 0.5 and await self.run.held.cancel_requested():
+                raise Cancelled({"stage": "execute"})
+
+    async def _boundary(self, step: PlannedStep) -> list[str]:
+        """Before a step: a cancel ends the job, a pause holds it here; the operator's
+        messages so far, for the prompt (also written to .cairn/operator_messages.md)."""
+        held = self.run.held
+        while True:
+            job = await held.refresh()
+            if job.status == "cancel_requested":
+                raise Cancelled({"stage": "execute", "step": step.step_id, "index": step.index,
+                                 "before_step": True})  # fmt: skip
+            if not job.paused:
+                break
+            await asyncio.sleep(PAUSE_POLL_S)
+        messages = [str(m.get("text", "")) for m in job.operator_messages]
+        if messages and self.run.workspace is not None:
+            path = self.run.workspace.repo / ".cairn" / "operator_messages.md"
+            path.write_text("".join(f"- {self.run.redactor.redact(m)}\n" for m in messages))
+        return messages
+
+    async def _step(self, step: PlannedStep, previous: str) -> str:
+        run, held = self.run, self.run.held
+        assert run.workspace is not None and run.git is not None
+        messages = await self._boundary(step)
+        runtime = resolve_runtime(run.job.normalized, run.tools.defaults)
+        if runtime.mode == "shell":
+            prompt = step.instructions or run.task.get("instructions") or ""
+        else:
+            prompt = compose_prompt(
+                objective=run.task.get("instructions"), step_index=step.index,
+                step_count=len(self.plan), step_id=step.step_id, step_title=step.title,
+                step_instructions=step.instructions,
+                skill=step.skill or (run.task.get("skill") or {}).get("id"),
+                operator_messages=messages,
+            )  # fmt: skip
+        try:
+            invocation = build_invocation(runtime, prompt, run.execution)
+        except CairnError as e:
+            refused = {"code": e.code, "message": e.message, "step": step.step_id}
+            raise StageFailed("execute", refused, retryable=False) from e
+        env = minimal_env(run.workspace.home, passthrough=invocation.auth_env)
+        started = JobStepStarted(epoch=held.epoch, index=step.index, step_id=step.step_id,
+                                 title=step.title)  # fmt: skip
+        await held.write(lambda job: [started])
+        log_path = run.workspace.artifacts / "logs" / "steps" / f"step-{step.index}.log"
+        live = LiveOutput(run.tools.output, run.job.id, step.index, log_path, run.redactor,
+                          run.execution.artifact_max_bytes)  # fmt: skip
+        execution = run.execution
+        limits = Limits(step_s=execution.step_timeout_s, idle_s=execution.idle_timeout_s,
+                        deadline=run.started + execution.job_timeout_s)  # fmt: skip
+        try:
+            result = await run_process(
+                invocation.argv, cwd=run.workspace.repo, env=env, on_output=live.feed,
+                limits=limits, should_stop=held.cancel_requested,
+                grace_s=run.tools.cancel_grace_s, stdin=invocation.stdin,
+            )  # fmt: skip
+        except LaunchFailed as e:
+            result = None
+            await live.feed(f"{e.message}\n")
+            launch_error = e.message
+        finally:
+            await live.close()
+        await run.add_file(f"logs/steps/step-{step.index}.log", log_path)
+        current = await run.git.snapshot(run.workspace.repo)
+        diff = await run.git.diff(run.workspace.repo, previous, current)
+        patch_path = run.workspace.artifacts / "patches" / "steps" / f"step-{step.index}.patch"
+        patch_path.parent.mkdir(parents=True, exist_ok=True)
+        patch_path.write_text(run.redactor.redact(diff.patch))
+        await run.add_file(f"patches/steps/step-{step.index}.patch", patch_path)
+        outcome, error = _outcome(result, step, len(self.plan), live.tail[-4000:])
+        if result is None:
+            error = {"code": "cli_missing", "message": launch_error, "step": step.step_id,
+                     "retry": "another worker may have the CLI"}  # fmt: skip
+        self._note_evidence(step, runtime.mode, prompt, result)
+        # The CLI reports usage at its end: from the tail when the log was cut at its cap.
+        text = live.tail if live.cut else log_path.read_text(errors="replace")
+        usage = parse_usage(runtime.mode, text)
+        finished = JobStepFinished(
+            epoch=held.epoch, index=step.index, step_id=step.step_id, outcome=outcome,
+            exit_status=result.exit_status if result else None,
+            duration_ms=int((result.duration_s if result else 0) * 1000), files=diff.files,
+            insertions=diff.insertions, deletions=diff.deletions, usage=usage, error=error,
+        )  # fmt: skip
+        await held.write(lambda job: [finished])
+        if outcome == "cancelled":
+            raise Cancelled({"stage": "execute", "step": step.step_id, "index": step.index})
+        if error is not None:
+            raise StageFailed("execute", error, retryable=True)
+        return current
+
+    def _note_evidence(self, step: PlannedStep, mode: str, command: str,
+                       result: ProcessResult | None) -> None:  # fmt: skip
+        if result is None or result.exit_status is None:
+            return
+        if mode == "shell":
+            found = step_evidence(command, exit_status=result.exit_status, step_id=step.step_id)
+        elif any(word in f"{step.step_id} {step.title or ''}".lower() for word in VERIFY_WORDS):
+            # An agent's verification step: it tested or linted, and Cairn has its status.
+            found = Evidence(kind="agent_step", command=f"{step.step_id}: {step.title or ''}",
+                             exit_status=result.exit_status, step_id=step.step_id)  # fmt: skip
+        else:
+            found = None
+        if found is not None:
+            self.evidence.append(found)
+
+    async def _changes(self, base: str, final: str) -> None:
+        run = self.run
+        assert run.workspace is not None and run.git is not None
+        diff = await run.git.diff(run.workspace.repo, base, final)
+        self.changed_paths = diff.paths
+        self.diffstat = f"{diff.files} file(s) changed, +{diff.insertions} -{diff.deletions}"
+        path = run.workspace.artifacts / "changes.patch"
+        path.write_text(run.redactor.redact(diff.patch))
+        await run.add_file("changes.patch", path)
+
+
+def _outcome(result: ProcessResult | None, step: PlannedStep, count: int,
+             tail: str) -> tuple[str, dict[str, Any] | None]:  # fmt: skip
+    """The step's outcome and, when it failed, the error for the job's outcome."""
+    where = f"step {step.index}/{count} ({step.step_id})"
+    if result is None:
+        return "failed", None
+    if result.stopped == "cancelled":
+        return "cancelled", None
+    if result.stopped is not None:
+        limit = LIMITS[result.stopped]
+        after = f"{result.limit_s:g}s" if result.limit_s is not None else "its limit"
+        message = f"{where} hit {limit} after {after}"
+        return "timed_out", {"code": result.stopped, "message": message, "step": step.step_id,
+                             "log_tail": tail[-2000:]}  # fmt: skip
+    if result.exit_status != 0:
+        return "failed", {"code": "step_failed", "step": step.step_id, "index": step.index,
+                          "exit_status": result.exit_status,
+                          "message": f"{where} exited with status {result.exit_status}",
+                          "log_tail": tail[-2000:]}  # fmt: skip
+    return "succeeded", None
