@@ -44,6 +44,7 @@ from cairn.streams.registry import Registry
 PATCH_CAP = 200_000  # bytes of a patch shown in the page; the whole file is a download
 EVENTS_SHOWN = 500
 PATCH_SUFFIXES = (".patch", ".diff")
+WHOLE_PATCH = "changes.patch"
 
 
 async def job_or_404(request: Request) -> Job:
@@ -148,7 +149,9 @@ def _patch(request: Request, job: Job, artifacts: list[dict[str, Any]]) -> dict[
     found = [a for a in artifacts if str(a["name"]).endswith(PATCH_SUFFIXES)]
     if not found:
         return None
-    latest = found[-1]
+    # The whole change of the latest attempt (the worker's changes.patch), else the last one.
+    whole = [a for a in found if a["name"] == WHOLE_PATCH and a["attempt"] == found[-1]["attempt"]]
+    latest = (whole or found)[-1]
     try:
         file = runs.artifacts_of(request).open(job.id, latest["path"])
         with file.open("rb") as reader:

@@ -6,6 +6,7 @@ PUT /api/queue/jobs/{id} does. Refusals come back at the fields they name."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -22,9 +23,9 @@ from cairn.commands.jobs import (
     submit_quick_run,
     update_job,
 )
-from cairn.domain.errors import CairnError, InvalidTransition, NotFound
+from cairn.domain.errors import CairnError, InvalidTransition, NotFound, ValidationFailed
 from cairn.domain.job import JobStatus
-from cairn.domain.job_types import PUBLISH_MODES, RUNTIMES
+from cairn.domain.job_types import PUBLISH_MODES, RUNTIMES, normalize_job, refusal
 from cairn.domain.task_spec import parse_model
 
 MAX_STEP_ROWS = 50
@@ -71,8 +72,6 @@ def payload_from(form: Form) -> dict[str, Any]:
     if form.text("skill") and form.get("skill").strip().lower() != "auto":
         task["skill"] = {"id": form.get("skill").strip()}
     runtime = {k: form.get(k).strip() for k in ("model", "effort") if form.text(k)}
-    if form.text("runtime"):
-        runtime["mode"] = form.get("runtime").strip()
     if runtime:
         task["runtime"] = runtime
     git = _present(form, ("startingBranch", "starting_branch"), ("newBranch", "new_branch"))
@@ -98,6 +97,8 @@ def payload_from(form: Form) -> dict[str, Any]:
     payload: dict[str, Any] = {"task": task}
     if form.text("repository"):
         payload["repository"] = form.get("repository").strip()
+    if form.text("runtime"):  # where the API's examples and quick runs put it
+        payload["targetRuntime"] = form.get("runtime").strip()
     return payload
 
 
@@ -134,7 +135,7 @@ def values_from(payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "instructions": pick(task, "instructions"),
         "skill": pick(task.get("skill") or {}, "id"),
-        "runtime": pick(runtime, "mode") or pick(payload, "targetRuntime", "target_runtime"),
+        "runtime": pick(payload, "targetRuntime", "target_runtime") or pick(runtime, "mode"),
         "model": pick(runtime, "model"), "effort": pick(runtime, "effort"),
         "repository": pick(payload, "repository"),
         "starting_branch": pick(git, "startingBranch", "starting_branch"),
@@ -222,15 +223,38 @@ async def submit_typed(request: Request, form: Form) -> Response:
         values["steps"] = [*values["steps"], {"title": "", "instructions": "", "skill": ""}]
         return await _submit_form(request, values, FieldErrors(), {"project": "default"},
                                   FieldErrors())  # fmt: skip
-    body = parse_model(SubmitBody, {
-        "type": "task", "payload": payload_from(form), "priority": _number(form.get("priority")),
-        "maxAttempts": _number(form.get("max_attempts")),
-        "project": form.get("project").strip() or "default",
-    })  # fmt: skip
     ctx = context(request)
+    payload = payload_from(form)
+    body = _every_refusal(
+        lambda: parse_model(SubmitBody, {
+            "type": "task", "payload": payload, "priority": _number(form.get("priority")),
+            "maxAttempts": _number(form.get("max_attempts")),
+            "project": form.get("project").strip() or "default",
+        }),
+        lambda: normalize_job("task", payload, ctx.settings.contract()),
+    )
     job = JobRequest(body.type, body.payload, body.priority, body.max_attempts, None, body.project)
     result = await submit_job(ctx.store, job, ctx.settings.contract(), actor=actor(request))
     return done(request, f"/queue/{result.id}?min_position={result.position}", "submitted")
+
+
+def _every_refusal(parse: Callable[[], SubmitBody], check: Callable[[], object]) -> SubmitBody:
+    """The body, or one refusal naming every field at fault: the queue options and the
+    payload (as submit_job will normalize it) are checked side by side, not one after the
+    other, so a form shows all its errors at once."""
+    errors: list[dict[str, str]] = []
+    body = None
+    try:
+        body = parse()
+    except ValidationFailed as e:
+        errors += e.errors
+    try:
+        check()
+    except ValidationFailed as e:
+        errors += [x for x in e.errors if x not in errors]
+    if errors or body is None:
+        raise refusal(errors)
+    return body
 
 
 def _number(value: str) -> int | str:

@@ -40,15 +40,16 @@ AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 
-# A stand-in for an agent CLI: prints numbered lines (slowly when the prompt says SLOW, so a
-# run can be watched and cancelled), changes a file in its working directory, exits 1 when
-# the prompt says FAIL. The prompt comes as the last argument or on stdin.
+# A stand-in for an agent CLI: prints numbered lines (for a minute when the prompt says SLOW,
+# so a run can be watched, paused and cancelled; for 1.5 s when it says MEDIUM), changes a file
+# in its working directory, exits 1 when the prompt says FAIL. The prompt comes as the last
+# argument or on stdin.
 FAKE_CLI = """#!/bin/sh
 prompt="$*"
 if [ ! -t 0 ]; then prompt="$prompt $(cat)"; fi
 echo "$(basename "$0") started" >> "${FAKE_CLI_LOG:-/dev/null}"
 lines=3; pause=0.05
-case "$prompt" in *SLOW*) lines=600; pause=0.1;; esac
+case "$prompt" in *SLOW*) lines=600; pause=0.1;; *MEDIUM*) lines=15; pause=0.1;; esac
 i=1
 while [ "$i" -le "$lines" ]; do
   echo "fake agent output line $i"

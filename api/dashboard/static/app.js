@@ -72,6 +72,10 @@ export async function refresh() {
 }
 
 function swapRegions(fresh) {
+  // The focused element (a card, say) is found again by id once every region is swapped:
+  // it may have moved from one region to another.
+  const active = document.activeElement;
+  const focusId = active && active !== document.body && (active.id || active.closest("[id]")?.id);
   for (const next of fresh.querySelectorAll("[data-region]")) {
     const current = document.querySelector(`[data-region="${CSS.escape(next.dataset.region)}"]`);
     if (!current || current.innerHTML === next.innerHTML) continue;
@@ -79,12 +83,12 @@ function swapRegions(fresh) {
       live.deferred = true; // a menu is open or a drag is on: swap once it is done
       continue;
     }
-    const focused = current.contains(document.activeElement) ? document.activeElement : null;
-    const focusId = focused && (focused.id || focused.closest("[id]")?.id);
     current.innerHTML = next.innerHTML;
     for (const name of ["data-state", "class"]) {
       if (next.hasAttribute(name)) current.setAttribute(name, next.getAttribute(name));
     }
+  }
+  if (focusId && !document.activeElement?.isConnected || document.activeElement === document.body) {
     if (focusId) document.getElementById(focusId)?.focus({ preventScroll: true });
   }
   const banner = fresh.getElementById("pause-banner");
