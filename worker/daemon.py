@@ -315,6 +315,8 @@ class Worker:
                 holding, held.fail(stage or "prepare", error, retryable=True)
             )
         finally:
+            if recorded and not holding.lost:
+                await self._after(run, held)
             run.close()
             if recorded and not holding.lost:
                 self._settle_later(job.id, holding.message)
@@ -323,6 +325,12 @@ class Worker:
                 # pending, so the reaper takes the job back after its lease.
                 log.warning("outcome of %s not recorded; left for the reaper", job.id)
             self._let_go(job.id)
+
+    async def _after(self, run: JobRun, held: Held) -> None:
+        try:
+            await run.after(held.job)
+        except Exception:  # what follows a run must never lose the run's outcome
+            log.exception("after the run of %s", held.job.id)
 
     async def _hold_while_quiesced(self) -> None:
         """Quiesce holds running jobs here, between stages, until it is lifted."""

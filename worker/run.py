@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cairn.commands.held import Held
+from cairn.commands.import_plans import submit_plan_from_file
+from cairn.commands.proposals import submit_proposals_from_file
 from cairn.commands.settings import Settings
 from cairn.domain.branches import Branches, resolve_branches
 from cairn.domain.contract import WorkerDefaults
@@ -215,7 +217,26 @@ class JobRun:
         self.steps = Steps(self)
         detail = await self.steps.execute()
         self.summary = self.steps.summary
+        if self.task.get("proposeTasks") and self.workspace is not None:
+            # What the agent proposed: submitted, merged into an open proposal, or reported
+            # as rejected (with paths) here; never a reason to fail the run.
+            report = await submit_proposals_from_file(
+                self.held.store, self.held.job, self.workspace.repo
+            )
+            detail["proposals"] = report
+            counts = {k: len(report.get(k) or []) for k in ("submitted", "merged", "rejected")}
+            self.summary += "; proposals: " + ", ".join(f"{n} {k}" for k, n in counts.items())
         return detail
+
+    async def after(self, job: Job) -> None:
+        """Once the attempt's outcome is written: a planning job's plan goes to its import
+        (or the reason there is none)."""
+        if self.workspace is None or job.job_type != "task":
+            return
+        try:
+            await submit_plan_from_file(self.held.store, job, self.workspace.repo)
+        except CairnError as e:
+            log.warning("plan of %s not recorded: %s", job.id, e.message)
 
     # ---- publish --------------------------------------------------------------------------
 
