@@ -1,6 +1,7 @@
 """The board: a column per state, cards with what a team needs at a glance, moves by drag and
 drop and by a keyboard "Move to" menu, a refused move's reason and what is allowed, blocked
-tasks with their way out, Run now, the project switcher, and live updates."""
+tasks with their way out (the blockers, or a retry), Run now, the project switcher, and live
+updates."""
 
 from __future__ import annotations
 
@@ -114,11 +115,18 @@ def test_a_blocked_task_shows_why_and_the_way_out(page: Page, cairn: Cairn) -> N
     )
     expect(blocked.locator(".why")).to_contain_text("Way out: finish or cancel")
     expect(blocked.locator("button", has_text="Retry")).to_have_count(0)
-    # The blocker is cancelled: the way out is now a retry, and it works.
+    # The blocker is cancelled: the waiting task is released to ready by itself.
     card(page, blocker["id"]).locator("summary").click()
     card(page, blocker["id"]).locator("button[value=cancelled]").click()
     expect(page.locator("#col-cancelled")).to_contain_text("The blocker")
-    expect(blocked.locator(".why")).to_contain_text("it can now be moved to ready")
+    expect(page.locator("#col-ready")).to_contain_text("The waiting one")
+    # Blocked by hand, with a reason: the way out is to retry once it is resolved.
+    with cairn.api() as api:
+        why = {"to": "blocked", "reason": "Waiting for the vendor's answer"}
+        moved = api.post(f"/api/v2/tasks/{waiting['id']}/transition", json=why)
+        assert moved.status_code == 200, moved.text
+    expect(blocked.locator(".why")).to_contain_text("manual: Waiting for the vendor's answer")
+    expect(blocked.locator(".why")).to_contain_text("Way out: resolve the reason")
     blocked.locator("button", has_text="Retry").click()
     expect(page.locator("#col-ready")).to_contain_text("The waiting one")
 
