@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="on SIGTERM, seconds to let running jobs finish before releasing",
     )
+    worker.add_argument(
+        "--cancel-grace",
+        type=float,
+        default=5.0,
+        help="after SIGTERM to a cancelled job's agent, seconds before SIGKILL (default 5)",
+    )
     command("status", reading.status, "log lengths and projection lag per partition")
     rebuild = command("rebuild", reading.rebuild, "rebuild read models from the log, then switch")
     rebuild.add_argument("--projection", default="all", help="board, queue or all")

@@ -112,12 +112,15 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
         )
     if args.concurrency < 1:
         raise CairnError("--concurrency must be at least 1")
+    if args.cancel_grace < 0:
+        raise CairnError("--cancel-grace must be 0 or more seconds")
     config = WorkerConfig(
         worker_id=args.worker_id or f"{socket.gethostname()}-{os.getpid()}",
         capabilities=capabilities,
         concurrency=args.concurrency,
         lease_s=args.lease or settings.lease_s,
         stop_grace_s=args.grace,
+        cancel_grace_s=args.cancel_grace,
         defaults=worker_defaults(
             capabilities, model=args.model or None, effort=args.effort or None, env=os.environ
         ),
