@@ -20,11 +20,12 @@ from cairn.api.context import (
     read_body,
 )
 from cairn.api.queue import _job_or_404, _Wire, written_job
+from cairn.api.roles import OPERATOR, VIEWER
 from cairn.api.schemas import ref
 from cairn.commands.jobs import JobRequest, promote_quick_run, submit_quick_run
 from cairn.domain.errors import NotFound
 from cairn.domain.job import Job
-from cairn.domain.job_types import Runtime
+from cairn.domain.job_types import PublishMode, Runtime
 from cairn.domain.limits import MAX_DESCRIPTION
 from cairn.domain.task_spec import Name, Visible
 from cairn.projections.board import NAME as BOARD
@@ -37,6 +38,9 @@ class QuickRunBody(_Wire):
     repository: str | None = Field(default=None, min_length=1, max_length=500)
     runtime: Runtime | None = None
     model: str | None = Field(default=None, min_length=1, max_length=200)
+    publish_mode: PublishMode | None = Field(
+        default=None, description="none, branch or pr; unset: the install's default"
+    )
     project: Name = "default"
     promote: StrictBool = False
 
@@ -67,6 +71,8 @@ async def post_quick_run(request: Request) -> Response:
         payload["targetRuntime"] = body.runtime
     if body.model:
         payload["task"]["runtime"] = {"model": body.model}
+    if body.publish_mode:
+        payload["task"]["publish"] = {"mode": body.publish_mode}
     ctx = context(request)
     result = await submit_quick_run(
         ctx.store,
@@ -115,3 +121,9 @@ ROUTES = [
     Route("/api/v2/quick-runs/{run_id}", get_quick_run, methods=["GET"]),
     Route("/api/v2/quick-runs/{run_id}/promote", post_promote, methods=["POST"]),
 ]
+# The weakest role that may call each route (api/roles.py), by route name.
+ROLES: dict[str, str] = {
+    "post_quick_run": OPERATOR,
+    "get_quick_run": VIEWER,
+    "post_promote": OPERATOR,
+}

@@ -10,7 +10,7 @@ import socket
 import time
 from collections.abc import Coroutine
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,8 @@ class Worker:
         self.registry = Registry(client, self.keys)
         self.policy = RetryPolicy(settings.retry_base_s, settings.retry_cap_s)
         execution = settings.execution
+        # Agents and git run in other folders than ours: every path they get is absolute.
+        settings = replace(settings, data_dir=Path(settings.data_dir).resolve())
         self.tools = RunTools(
             settings=settings, defaults=config.defaults,
             output=OutputStream(client, self.keys, execution.output_max_entries),

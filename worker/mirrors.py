@@ -38,7 +38,7 @@ class Mirrors:
     """The mirror cache under `root`, shared by every job (and worker process) on the host."""
 
     def __init__(self, root: Path, git: Git) -> None:
-        self.root = root
+        self.root = root.resolve()  # git runs in other folders: a relative root would move
         self.git = git
 
     def mirror_path(self, remote: Remote) -> Path:

@@ -152,3 +152,13 @@ async def test_each_remote_has_its_own_mirror(tmp_path: Path, git: Git, seeded: 
 
     assert mirrors.mirror_path(seeded.remote) != mirrors.mirror_path(other.remote)
     assert len(list((tmp_path / "mirrors").glob("*.git"))) == 2
+
+
+async def test_a_relative_mirror_root_still_works(
+    seeded: Seeded, git: Git, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `cairn up` runs with CAIRN_DATA_DIR=.cairn by default: git must not see a relative path.
+    monkeypatch.chdir(tmp_path)
+    repo = tmp_path / "checkout"
+    checkout = await Mirrors(Path("data") / "mirrors", git).checkout(seeded.remote, repo)
+    assert checkout.head == seeded.sha() and (tmp_path / "data" / "mirrors").is_dir()
