@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from cairn.api import imports, proposals, queue, quick_runs, runs, tasks, workers
+from cairn.api import imports, proposals, queue, quick_runs, runs, tasks, templates, workers
 from cairn.api.auth import BearerAuth, store_token
 from cairn.api.context import Context, context, json_response
 from cairn.api.dashboard.routes import ROUTES as DASHBOARD
@@ -28,10 +28,12 @@ from cairn.streams.store import EventStore
 
 DECLARED = Declarations(
     bodies={**tasks.BODIES, **queue.BODIES, **quick_runs.BODIES, **workers.BODIES, **runs.BODIES,
-            **imports.BODIES, **proposals.BODIES},
-    queries={**tasks.QUERIES, **queue.QUERIES, **runs.QUERIES, **proposals.QUERIES},
+            **imports.BODIES, **proposals.BODIES, **templates.BODIES},
+    queries={**tasks.QUERIES, **queue.QUERIES, **runs.QUERIES, **proposals.QUERIES,
+             **templates.QUERIES},
     responses={**tasks.RESPONSES, **queue.RESPONSES, **quick_runs.RESPONSES, **workers.RESPONSES,
-               **runs.RESPONSES, **imports.RESPONSES, **proposals.RESPONSES},
+               **runs.RESPONSES, **imports.RESPONSES, **proposals.RESPONSES,
+               **templates.RESPONSES},
 )
 
 
@@ -61,6 +63,7 @@ def create_app(settings: Settings, client: Client) -> Starlette:
         *workers.ROUTES,
         *imports.ROUTES,
         *proposals.ROUTES,
+        *templates.ROUTES,
     ]
     document = build_openapi(routes, DECLARED, settings.max_body_bytes, settings.partitions)
 

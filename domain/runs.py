@@ -40,18 +40,22 @@ from cairn.domain.task_states import Flags, Status, allowed_targets
 # ---- requesting a run ------------------------------------------------------------------------
 
 
-def run_request(task: Task) -> tuple[str, Any]:
+def run_request(
+    task: Task, steps: Sequence[Mapping[str, str]] | None = None
+) -> tuple[str, Any]:
     """The job type and payload of a run: the task's spec (a job of any type, or a task
-    payload), else its own words as instructions; a task payload without steps takes the
-    steps of the task's pipeline (its `pipeline_template`, else its type's)."""
+    payload), else its own words as instructions; a task payload without steps takes
+    `steps` (its template's, domain/templates.py), else the built-in pipeline of its
+    `pipeline_template` or type."""
     spec = task.spec
     if isinstance(spec.get("type"), str) and "payload" in spec:
         return spec["type"], spec["payload"]
     payload: dict[str, Any] = dict(spec) if spec else {"task": {"instructions": _words(task)}}
     body = dict(payload.get("task") or {})
     if not body.get("steps"):
-        steps = pipeline_for(task.task_type, task.pipeline_template)
-        body["steps"] = [step.as_payload() for step in steps]
+        if steps is None:
+            steps = [s.as_payload() for s in pipeline_for(task.task_type, task.pipeline_template)]
+        body["steps"] = [dict(step) for step in steps]
         body.setdefault("instructions", _words(task))
     return "task", {**payload, "task": body}
 

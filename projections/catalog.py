@@ -7,10 +7,11 @@ from cairn.projections.imports import ImportProjection
 from cairn.projections.projection import Projection
 from cairn.projections.proposals import ProposalProjection
 from cairn.projections.queue import QueueProjection
+from cairn.projections.templates import TemplateProjection
 
 
 def all_projections() -> dict[str, Projection]:
     return {
         "board": BoardProjection(), "queue": QueueProjection(), "imports": ImportProjection(),
-        "proposals": ProposalProjection(),
+        "proposals": ProposalProjection(), "templates": TemplateProjection(),
     }  # fmt: skip
