@@ -51,11 +51,14 @@ async def run_command(
     command_id: str | None = None,
     command_ttl_s: int | None = None,
     retry_on_conflict: bool = True,
+    precheck: bool = True,
 ) -> CommandResult:
     """Plan (read and decide) and append; on a version conflict plan again (unless the caller
-    pinned an expected version). A retried command id returns the first result."""
+    pinned an expected version). A retried command id returns the first result: read before
+    planning (`precheck`, for a decision that would refuse what the first one did), else
+    answered by the append itself."""
     partition = store.keys.partition_of_id(subject_id)
-    if command_id is not None:
+    if command_id is not None and precheck:
         first = await store.command_record(partition, command_id)
         if first is not None:
             return _result(subject_id, first, first.versions[0] if first.versions else 0, 0)

@@ -16,7 +16,6 @@ from cairn.commands.runner import (
     writes,
 )
 from cairn.commands.tasks import load_task, load_tasks
-from cairn.commands.templates import load_template
 from cairn.domain.decision import events_for
 from cairn.domain.errors import CairnError, DomainError, NotFound, ValidationFailed
 from cairn.domain.job import Job, JobStatus, RetryPolicy, apply_events, decide_lease_expired
@@ -33,7 +32,6 @@ from cairn.domain.runs import (
 )
 from cairn.domain.task import Task
 from cairn.domain.task_states import Flags
-from cairn.domain.templates import steps_for_run, template_slug, uses_template
 from cairn.streams.envelope import now_rfc3339
 from cairn.streams.store import EventStore, Guard, Meta
 
@@ -70,6 +68,7 @@ async def claim_job(
     *,
     lease_ms: int | None = None,
     command_id: str | None = None,
+    retrying: bool = False,
 ) -> Job:
     """Claim a queued job: running, a new lease epoch, its task in progress, in one append
     (the task's blockers must be unchanged since they were read). A board job whose task can
@@ -102,7 +101,7 @@ async def claim_job(
 
     result = await run_command(
         store, job_id, plan, meta=Meta(actor=worker_id), command_id=command_id,
-        command_ttl_s=RETRY_RECORD_TTL_S,
+        command_ttl_s=RETRY_RECORD_TTL_S, precheck=retrying,
     )  # fmt: skip
     if result.duplicate or "job" not in outcome:
         return await load_job(store, job_id)
@@ -141,11 +140,8 @@ async def request_task_run(
     if task.active_job_id is not None:
         return CommandResult(task_id, task.version, "", duplicate=True), task.active_job_id
     job_id = id_for_key(store.keys, "job", task.project, f"run:{task_id}:{len(task.run_ids)}")
-    # The task's template as saved (else its built-in), read only when the run takes its steps.
-    stored = await load_template(store, template_slug(task)) if uses_template(task) else None
     try:
-        steps = steps_for_run(task, stored) if uses_template(task) else None
-        job_type, payload = run_request(task, steps=steps)
+        job_type, payload = run_request(task)
         submission = run_submission(task, normalize_job(job_type, payload, contract))
     except (DomainError, ValidationFailed) as error:
         if not force:

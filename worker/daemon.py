@@ -188,7 +188,7 @@ class Worker:
                 return await runs.claim_job(
                     self.store, message.job_id, self.config.worker_id, self.settings.flags,
                     known, lease_ms=int(self.config.lease_s * 1000),
-                    command_id=f"claim:{message.signature}:{message.id}",
+                    command_id=f"claim:{message.signature}:{message.id}", retrying=attempt > 0,
                 )  # fmt: skip
             except InfrastructureError:
                 if time.monotonic() > deadline:
