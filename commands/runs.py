@@ -16,6 +16,7 @@ from cairn.commands.runner import (
     writes,
 )
 from cairn.commands.tasks import load_task, load_tasks
+from cairn.commands.templates import load_template
 from cairn.domain.decision import events_for
 from cairn.domain.errors import CairnError, DomainError, NotFound, ValidationFailed
 from cairn.domain.job import Job, JobStatus, RetryPolicy, apply_events, decide_lease_expired
@@ -32,6 +33,7 @@ from cairn.domain.runs import (
 )
 from cairn.domain.task import Task
 from cairn.domain.task_states import Flags
+from cairn.domain.templates import steps_for_run, template_slug, uses_template
 from cairn.streams.envelope import now_rfc3339
 from cairn.streams.store import EventStore, Guard, Meta
 
@@ -75,7 +77,8 @@ async def claim_job(
     no longer start is cancelled instead, saying why; the returned job is then not running.
     `known` is the job as read just before (with others, in one read): decided on first, and
     read again only if it changed since. With a command id (one per dispatch message), a
-    claim retried after a lost reply lands once and returns the job as it is now."""
+    claim retried after a lost reply (`retrying`) lands once and returns the job as it is
+    now; a first try skips that read, the append itself would answer a duplicate."""
     outcome: dict[str, Job] = {}
     first = [known] if known is not None else []
 
@@ -140,8 +143,11 @@ async def request_task_run(
     if task.active_job_id is not None:
         return CommandResult(task_id, task.version, "", duplicate=True), task.active_job_id
     job_id = id_for_key(store.keys, "job", task.project, f"run:{task_id}:{len(task.run_ids)}")
+    # The task's template as saved (else its built-in), read only when the run takes its steps.
+    stored = await load_template(store, template_slug(task)) if uses_template(task) else None
     try:
-        job_type, payload = run_request(task)
+        steps = steps_for_run(task, stored) if uses_template(task) else None
+        job_type, payload = run_request(task, steps=steps)
         submission = run_submission(task, normalize_job(job_type, payload, contract))
     except (DomainError, ValidationFailed) as error:
         if not force:
