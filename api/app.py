@@ -14,17 +14,18 @@ from starlette.routing import BaseRoute, Route
 
 from cairn.api import imports, proposals, queue, quick_runs, runs, tasks, templates, workers
 from cairn.api.auth import BearerAuth, store_token
-from cairn.api.context import Context, context, json_response
+from cairn.api.context import Context, json_response
 from cairn.api.dashboard.routes import ROUTES as DASHBOARD
+from cairn.api.metrics import ProcessMetrics, RequestMetrics, TimedEventStore, metrics, readyz
 from cairn.api.openapi import Declarations, build_openapi
-from cairn.api.problems import ProblemBoundary, handle_cairn_error, handle_http, problem
+from cairn.api.problems import ProblemBoundary, handle_cairn_error, handle_http
+from cairn.api.roles import guard_routes
 from cairn.commands.settings import Settings
-from cairn.domain.errors import CairnError, InfrastructureError
+from cairn.domain.errors import CairnError
 from cairn.projections.board import Board
 from cairn.projections.queue import Queue
 from cairn.streams.connection import Client
 from cairn.streams.keys import Keys
-from cairn.streams.store import EventStore
 
 DECLARED = Declarations(
     bodies={**tasks.BODIES, **queue.BODIES, **quick_runs.BODIES, **workers.BODIES, **runs.BODIES,
@@ -34,20 +35,13 @@ DECLARED = Declarations(
     responses={**tasks.RESPONSES, **queue.RESPONSES, **quick_runs.RESPONSES, **workers.RESPONSES,
                **runs.RESPONSES, **imports.RESPONSES, **proposals.RESPONSES,
                **templates.RESPONSES},
+    roles={**tasks.ROLES, **queue.ROLES, **quick_runs.ROLES, **workers.ROLES, **runs.ROLES,
+           **imports.ROLES, **proposals.ROLES, **templates.ROLES},
 )
 
 
 async def healthz(request: Request) -> Response:
     return json_response({"status": "ok"})
-
-
-async def readyz(request: Request) -> Response:
-    try:
-        await context(request).client.ping()
-    except InfrastructureError as e:
-        return problem(503, "store_unavailable", f"the store does not answer: {e.message}",
-                       "/readyz")  # fmt: skip
-    return json_response({"status": "ready"})
 
 
 def create_app(settings: Settings, client: Client) -> Starlette:
@@ -56,6 +50,7 @@ def create_app(settings: Settings, client: Client) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics),  # any live token (Prometheus: `authorization` in the job)
         *tasks.ROUTES,
         *queue.ROUTES,
         *runs.ROUTES,
@@ -65,6 +60,7 @@ def create_app(settings: Settings, client: Client) -> Starlette:
         *proposals.ROUTES,
         *templates.ROUTES,
     ]
+    guard_routes(routes, DECLARED.roles)  # a route that declares no role stops the start
     document = build_openapi(routes, DECLARED, settings.max_body_bytes, settings.partitions)
 
     async def openapi(request: Request) -> Response:
@@ -79,14 +75,17 @@ def create_app(settings: Settings, client: Client) -> Starlette:
             await store_token(client, keys, settings.admin_token, "admin", "admin")
         yield
 
+    measured = ProcessMetrics()
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         # ProblemBoundary first, so it wraps the auth middleware too; no handler for
         # Exception: Starlette's would re-raise it for the server to log with its message.
-        middleware=[Middleware(ProblemBoundary), Middleware(BearerAuth, client=client, keys=keys)],
+        middleware=[Middleware(RequestMetrics, metrics=measured), Middleware(ProblemBoundary),
+                    Middleware(BearerAuth, client=client, keys=keys)],
         exception_handlers={CairnError: handle_cairn_error, HTTPException: handle_http},
     )
-    store = EventStore(client, keys, settings.command_ttl_s)
+    app.state.metrics = measured
+    store = TimedEventStore(client, keys, settings.command_ttl_s, metrics=measured)
     app.state.ctx = Context(settings, client, keys, store, Board(client, keys), Queue(client, keys))
     return app

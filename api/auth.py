@@ -1,16 +1,22 @@
-"""Bearer tokens: stored as SHA-256 hashes, never in clear; every /api/* route needs one."""
+"""Bearer tokens: stored as SHA-256 hashes, never in clear, each with a name (the actor every
+event it causes names), a role (api/roles.py) and an optional expiry; every /api/* route needs
+a live one. Revoking a token deletes its record: the next request with it is refused."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cairn.api.problems import problem
-from cairn.domain.errors import InfrastructureError, ValidationFailed
+from cairn.api.roles import ADMIN, check_role
+from cairn.domain.errors import CairnError, InfrastructureError, ValidationFailed
 from cairn.streams.connection import Client
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
@@ -19,6 +25,28 @@ MIN_TOKEN_LENGTH = 24
 MIN_TOKEN_VARIETY = 10  # distinct characters: a hex token has about 14, "aaaa..." has 1
 MAKE_ONE = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 RETRY_AFTER_S = 2
+# A token's name is the actor of every event it causes: plain, short, one line.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+# The bearer paths: the API, and the metrics an operator's Prometheus scrapes with a token.
+PROTECTED = ("/api/", "/metrics")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """What is stored of a token (its hash is the field it is stored under)."""
+
+    name: str
+    role: str
+    created: float
+    expires: float | None = None  # epoch seconds; None: never
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.expires is not None and (time.time() if now is None else now) >= self.expires
+
+    def view(self) -> dict[str, object]:
+        return {"name": self.name, "role": self.role, "created": _iso(self.created),
+                "expires": _iso(self.expires) if self.expires else None,
+                "expired": self.expired()}  # fmt: skip
 
 
 def hash_token(token: str) -> str:
@@ -45,15 +73,39 @@ def check_admin_token(token: str) -> None:
     )
 
 
-async def store_token(client: Client, keys: Keys, token: str, name: str, role: str) -> None:
+def check_token_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        reason = "1-64 of A-Z a-z 0-9 _ . @ -, starting with a letter or digit"
+        errors = [{"path": "name", "reason": reason}]
+        raise ValidationFailed(f"{name!r} is not a token name", errors)
+    return name
+
+
+def parse_record(raw: bytes | str) -> TokenRecord:
+    values = orjson.loads(raw)
+    expires = values.get("expires")
+    return TokenRecord(
+        str(values["name"]), str(values.get("role", "")), float(values.get("created", 0)),
+        float(expires) if expires else None,
+    )
+
+
+def _encode(record: TokenRecord) -> bytes:
+    return orjson.dumps({"name": record.name, "role": record.role, "created": record.created,
+                         "expires": record.expires})  # fmt: skip
+
+
+async def store_token(
+    client: Client, keys: Keys, token: str, name: str, role: str, expires: float | None = None
+) -> None:
     """Store `token` under `name`, replacing the token stored under that name before (so a new
     CAIRN_ADMIN_TOKEN revokes the old one)."""
     digest = hash_token(token)
-    record = orjson.dumps({"name": name, "role": role, "created": time.time()})
+    record = _encode(TokenRecord(name, role, time.time(), expires))
     stale = [
         field
         for field, raw in (await client.hgetall(keys.tokens())).items()
-        if orjson.loads(raw).get("name") == name and text(field) != digest
+        if parse_record(raw).name == name and text(field) != digest
     ]
     async with client.pipeline(transaction=True) as pipe:
         if stale:
@@ -62,59 +114,118 @@ async def store_token(client: Client, keys: Keys, token: str, name: str, role: s
         await pipe.execute()
 
 
+async def create_token(
+    client: Client, keys: Keys, name: str, role: str, expires: float | None = None
+) -> str:
+    """A new token named `name` with `role`; returned once, stored hashed. A name in use is
+    refused: it is the actor in the log, so it must say which token did what."""
+    check_token_name(name)
+    check_role(role)
+    if any(record.name == name for record in await list_tokens(client, keys)):
+        raise CairnError(f"a token named {name!r} exists: revoke it first "
+                         f"(`cairn token revoke {name}`) or choose another name")  # fmt: skip
+    token = new_token()
+    await client.hset(keys.tokens(), hash_token(token), _encode(
+        TokenRecord(name, role, time.time(), expires)))  # fmt: skip
+    return token
+
+
+async def list_tokens(client: Client, keys: Keys) -> list[TokenRecord]:
+    """Every stored token's record (expired ones too, marked so), by name."""
+    records = [parse_record(raw) for raw in await client.hvals(keys.tokens())]
+    return sorted(records, key=lambda r: r.name)
+
+
+async def revoke_token(client: Client, keys: Keys, name: str) -> int:
+    """Delete the token(s) named `name`; how many there were."""
+    found = [
+        field
+        for field, raw in (await client.hgetall(keys.tokens())).items()
+        if parse_record(raw).name == name
+    ]
+    if found:
+        await client.hdel(keys.tokens(), *found)
+    return len(found)
+
+
+async def find_token(client: Client, keys: Keys, digest: str) -> TokenRecord | None:
+    """The live record stored under a token's hash: None when unknown, revoked or expired
+    (what the dashboard's sessions check too)."""
+    raw = await client.hget(keys.tokens(), digest)
+    if raw is None:
+        return None
+    record = parse_record(raw)
+    return None if record.expired() else record
+
+
 async def has_admin_token(client: Client, keys: Keys) -> bool:
-    for raw in await client.hvals(keys.tokens()):
-        if orjson.loads(raw).get("role") == "admin":
-            return True
-    return False
+    return any(r.role == ADMIN and not r.expired() for r in await list_tokens(client, keys))
 
 
 class BearerAuth:
-    """ASGI middleware: `/api/*` needs a known bearer token; the actor name goes into scope."""
+    """ASGI middleware: `/api/*` and `/metrics` need a live bearer token (401 otherwise); the
+    token's name (the actor) and role go into the scope for the route's role check. Every
+    request reads the token's record, so a revoked or expired token is refused at once."""
 
-    def __init__(
-        self, app: ASGIApp, client: Client, keys: Keys, cache_s: float = 10
-    ) -> None:
-        self.app, self.client, self.keys, self.cache_s = app, client, keys, cache_s
-        self._cache: dict[str, tuple[float, str]] = {}
+    def __init__(self, app: ASGIApp, client: Client, keys: Keys) -> None:
+        self.app, self.client, self.keys = app, client, keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED):
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization", b"").decode(errors="replace")
         scheme, _, token = header.partition(" ")
+        token = token.strip()
         try:
-            actor = await self._actor(token.strip()) if scheme.lower() == "bearer" else None
+            record = await self._actor(token) if scheme.lower() == "bearer" else None
         except InfrastructureError as e:
             detail = f"the store did not answer ({type(e).__name__}); try again shortly"
             response = problem(503, "store_unavailable", detail, scope["path"])
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
             await response(scope, receive, send)
             return
-        if actor is None:
+        if record is None:
             response = problem(
                 401,
                 "unauthorized",
-                "send Authorization: Bearer <token> with a valid token",
+                "send Authorization: Bearer <token> with a valid token (not revoked, not "
+                "expired; `cairn token create` makes one)",
                 scope["path"],
             )
             response.headers["WWW-Authenticate"] = 'Bearer realm="cairn"'
             await response(scope, receive, send)
             return
-        scope.setdefault("state", {})["actor"] = actor
+        state = scope.setdefault("state", {})
+        state["actor"], state["role"] = record.name, record.role
         await self.app(scope, receive, send)
 
-    async def _actor(self, token: str) -> str | None:
-        if not token:
-            return None
-        digest = hash_token(token)
-        hit = self._cache.get(digest)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
-        raw = await self.client.hget(self.keys.tokens(), digest)
-        if raw is None:
-            return None
-        name = str(orjson.loads(raw)["name"])
-        self._cache[digest] = (time.monotonic() + self.cache_s, name)
-        return name
+    async def _actor(self, token: str) -> TokenRecord | None:
+        return await find_token(self.client, self.keys, hash_token(token)) if token else None
+
+
+def parse_expiry(value: str, now: float | None = None) -> float:
+    """`--expires`: a duration from now (`90m`, `12h`, `30d`, `8w`) or an ISO 8601 date or
+    time (UTC unless it says otherwise); epoch seconds."""
+    now = time.time() if now is None else now
+    match = re.fullmatch(r"([0-9]{1,6})([smhdw])", value.strip())
+    if match:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}[match[2]]
+        return now + int(match[1]) * unit
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValidationFailed(f"--expires {value!r} is not a duration or a date", [{
+            "path": "--expires",
+            "reason": "a duration such as 90m, 12h, 30d or 8w, or a date such as 2027-01-31"}],
+        ) from None  # fmt: skip
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if moment.timestamp() <= now:
+        raise ValidationFailed("--expires is in the past",
+                               [{"path": "--expires", "reason": "give a later time"}])  # fmt: skip
+    return moment.timestamp()
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -20,6 +20,7 @@ from cairn.api.context import (
     read_body,
 )
 from cairn.api.problems import BodyTooLarge
+from cairn.api.roles import OPERATOR, VIEWER
 from cairn.api.schemas import BOOLEAN, INTEGER, NULLABLE_STRING, OBJECT, STRING, STRINGS, ref
 from cairn.commands.import_plans import request_agent_plan
 from cairn.commands.imports import commit_import, preview_import, recall_preview
@@ -178,3 +179,9 @@ ROUTES = [
     Route("/api/v2/import/prd/commit", post_commit, methods=["POST"]),
     Route("/api/v2/import/{import_id}", get_import, methods=["GET"]),
 ]
+# The weakest role that may call each route (api/roles.py), by route name.
+ROLES: dict[str, str] = {
+    "post_preview": OPERATOR,
+    "post_commit": OPERATOR,
+    "get_import": VIEWER,
+}

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
 from cairn.api.context import ID_PATTERN, IDEMPOTENT, position_pattern
+from cairn.api.roles import ROLES
 from cairn.api.schemas import JsonSchema, Media, components
 from cairn.domain.limits import MAX_DEPTH
 
@@ -33,6 +34,7 @@ class Declarations:
     # status -> schema of the success body; "text/event-stream" for a stream; Media for a
     # body in several media types
     responses: dict[str, dict[str, JsonSchema | str | Media]] = field(default_factory=dict)
+    roles: dict[str, str] = field(default_factory=dict)  # the weakest role that may call it
 
 
 def build_openapi(
@@ -84,9 +86,14 @@ def _operation(
     route: Route, declared: Declarations, schemas: dict[str, Any], partitions: int
 ) -> dict[str, Any]:
     name = route.name
+    role = declared.roles[name]
+    stronger = ROLES[ROLES.index(role) + 1 :]
     op: dict[str, Any] = {
         "operationId": name,
         "summary": (route.endpoint.__doc__ or name.replace("_", " ")).strip().split("\n")[0],
+        "description": f"Role: {role} (or {', '.join(stronger)})." if stronger else
+                       f"Role: {role}.",
+        "x-cairn-role": role,
         "security": [{"bearer": []}],
         "parameters": [_path_parameter(p) for p in route.param_convertors],
         "responses": _responses(declared.responses.get(name, {"200": {"type": "object"}})),
@@ -181,6 +188,6 @@ def _responses(success: dict[str, JsonSchema | str | Media]) -> dict[str, Any]:
         else:
             content = {"application/json": {"schema": schema}}
         responses[status] = {"description": "success", "content": content}
-    for status in ("401", "404", "409", "422", "4XX", "503", "5XX"):
+    for status in ("401", "403", "404", "409", "422", "4XX", "503", "5XX"):
         responses[status] = PROBLEM
     return responses

@@ -19,6 +19,7 @@ from cairn.api.context import (
     read_body,
     read_query,
 )
+from cairn.api.roles import OPERATOR, VIEWER
 from cairn.api.schemas import INTEGER, NULLABLE_STRING, OBJECT, STRING, ref
 from cairn.commands.proposals import (
     dismiss_proposal,
@@ -172,3 +173,12 @@ ROUTES = [
     Route(ONE + "/dismiss", post_proposal_dismiss, methods=["POST"]),
     Route(ONE + "/priority", post_proposal_priority, methods=["POST"]),
 ]
+# The weakest role that may call each route (api/roles.py), by route name.
+ROLES: dict[str, str] = {
+    "post_proposal": OPERATOR,
+    "list_proposals": VIEWER,
+    "get_proposal": VIEWER,
+    "post_proposal_promote": OPERATOR,
+    "post_proposal_dismiss": OPERATOR,
+    "post_proposal_priority": OPERATOR,
+}

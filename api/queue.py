@@ -27,6 +27,7 @@ from cairn.api.context import (
     read_body,
     read_query,
 )
+from cairn.api.roles import AUDITOR, OPERATOR, VIEWER
 from cairn.api.run_views import run_detail
 from cairn.api.schemas import ref
 from cairn.commands.jobs import JobRequest, cancel_job, resubmit_job, submit_job, update_job
@@ -386,3 +387,15 @@ ROUTES = [
     Route("/api/queue/jobs/{job_id}/events", get_job_events, methods=["GET"]),
     Route("/api/queue/jobs/{job_id}/events/stream", stream_job_events, methods=["GET"]),
 ]
+# The weakest role that may call each route (api/roles.py), by route name.
+ROLES: dict[str, str] = {
+    "post_job": OPERATOR,
+    "list_jobs": VIEWER,
+    "get_telemetry": VIEWER,
+    "get_job": VIEWER,
+    "put_job": OPERATOR,
+    "post_cancel": OPERATOR,
+    "post_resubmit": OPERATOR,
+    "get_job_events": AUDITOR,
+    "stream_job_events": AUDITOR,
+}

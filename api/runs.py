@@ -28,6 +28,7 @@ from cairn.api.context import (
     read_query,
 )
 from cairn.api.queue import _job_or_404, _Wire, written_job
+from cairn.api.roles import OPERATOR, VIEWER
 from cairn.api.run_views import artifact_view
 from cairn.api.schemas import ARTIFACT_FILE, ref
 from cairn.commands.jobs import add_operator_message, pause_job, resume_job
@@ -217,3 +218,12 @@ ROUTES = [
     Route(JOB + "/control", post_control, methods=["POST"]),
     Route(JOB + "/operator-messages", post_operator_message, methods=["POST"]),
 ]
+# The weakest role that may call each route (api/roles.py), by route name.
+ROLES: dict[str, str] = {
+    "get_output": VIEWER,
+    "stream_output": VIEWER,
+    "list_artifacts": VIEWER,
+    "get_artifact": VIEWER,
+    "post_control": OPERATOR,
+    "post_operator_message": OPERATOR,
+}

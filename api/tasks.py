@@ -36,6 +36,7 @@ from cairn.api.context import (
     read_body,
     read_query,
 )
+from cairn.api.roles import AUDITOR, OPERATOR, VIEWER
 from cairn.api.schemas import ref
 from cairn.commands.runner import CommandResult
 from cairn.commands.runs import cancel_task, request_task_run, retry_task
@@ -421,3 +422,20 @@ ROUTES = [
     Route("/api/v2/state-machine", get_state_machine, methods=["GET"]),
     Route("/api/v2/projects", get_projects, methods=["GET"]),
 ]
+# The weakest role that may call each route (api/roles.py), by route name.
+ROLES: dict[str, str] = {
+    "post_task": OPERATOR,
+    "list_tasks": VIEWER,
+    "get_board": VIEWER,
+    "get_task": VIEWER,
+    "patch_task": OPERATOR,
+    "post_transition": OPERATOR,
+    "post_dependencies": OPERATOR,
+    "delete_dependency": OPERATOR,
+    "get_task_events": AUDITOR,
+    "post_run": OPERATOR,
+    "post_retry": OPERATOR,
+    "post_task_cancel": OPERATOR,
+    "get_state_machine": VIEWER,
+    "get_projects": VIEWER,
+}

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cairn.api.context import actor, context, json_response, read_body
+from cairn.api.roles import ADMIN, VIEWER
 from cairn.api.schemas import ref
 from cairn.domain.limits import MAX_REASON
 from cairn.domain.task_spec import Visible
@@ -55,3 +56,8 @@ ROUTES = [
     Route("/api/queue/workers", list_workers, methods=["GET"]),
     Route("/api/system/worker-pause", post_worker_pause, methods=["POST"]),
 ]
+# The weakest role that may call each route (api/roles.py), by route name.
+ROLES: dict[str, str] = {
+    "list_workers": VIEWER,
+    "post_worker_pause": ADMIN,
+}

@@ -17,6 +17,7 @@ from cairn.domain.job_events import (
     JobClaimed,
     JobDeadLettered,
     JobFailed,
+    JobLeaseExpired,
     JobLegacySubmitted,
     JobStageFinished,
     JobSubmitted,
@@ -151,6 +152,13 @@ def count_metrics(metrics: Counter[str], job: Job, event: Any) -> None:
             metrics[f"publish|{outcome}"] += 1
         case JobSucceeded():
             metrics[f"succeeded_runtime|{runtime}"] += 1
+        case JobClaimed():
+            metrics["claimed"] += 1
+        case JobDeadLettered():
+            metrics["dead_lettered"] += 1
+    # Operators' totals (GET /metrics): attempts that end re-queued for another one.
+    if isinstance(event, JobFailed | JobLeaseExpired) and event.retry_at is not None:
+        metrics["retried"] += 1
 
 
 def timeline_key(space: Space, day: str) -> str:

@@ -22,8 +22,9 @@ ALLOWED: dict[str, set[str]] = {
     # hvac: Vault secrets (worker/secrets.py), imported only when a vault:// reference is used.
     "worker": {C + "worker", C + "commands", C + "domain", C + "streams", "orjson", "msgspec",
                "hvac"},
+    # prometheus_client: GET /metrics (api/metrics.py).
     "api": {C + "api", C + "commands", C + "domain", C + "projections", C + "streams",
-            "starlette", "uvicorn", "h11", "pydantic", "orjson", "msgspec"},
+            "starlette", "uvicorn", "h11", "pydantic", "orjson", "msgspec", "prometheus_client"},
 }  # fmt: skip
 # The processes' entry point starts every process, so it may import each of them.
 ENTRY_POINTS = {"api/cli": {C + "worker"}}

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cairn.api.cli import planning, processes, reading
+from cairn.api.cli import planning, processes, reading, tokens
 from cairn.api.cli.logs import configure_logging
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if args.process:
-            configure_logging()
+            configure_logging(log_format=os.environ.get("CAIRN_LOG_FORMAT") or "text")
             if (parent := os.environ.get(PARENT_PID_VARIABLE, "")).isdigit():
                 watch_parent(int(parent))  # where the kernel's death signal is not to be had
         return int(args.run(settings, args) or 0)
@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = command("replay", reading.replay, "each event of an aggregate with the state after it")
     replay.add_argument("id", help="the aggregate's id, e.g. a task's")
     planning.add_commands(command)
+    tokens.add_commands(command)
     redis_cli = command(
         "redis-cli", reading.redis_cli, "run redis-cli against the store, e.g. XRANGE KEY - +"
     )
