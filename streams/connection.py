@@ -13,6 +13,7 @@ from redis.asyncio.connection import Connection
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     ClusterDownError,
+    NoPermissionError,
     NoScriptError,
     ReadOnlyError,
     RedisError,
@@ -78,9 +79,11 @@ class StorePipeline(Pipeline):
 
 
 def _translated(error: RedisError) -> BaseException:
-    """Only outages and unexpected replies are translated; the replies streams/ acts on
+    """Only outages, refusals by the server's ACL (NOPERM: the user may not run that command or
+    touch that key) and unexpected replies are translated; the replies streams/ acts on
     (NOGROUP, BUSYGROUP, NOSCRIPT) stay ResponseErrors for it to read."""
-    if isinstance(error, ResponseError) and not isinstance(error, ReadOnlyError | TryAgainError):
+    always = ReadOnlyError | TryAgainError | NoPermissionError  # replies translated all the same
+    if isinstance(error, ResponseError) and not isinstance(error, always):
         message = str(error)
         if not message.startswith(PASSING_REPLIES):
             return error

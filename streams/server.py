@@ -205,18 +205,55 @@ def _refuse_a_leftover(port: int, password: str) -> None:
         time.sleep(0.1)
 
 
-def _answers(port: int, password: str) -> bool:
+def start_plain_server(
+    data_dir: Path, args: list[str], *, port: int | None = None,
+    auth: tuple[str, str] | None = None, timeout: float = 15.0,
+) -> EmbeddedServer:  # fmt: skip
+    """A server on 127.0.0.1 with the given extra configuration (an ACL file, cluster mode, ...)
+    rather than the data directory's password; `auth` (user, password) is what it is checked
+    with (None: the default user, no password). For tests and benchmarks of those setups."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    port = port or free_port()
+    argv = [
+        str(find_server_binary()), "--port", str(port), "--bind", "127.0.0.1",
+        "--dir", str(data_dir.resolve()), "--save", "", "--daemonize", "no",
+        "--appendonly", "no", "--loglevel", "warning",
+        "--logfile", str((data_dir / "server.log").resolve()), *args,
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+        preexec_fn=child_setup(signal.SIGTERM, umask=0o077),
+    )  # fmt: skip
+    user, password = auth or ("", "")
+    server = EmbeddedServer(process, port, data_dir, Path(argv[0]), password)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log = data_dir / "server.log"
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise InfrastructureError(f"the server exited at start:\n{tail}")
+        if _answers(port, password, user):
+            return server
+        time.sleep(0.02)
+    server.stop()
+    raise InfrastructureError(f"the server did not answer on port {port} in {timeout}s")
+
+
+def _answers(port: int, password: str, user: str = "") -> bool:
     """True once the server takes `password`, answers PING and has finished loading its AOF."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(_command("AUTH", password) + _command("PING"))
+            login = _command("AUTH", user, password) if user else _command("AUTH", password)
+            if not password:
+                login = _command("PING")  # no password: two PINGs
+            sock.sendall(login + _command("PING"))
             replies = b""
             while replies.count(b"\r\n") < 2:
                 chunk = sock.recv(256)
                 if not chunk:
                     return False
                 replies += chunk
-            return replies.startswith(b"+OK\r\n+PONG\r\n")
+            return replies.startswith((b"+OK\r\n+PONG\r\n", b"+PONG\r\n+PONG\r\n"))
     except OSError:
         return False
 

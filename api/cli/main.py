@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cairn.api.cli import backup, planning, processes, reading, tokens
+from cairn.api.cli import acl, backup, planning, processes, reading, tokens
 from cairn.api.cli.logs import configure_logging
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     planning.add_commands(command)
     tokens.add_commands(command)
     backup.add_commands(command)
+    acl.add_commands(command)
     redis_cli = command(
         "redis-cli", reading.redis_cli, "run redis-cli against the store, e.g. XRANGE KEY - +"
     )
