@@ -12,7 +12,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from cairn.api import imports, proposals, queue, quick_runs, runs, tasks, templates, workers
+from cairn.api import (
+    imports,
+    proposals,
+    queue,
+    quick_runs,
+    runs,
+    schedules,
+    tasks,
+    templates,
+    workers,
+)
 from cairn.api.auth import BearerAuth, store_token
 from cairn.api.context import Context, json_response
 from cairn.api.dashboard.routes import ROUTES as DASHBOARD
@@ -29,14 +39,14 @@ from cairn.streams.keys import Keys
 
 DECLARED = Declarations(
     bodies={**tasks.BODIES, **queue.BODIES, **quick_runs.BODIES, **workers.BODIES, **runs.BODIES,
-            **imports.BODIES, **proposals.BODIES, **templates.BODIES},
+            **imports.BODIES, **proposals.BODIES, **templates.BODIES, **schedules.BODIES},
     queries={**tasks.QUERIES, **queue.QUERIES, **runs.QUERIES, **proposals.QUERIES,
-             **templates.QUERIES},
+             **templates.QUERIES, **schedules.QUERIES},
     responses={**tasks.RESPONSES, **queue.RESPONSES, **quick_runs.RESPONSES, **workers.RESPONSES,
                **runs.RESPONSES, **imports.RESPONSES, **proposals.RESPONSES,
-               **templates.RESPONSES},
+               **templates.RESPONSES, **schedules.RESPONSES},
     roles={**tasks.ROLES, **queue.ROLES, **quick_runs.ROLES, **workers.ROLES, **runs.ROLES,
-           **imports.ROLES, **proposals.ROLES, **templates.ROLES},
+           **imports.ROLES, **proposals.ROLES, **templates.ROLES, **schedules.ROLES},
 )
 
 
@@ -59,6 +69,7 @@ def create_app(settings: Settings, client: Client) -> Starlette:
         *imports.ROUTES,
         *proposals.ROUTES,
         *templates.ROUTES,
+        *schedules.ROUTES,
     ]
     guard_routes(routes, DECLARED.roles)  # a route that declares no role stops the start
     document = build_openapi(routes, DECLARED, settings.max_body_bytes, settings.partitions)

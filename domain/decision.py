@@ -8,16 +8,19 @@ from typing import TypeVar
 from cairn.domain.import_events import ImportEvent
 from cairn.domain.job_events import JobEvent
 from cairn.domain.proposal_events import ProposalEvent
+from cairn.domain.schedule_events import ScheduleEvent
 from cairn.domain.task_events import TaskEvent
 from cairn.domain.template_events import TemplateEvent
 
-Event = TaskEvent | JobEvent | ImportEvent | ProposalEvent | TemplateEvent
+Event = TaskEvent | JobEvent | ImportEvent | ProposalEvent | TemplateEvent | ScheduleEvent
 # Aggregate id -> its new events, in order. The command's subject comes first: a command
 # replayed by its id reports the first aggregate's version. An aggregate that gains nothing may
 # be left out or map to an empty list.
 Decision = dict[str, list[Event]]
 
-E = TypeVar("E", TaskEvent, JobEvent, ImportEvent, ProposalEvent, TemplateEvent)
+E = TypeVar(
+    "E", TaskEvent, JobEvent, ImportEvent, ProposalEvent, TemplateEvent, ScheduleEvent
+)
 
 
 def events_for(decision: Decision, aggregate_id: str, kind: type[E]) -> list[E]:

@@ -7,6 +7,7 @@ from cairn.projections.imports import ImportProjection
 from cairn.projections.projection import Projection
 from cairn.projections.proposals import ProposalProjection
 from cairn.projections.queue import QueueProjection
+from cairn.projections.schedules import ScheduleProjection
 from cairn.projections.templates import TemplateProjection
 
 
@@ -14,4 +15,5 @@ def all_projections() -> dict[str, Projection]:
     return {
         "board": BoardProjection(), "queue": QueueProjection(), "imports": ImportProjection(),
         "proposals": ProposalProjection(), "templates": TemplateProjection(),
+        "schedules": ScheduleProjection(),
     }  # fmt: skip

@@ -1,6 +1,7 @@
 """The scheduler, a process manager: each round it feeds the dispatch streams (dispatcher),
-runs ready board tasks and moves dependents on (board runs), and takes back expired leases
-(reaper). Several schedulers may run; one leads (a lease), the others wait to take over.
+runs ready board tasks and moves dependents on (board runs), fires due schedules (schedule
+fires), and takes back expired leases (reaper). Several schedulers may run; one leads (a
+lease), the others wait to take over.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from cairn.projections.imports import Imports
 from cairn.projections.queue import NAME as QUEUE
 from cairn.projections.queue import Queue
 from cairn.projections.reaper import Reaper
+from cairn.projections.schedule_fires import ScheduleFires
+from cairn.projections.schedules import Schedules
 from cairn.streams.connection import Client
 from cairn.streams.dispatch import Dispatch, Limits
 from cairn.streams.envelope import position_key, text
@@ -64,6 +67,7 @@ class Scheduler:
         self.board_runs = BoardRuns(self.store, self.board, settings)
         self.import_releases = ImportReleases(self.store, Imports(client, self.keys), self.board,
                                               settings)  # fmt: skip
+        self.schedule_fires = ScheduleFires(self.store, Schedules(client, self.keys), settings)
         self.reaper = Reaper(self.store, self.dispatch, self.registry, self.queue, settings,
                              config.default_lease_ms)  # fmt: skip
         self._board_at = self._reap_at = 0.0
@@ -155,6 +159,7 @@ class Scheduler:
         if now - self._board_at >= self.config.board_every_s:
             self._board_at = now
             await self.import_releases.release()
+            await self.schedule_fires.fire()
             await self.board_runs.run_board()
         if now - self._reap_at >= self.config.reap_every_s:
             self._reap_at = now

@@ -13,7 +13,7 @@ import orjson
 
 from cairn.api.cli.store import keys_of, open_client
 from cairn.commands.settings import Settings
-from cairn.domain.errors import ValidationFailed
+from cairn.domain.errors import CairnError, ValidationFailed
 
 
 def import_prd(settings: Settings, args: argparse.Namespace) -> int:
@@ -93,6 +93,17 @@ def print_preview(view: dict[str, Any]) -> None:
             print(f"  removed {r['key']} ({r['task_id']}): {r['title']}")
 
 
+def tasks_md_export(settings: Settings, args: argparse.Namespace) -> int:
+    from cairn.api.cli.tasks_md import export
+
+    return export(settings, args.project, args.out)
+
+
+def tasks_md_sync(settings: Settings, args: argparse.Namespace) -> int:
+    from cairn.api.cli.tasks_md import sync
+
+    return sync(settings, Path(args.file), args.project, write=args.write)
+
 def add_commands(command: Any) -> None:
     """The planning subcommands, on the main parser's `command` maker."""
     prd = command("import-prd", import_prd, "preview a PRD as a task graph; --commit imports it")
@@ -107,3 +118,20 @@ def add_commands(command: Any) -> None:
                      help="cancel the tasks of items the PRD no longer has")  # fmt: skip
     prd.add_argument("--commit", action="store_true", help="import it (idempotent)")
     prd.add_argument("--json", action="store_true", help="print JSON")
+    tasks_md = command("tasks-md", _need_subcommand, "the board as TASKS.md, and its edits back")
+    sub = tasks_md.add_subparsers(metavar="ACTION")
+    export = sub.add_parser("export", help="write the board as a markdown table")
+    export.set_defaults(run=tasks_md_export, process=False)
+    export.add_argument("--project", default="default", help="the board to export")
+    export.add_argument("--out", help="the file to write (default: standard output)")
+    sync = sub.add_parser("sync", help="turn the file's edits into commands (status, title, "
+                          "assignee, new rows), refusing stale ones")  # fmt: skip
+    sync.set_defaults(run=tasks_md_sync, process=False)
+    sync.add_argument("file", help="a TASKS.md written by export, then edited")
+    sync.add_argument("--project", help="the board (default: the one the file was exported from)")
+    sync.add_argument("--write", action="store_true",
+                      help="export the file again afterwards, unless a row was refused")
+
+
+def _need_subcommand(settings: Settings, args: argparse.Namespace) -> int:
+    raise CairnError("say what to do: cairn tasks-md export ... or cairn tasks-md sync FILE")
