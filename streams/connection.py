@@ -9,7 +9,7 @@ from typing import Any
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     ClusterDownError,
@@ -95,9 +95,20 @@ class PackedConnection(Connection):
     CPU per command, which is most of a command's cost on the client."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        if isinstance(args[0], str) and " " in args[0]:
-            args = (*args[0].split(), *args[1:])  # "CONFIG GET" style names are two arguments
-        return [hiredis.pack_command(args)]
+        return _pack(args)
+
+
+class PackedSSLConnection(SSLConnection):
+    """The same packing over TLS (`rediss://`; certificates as the URL's `ssl_*` options say)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return _pack(args)
+
+
+def _pack(args: tuple[Any, ...]) -> list[bytes]:
+    if isinstance(args[0], str) and " " in args[0]:
+        args = (*args[0].split(), *args[1:])  # "CONFIG GET" style names are two arguments
+    return [hiredis.pack_command(args)]
 
 
 async def run_script_calls(client: Client, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
@@ -137,5 +148,7 @@ def connect(url: str, max_connections: int | None = None) -> Client:
     }
     if url.startswith("redis://"):
         options["connection_class"] = PackedConnection
+    elif url.startswith("rediss://"):
+        options["connection_class"] = PackedSSLConnection
     pool = aioredis.ConnectionPool.from_url(url, **options)
     return StoreClient.from_pool(pool)  # the client owns the pool: aclose() closes it
