@@ -19,6 +19,20 @@ CRON_HELP = (
 _PROBE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+def _field(value: str) -> str:
+    item = rf"(?:\*|{value}(?:-{value})?)(?:/[1-9][0-9]?)?"
+    return rf"{item}(?:,{item})*"
+
+
+# The shape of an expression Cairn runs, for the API's schema (a client can check it before
+# sending); the rule itself is cron_fault, which also refuses one that never fires (31 Feb).
+MINUTE, HOUR = _field("[0-5]?[0-9]"), _field("(?:[01]?[0-9]|2[0-3])")
+DAY, MONTH, WEEKDAY = _field("(?:0?[1-9]|[12][0-9]|3[01])"), _field("(?:0?[1-9]|1[0-2])"), _field(
+    "[0-7]")  # fmt: skip
+CRON_PATTERN = (rf"^(?:@(?:{'|'.join(a[1:] for a in ALIASES)})|(?:{MINUTE} )?{MINUTE} {HOUR} "
+                rf"{DAY} {MONTH} {WEEKDAY})$")  # fmt: skip
+
+
 def _iterator(expr: str, tz: str, start: datetime) -> croniter:
     fields = expr.split()
     local = start.astimezone(ZoneInfo(tz))

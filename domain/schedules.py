@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import msgspec
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from cairn.domain.cron import cron_fault, latest_by, next_after, timezone_fault
+from cairn.domain.cron import CRON_PATTERN, cron_fault, latest_by, next_after, timezone_fault
 from cairn.domain.decision import Decision
 from cairn.domain.errors import CairnError, CorruptStream, InvalidTransition, ValidationFailed
 from cairn.domain.job import JobSource, SubmitOptions, decide_submit
@@ -51,7 +51,8 @@ def _payload_size(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-Cron = Annotated[str, Field(min_length=1, max_length=200), _checked(cron_fault)]
+CRON_SHAPE = Field(min_length=1, max_length=200, json_schema_extra={"pattern": CRON_PATTERN})
+Cron = Annotated[str, CRON_SHAPE, _checked(cron_fault)]
 TimeZone = Annotated[str, Field(min_length=1, max_length=64), _checked(timezone_fault)]
 
 
