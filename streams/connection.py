@@ -140,6 +140,10 @@ def connect(url: str, max_connections: int | None = None) -> Client:
     """An asyncio client for `url` whose errors are Cairn's; plain TCP connections use the
     hiredis packer. No call is retried by the driver: a write that may have landed is retried
     (or not) by the caller, which knows whether it is idempotent."""
+    if url.split("://", 1)[0] in ("redis+cluster", "redis+clusters"):
+        from cairn.streams.cluster import connect_cluster
+
+        return connect_cluster(url, max_connections)
     options: dict[str, Any] = {
         "max_connections": max_connections,
         "socket_keepalive": True,
