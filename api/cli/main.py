@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cairn.api.cli import acl, backup, planning, processes, reading, tokens
+from cairn.api.cli import acl, backup, catalog, planning, processes, reading, tokens
 from cairn.api.cli.logs import configure_logging
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = command("replay", reading.replay, "each event of an aggregate with the state after it")
     replay.add_argument("id", help="the aggregate's id, e.g. a task's")
     planning.add_commands(command)
+    catalog.add_commands(command)
     tokens.add_commands(command)
     backup.add_commands(command)
     acl.add_commands(command)
