@@ -155,13 +155,15 @@ def cairn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cairn]:
     stop_cairn(running)
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session-scoped: Playwright's sync API keeps an event loop running in
+# this thread while it lives, and every asyncio test after it would fail to start its own.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     assert CHROMIUM.exists(), (
         f"{CHROMIUM} is missing: run scripts/install_browser (Debian's chromium) first"
