@@ -120,13 +120,14 @@ def schedules(settings: Settings, args: argparse.Namespace) -> int:
 def add_commands(command: Any) -> None:
     """`cairn templates` and `cairn schedules`, on the main parser's `command` maker."""
     t = command("templates", templates, "the template catalog: list, show, save, expand")
-    t.add_argument("action", choices=["list", "show", "save", "expand"])
+    t.add_argument("action", choices=["list", "show", "save", "expand"], help="what to do")
     t.add_argument("target", nargs="?", default="", help="a slug (show, expand) or a JSON file "
                    "(save: the body of POST /api/templates)")  # fmt: skip
     t.add_argument("--version", type=int, help="a version (default: the latest)")
     t.add_argument("--input", action="append", help="NAME=VALUE (expand; VALUE as JSON if it is)")
     s = command("schedules", schedules, "schedules: list, add, pause, resume, delete, run now")
-    s.add_argument("action", choices=["list", "add", "pause", "resume", "delete", "run"])
+    s.add_argument("action", choices=["list", "add", "pause", "resume", "delete", "run"],
+                   help="what to do")  # fmt: skip
     s.add_argument("target", nargs="?", default="", help="a schedule id, or a JSON file (add: "
                    "the body of POST /api/schedules)")  # fmt: skip
     s.add_argument("--project", help="list one project's schedules")

@@ -119,7 +119,7 @@ def add_commands(command: Any) -> None:
     prd.add_argument("--commit", action="store_true", help="import it (idempotent)")
     prd.add_argument("--json", action="store_true", help="print JSON")
     tasks_md = command("tasks-md", _need_subcommand, "the board as TASKS.md, and its edits back")
-    sub = tasks_md.add_subparsers(metavar="ACTION")
+    sub = tasks_md.add_subparsers(metavar="ACTION", help="export or sync")
     export = sub.add_parser("export", help="write the board as a markdown table")
     export.set_defaults(run=tasks_md_export, process=False)
     export.add_argument("--project", default="default", help="the board to export")
