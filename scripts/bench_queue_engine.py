@@ -10,6 +10,13 @@ time from `job.submitted` to `job.claimed` with jobs submitted one at a time at 
 claim_loaded_p50_ms and claim_loaded_p99_ms, the same during the 1-worker throughput run, which
 includes the time a job waits behind the backlog; peers, each peer's jobs/s.
 
+What a finished job costs the server, from the 1-worker run: memory_per_job_bytes (INFO
+used_memory after the jobs finished less before they were submitted, per job), memory_by_key
+(MEMORY USAGE, every element counted, of every key of the run's prefix, grouped by what the key
+holds, per job: the log, the aggregate indexes, the read models, the command records kept for
+CAIRN_COMMAND_TTL_S) and aof_bytes_per_job (the AOF's growth over the jobs, automatic rewrites
+switched off for the run).
+
 How to read it: the peers are the ceiling, measured on the same machine, server and run. A peer
 job is one queue message and no history; a Cairn job appends `events_per_job` events (submitted,
 claimed, three stages started and finished, succeeded), the full audit trail, and is fenced by a
@@ -46,6 +53,7 @@ from cairn.commands.jobs import JobRequest, submit_job
 from cairn.commands.settings import Settings
 from cairn.domain.job_types import ContractSettings
 from cairn.streams.connection import connect
+from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
 from cairn.streams.server import start_server
 from cairn.streams.store import EventStore
@@ -200,6 +208,45 @@ class Tracker:
         return [(self.claimed[i] - self.submitted[i]) * 1000 for i in ids]
 
 
+async def server_figures(client: Any) -> tuple[int, int]:
+    """The server's used memory and its AOF's size, in bytes."""
+    memory, persistence = await client.info("memory"), await client.info("persistence")
+    return int(memory["used_memory"]), int(persistence.get("aof_current_size", 0))
+
+
+def key_group(key: str) -> str:
+    """What a key of a Cairn install holds, for the memory breakdown."""
+    if key.endswith(":log"):
+        return "log"
+    for part, group in ((":s:", "aggregate index"), (":cmd:", "command records"),
+                        (":{dispatch}:", "dispatch"), (":out:", "output streams")):  # fmt: skip
+        if part in key:
+            return group
+    if ":rm:queue:" in key:
+        if key.endswith(":jobs"):
+            return "queue documents"
+        return "queue indexes" if ":idx:" in key or ":runnable" in key else "queue other"
+    return "other read models" if ":rm:" in key else "other"
+
+
+async def memory_by_key(client: Any, prefix: str, jobs: int) -> dict[str, float]:
+    """MEMORY USAGE of every key of `prefix` (all elements counted), grouped, per job."""
+    names = [text(k) async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+    totals: dict[str, int] = {}
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
+        async with client.pipeline(transaction=False) as pipe:
+            for name in chunk:
+                pipe.memory_usage(name, samples=0)
+            sizes = await pipe.execute()
+        for name, size in zip(chunk, sizes, strict=True):
+            group = key_group(name)
+            totals[group] = totals.get(group, 0) + int(size or 0)
+    per_job = {group: round(total / jobs, 1) for group, total in sorted(totals.items())}
+    per_job["total"] = round(sum(totals.values()) / jobs, 1)
+    return per_job
+
+
 def start_cairn(
     url: str, prefix: str, workers: int, concurrency: int, data_dir: Path
 ) -> list[Child]:
@@ -249,11 +296,17 @@ async def run_cairn(
             for i in counter:
                 ids.append(await submit(store, contract, i))
 
+        memory_before, aof_before = await server_figures(client)
         started = time.time()
         await asyncio.gather(*(lane() for _ in range(LANES)))
         await tracker.wait_for(ids, children, timeout=max(120, n / 10))
         finished = max(tracker.succeeded[i] for i in ids)  # the event's time, not our poll's
         results["jobs_per_s"] = round(n / (finished - started))
+        await asyncio.sleep(1.5)  # the last writes (settles, acknowledgements) land in the AOF
+        memory_after, aof_after = await server_figures(client)
+        results["memory_per_job_bytes"] = round((memory_after - memory_before) / n)
+        results["aof_bytes_per_job"] = round((aof_after - aof_before) / n)
+        results["memory_by_key"] = await memory_by_key(client, prefix, n + 1)  # and the warm-up
         # With a backlog, a job's claim latency is mostly the time it queued behind the others.
         loaded = tracker.claim_ms(ids)
         results["claim_loaded_p50_ms"] = percentile(loaded, 0.5)
@@ -423,6 +476,9 @@ async def run_cairn_scenarios(url: str, data_dir: Path, n: int, concurrency: int
         "claim_loaded_p50_ms": one["claim_loaded_p50_ms"],
         "claim_loaded_p99_ms": one["claim_loaded_p99_ms"],
         "events_per_job": one["events_per_job"],
+        "memory_per_job_bytes": one["memory_per_job_bytes"],
+        "memory_by_key": one["memory_by_key"],
+        "aof_bytes_per_job": one["aof_bytes_per_job"],
         "cairn_concurrency": concurrency,
     }
 
@@ -449,6 +505,12 @@ def print_table(results: dict[str, Any]) -> None:
           f"p99 {results['claim_loaded_p99_ms']} ms (mostly queueing)")  # fmt: skip
     print(f"events per Cairn job: {results['events_per_job']} (the full audit trail); "
           "a peer job leaves no history")  # fmt: skip
+    print(
+        f"a finished Cairn job holds {results['memory_per_job_bytes']} bytes of server memory "
+        f"(INFO) and wrote {results['aof_bytes_per_job']} bytes to the AOF; by key, per job:"
+    )
+    for group, size in results["memory_by_key"].items():
+        print(f"{group:>24} {size:>8}")
 
 
 def main() -> None:
@@ -471,6 +533,10 @@ def main() -> None:
     try:
         server = start_server(workdir / "server", persist=True)
         try:
+            # The AOF's growth is measured: no automatic rewrite may shrink it meanwhile.
+            plain = redis.Redis.from_url(server.url)
+            plain.config_set("auto-aof-rewrite-percentage", 0)
+            plain.close()
             results: dict[str, Any] = asyncio.run(
                 run_cairn_scenarios(server.url, workdir, n, args.concurrency)
             )
