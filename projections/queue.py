@@ -1,8 +1,14 @@
 """The queue read model: every job's current state, an index per filter value (newest first,
-lex-ordered `created_at|id` members), counts per status, and the metrics behind telemetry."""
+lex-ordered `created_at|id` members), counts per status, and the metrics behind telemetry.
+
+Finished jobs are kept compact (docs/decisions/0006): a terminal job's document is stored
+deflated against a preset dictionary, and no job is indexed under an empty filter value (a
+filter on one reads a wider index and checks each document). Both are functions of the log
+alone, so a rebuild writes the same bytes."""
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -11,7 +17,7 @@ from typing import Any
 import msgspec
 
 from cairn.domain.dispatch import run_order_key, signature
-from cairn.domain.job import Job, evolve
+from cairn.domain.job import TERMINAL, Job, evolve
 from cairn.domain.job_events import (
     JobCancelled,
     JobClaimed,
@@ -36,6 +42,68 @@ NAME = "queue"
 FILTERS = ("status", "type", "runtime", "skill", "publishMode", "source", "repository", "project")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Job).decode
+# A stored document is JSON ("{") or, for a finished job, this byte then the JSON deflated
+# (raw, level 9) against _DICTIONARY_1: a finished no-op job's 1,362 bytes become 98. The
+# dictionary never changes (documents written with it must stay readable); a better one would
+# be written under another first byte, beside this one.
+_DEFLATED_1 = b"\x01"
+_DICTIONARY_1 = (
+    b'"steps":[{"index":0,"step_id":"","title":"","status":"succeeded","started_at":"2026-'
+    b'","finished_at":"2026-","exit_status":0,"duration_ms":,"files":0,"insertions":0,'
+    b'"deletions":0,"usage":null,"error":null}],"branches":{"default":"main","starting":"main",'
+    b'"new":"cairn/2026","working":"cairn/2026","attempt":1},"publish":{"outcome":"PUBLISHED_PR",'
+    b'"artifacts":[{"name":"","kind":"log","size":,"sha256":"","path":"logs/steps/step-1.log",'
+    b'"attempt":1}],"outcome":{"status":"failed","error":{"code":"","message":"","retryable":'
+    b'false},"stage":"execute"},{"id":"job-00-","version":,"project":"default","job_type":'
+    b'"task","submitted_type":"task","source":"board","payload":{"repository":"","targetRuntime":'
+    b'"claude","task":{"instructions":"","publish":{"mode":"pr"}}},"normalized":{"repository":'
+    b'"","targetRuntime":"codex","requiredCapabilities":[],"auth":{"repoAuthRef":null,'
+    b'"publishAuthRef":null},"task":{"instructions":"","skill":{"id":"auto","args":{},'
+    b'"requiredCapabilities":[]},"runtime":{"mode":null,"model":null,"effort":null},"git":'
+    b'{"startingBranch":null,"newBranch":null},"publish":{"mode":"branch","prBaseBranch":null,'
+    b'"commitMessage":null,"prTitle":null,"prBody":null,"verificationSkipReason":null},'
+    b'"steps":[],"proposeTasks":false,"container":null}},"required_capabilities":["codex","gh",'
+    b'"git"],"priority":1,"max_attempts":3,"affinity_key":null,"task_id":"task-00-","status":'
+    b'"cancelled","attempt":2,"epoch":2,"worker_id":"","lease_ms":120000,"released":false,'
+    b'"not_before":null,"stages":[{"stage":"prepare","status":"succeeded","started_at":"2026-'
+    b'","attempt":1,"finished_at":"2026-","detail":{}}],"steps":[],"branches":null,"publish":'
+    b'null,"paused":false,"pause_reason":null,"operator_messages":[],"artifacts":[],"outcome":'
+    b'{"status":"succeeded","summary":"","publish_outcome":null},"warnings":[],'
+    b'"resubmitted_from":null,"resubmitted_as":null,"promoted_task_id":null,"prompt":null,'
+    b'"cancel_reason":null,"created_at":"2026-","updated_at":"2026-","claimed_at":"2026-",'
+    b'"started_at":"2026-","finished_at":"2026-"}'
+    b'{"id":"job-00-","version":9,"project":"default","job_type":"noop","submitted_type":"noop",'
+    b'"source":"queue","payload":{},"normalized":{"sleepMs":0},"required_capabilities":["noop"],'
+    b'"priority":0,"max_attempts":3,"affinity_key":null,"task_id":null,"status":"succeeded",'
+    b'"attempt":1,"epoch":1,"worker_id":"","lease_ms":30000,"released":false,"not_before":null,'
+    b'"stages":[{"stage":"prepare","status":"succeeded","started_at":"2026-","attempt":1,'
+    b'"finished_at":"2026-","detail":{}},{"stage":"execute","status":"succeeded","started_at":'
+    b'"2026-","attempt":1,"finished_at":"2026-","detail":{"handler":"noop"}},{"stage":"publish",'
+    b'"status":"skipped","started_at":"2026-","attempt":1,"finished_at":"2026-","detail":'
+    b'{"mode":"none"}}],"steps":[],"branches":null,"publish":null,"paused":false,"pause_reason":'
+    b'null,"operator_messages":[],"artifacts":[],"outcome":{"status":"succeeded","summary":'
+    b'"noop","publish_outcome":null},"warnings":[],"resubmitted_from":null,"resubmitted_as":null,'
+    b'"promoted_task_id":null,"prompt":null,"cancel_reason":null,"created_at":"2026-",'
+    b'"updated_at":"2026-","claimed_at":"2026-","started_at":"2026-","finished_at":"2026-"}'
+)
+
+
+def encode_job(job: Job) -> bytes:
+    """A job's document as stored: JSON, deflated once the job is finished (it is read, and
+    rarely written again)."""
+    raw = _encode(job)
+    if job.status not in TERMINAL:
+        return raw
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICTIONARY_1)
+    return _DEFLATED_1 + packer.compress(raw) + packer.flush()
+
+
+def decode_job(raw: bytes) -> Job:
+    """A stored document, either form."""
+    if raw[:1] == _DEFLATED_1:
+        unpacker = zlib.decompressobj(-15, _DICTIONARY_1)
+        raw = unpacker.decompress(raw[1:]) + unpacker.flush()
+    return _decode(raw)
 
 
 def facets(job: Job) -> dict[str, str]:
@@ -69,7 +137,7 @@ class QueueProjection:
         return layout.jobs(space)
 
     def decode(self, raw: bytes) -> Any:
-        return _decode(raw)
+        return decode_job(raw)
 
     def apply(self, pipe: Writes, space: Space, events: list[Envelope], loaded: Any) -> None:
         before: dict[str, Job] = loaded
@@ -86,7 +154,7 @@ class QueueProjection:
         changed = fold_batch(before, events, self.kind, step)
         if not changed:
             return
-        pipe.hset(layout.jobs(space), mapping={i: _encode(j) for i, j in changed.items()})
+        pipe.hset(layout.jobs(space), mapping={i: encode_job(j) for i, j in changed.items()})
         removed: dict[str, list[str]] = defaultdict(list)
         added: dict[str, dict[str, float]] = defaultdict(dict)
         counts: Counter[tuple[str, str]] = Counter()
@@ -99,9 +167,10 @@ class QueueProjection:
                 added[layout.all_jobs(space)][member(new)] = 0
             for facet, value in new_facets.items():
                 if old_facets.get(facet) != value:
-                    if old is not None:
+                    if old is not None and old_facets[facet]:  # an empty value: no index
                         removed[index_key(space, facet, old_facets[facet])].append(member(old))
-                    added[index_key(space, facet, value)][member(new)] = 0
+                    if value:
+                        added[index_key(space, facet, value)][member(new)] = 0
             # Runnable work in run order, one index per capability signature: what the
             # scheduler reads for the signatures some worker can take, best first.
             was = runnable_key(space, old) if old is not None and old.status == "queued" else None
@@ -247,10 +316,12 @@ class Queue:
         return items, None
 
     async def _drivers(self, spaces: dict[int, Space], filters: dict[str, str]) -> dict[int, str]:
-        """Per partition, the smallest index among the filters (or all jobs)."""
-        options = {p: [index_key(s, k, v) for k, v in filters.items()] for p, s in spaces.items()}
+        """Per partition, the smallest index among the filters (or all jobs). An empty value
+        has no index: what matches it is found by checking the documents of a wider one."""
+        indexed = {k: v for k, v in filters.items() if v}
+        options = {p: [index_key(s, k, v) for k, v in indexed.items()] for p, s in spaces.items()}
         drivers = {p: layout.all_jobs(s) for p, s in spaces.items()}
-        if not filters:
+        if not indexed:
             return drivers
         async with self.client.pipeline(transaction=False) as pipe:
             for keys in options.values():
@@ -276,7 +347,7 @@ class Queue:
             replies = await pipe.execute()
         found: dict[str, Job] = {}
         for ids, docs in zip(by_partition.values(), replies, strict=True):
-            found.update({i: _decode(d) for i, d in zip(ids, docs, strict=True) if d})
+            found.update({i: decode_job(d) for i, d in zip(ids, docs, strict=True) if d})
         return found
 
     async def runnable_signatures(self, spaces: dict[int, Space] | None = None) -> set[str]:

@@ -15,12 +15,12 @@ from cairn.commands.runs import claim_job, expire_lease
 from cairn.commands.settings import Settings
 from cairn.domain.dispatch import run_order_key, signature
 from cairn.domain.errors import CairnError
-from cairn.domain.job import Job, RetryPolicy, evolve
+from cairn.domain.job import TERMINAL, Job, RetryPolicy, evolve
 from cairn.domain.job_events import job_event_from
 from cairn.domain.task_states import Flags
 from cairn.projections import layout
 from cairn.projections.generations import current_space
-from cairn.projections.queue import NAME, facets, member
+from cairn.projections.queue import NAME, decode_job, facets, member
 from cairn.streams.connection import Client
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
@@ -47,14 +47,20 @@ async def read_queue(client: Client, keys: Keys) -> dict[str, Any]:
     docs: dict[str, Any] = {}
     for p in keys.all_partitions():
         space = await current_space(client, keys, NAME, p)
-        raw = await client.hgetall(layout.jobs(space))
-        part = {text(k): msgspec.json.decode(v, type=Job) for k, v in raw.items()}
+        raw: dict[bytes, bytes] = await client.hgetall(layout.jobs(space))  # type: ignore[assignment]
+        part = {text(k): decode_job(v) for k, v in raw.items()}
+        # Compaction (docs/decisions/0006): a finished job's document is stored deflated.
+        for k, v in raw.items():
+            assert (v[:1] == b"{") == (part[text(k)].status not in TERMINAL), text(k)
         members = {text(m) for m in await client.zrange(layout.all_jobs(space), 0, -1)}
         assert members == {member(j) for j in part.values()}
         wanted: dict[str, set[str]] = {}
         for job in part.values():
             for facet, value in facets(job).items():
-                wanted.setdefault(layout.job_index(space, facet, value), set()).add(member(job))
+                if value:  # an empty value has no index
+                    wanted.setdefault(layout.job_index(space, facet, value), set()).add(member(job))
+            for facet in facets(job):
+                assert not await client.exists(layout.job_index(space, facet, ""))
         for key, expected in wanted.items():
             assert {text(m) for m in await client.zrange(key, 0, -1)} == expected, key
         runnable: dict[str, set[str]] = {}
