@@ -125,17 +125,30 @@ async def read_page(
     return matched, cursor, scanned
 
 
+async def _newest(request: Request, partitions: list[int]) -> str | None:
+    """The newest entry id of the logs read, taken before they are: the live rows go on from
+    it, so nothing written while the page is made is missed (a repeat is dropped by id)."""
+    ctx = context(request)
+    async with ctx.client.pipeline(transaction=False) as pipe:
+        for p in partitions:
+            pipe.xrevrange(ctx.keys.log(p), count=1)
+        replies = await pipe.execute()
+    ids = [text(entries[0][0]) for entries in replies if entries]
+    return max(ids, key=position_key) if ids else "0-0"
+
+
 @page
 async def audit_page(request: Request) -> Response:
     found = audit_filter(request)
     before = request.query_params.get("before", "")
     before_at = before if _ENTRY.fullmatch(before) else None
+    newest = await _newest(request, found.partitions) if before_at is None else None
     events, cursor, scanned = await read_page(request, found, before_at)
     query = {k: v for k, v in (("type", found.type_glob), ("aggregate", found.aggregate),
                                ("project", found.project)) if v}  # fmt: skip
     rows = [render_row(p, e) for p, e in events]
     page_data: dict[str, Any] = {
         "rows": rows, "cursor": cursor, "scanned": scanned, "query": query,
-        "first": before_at is None, "filters": found,
+        "first": before_at is None, "filters": found, "newest": newest,
     }  # fmt: skip
     return await render(request, "audit.html", page_data)

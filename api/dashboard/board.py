@@ -32,7 +32,7 @@ from cairn.domain.task_states import CLAIM_GUARDED, Flags, Status, allowed_targe
 from cairn.projections.board import NAME as BOARD
 from cairn.projections.board import card
 
-COLUMN_CAP = 200  # cards shown per column before "show all"
+COLUMN_CAP = 50  # cards shown per column before "Show all"
 STATUS_NAMES = {
     "backlog": "Backlog", "ready": "Ready", "in_progress": "In progress",
     "in_review": "In review", "done": "Done", "blocked": "Blocked", "cancelled": "Cancelled",
@@ -59,23 +59,26 @@ def priority_label(value: int) -> str:
 
 
 async def board_view(request: Request, project: str, show_all: str = "") -> dict[str, Any]:
-    """The board page's data: the same read as GET /api/v2/tasks/board, and each card's last
-    run from the queue read model."""
+    """The board page's data: the same read as GET /api/v2/tasks/board, and the last run of
+    each card shown from the queue read model. A column shows its first COLUMN_CAP cards
+    (priority, then age) unless it is the one asked for whole."""
     ctx = context(request)
     tasks, projects = await asyncio.gather(ctx.board.project_tasks(project), ctx.board.projects())
-    runs = await ctx.queue.get_jobs([t.run_ids[-1] for t in tasks if t.run_ids])
     by_id = {t.id: t for t in tasks}
+    by_status: dict[str, list[Task]] = {s.value: [] for s in Status}
+    for task in tasks:
+        by_status[task.status].append(task)
+    shown = {
+        status: cards if show_all == status else cards[:COLUMN_CAP]
+        for status, cards in by_status.items()
+    }
+    runs = await ctx.queue.get_jobs([t.run_ids[-1] for c in shown.values() for t in c if t.run_ids])
     flags = ctx.settings.flags
-    columns = []
-    for status in Status:
-        cards = [t for t in tasks if t.status == status]
-        shown = cards if show_all == status.value else cards[:COLUMN_CAP]
-        columns.append({
-            "status": status.value,
-            "name": STATUS_NAMES[status.value],
-            "total": len(cards),
-            "cards": [card_view(t, by_id, runs, flags) for t in shown],
-        })  # fmt: skip
+    columns = [
+        {"status": status, "name": STATUS_NAMES[status], "total": len(by_status[status]),
+         "cards": [card_view(t, by_id, runs, flags) for t in cards]}
+        for status, cards in shown.items()
+    ]  # fmt: skip
     names = [p["project"] for p in projects]
     if project not in names:
         names = sorted([*names, project])

@@ -5,6 +5,8 @@ passes back as `min_position` so its refresh shows the change."""
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +19,10 @@ from cairn.api.context import context, is_id_of
 from cairn.api.dashboard.render import stream
 from cairn.streams.envelope import Envelope, decode_entry, text
 
-KEEP_ALIVE_MS = 15_000
+BLOCK_MS = 4_000  # one blocking read: under the client's read timeout (redis-py's 5 s default)
+KEEP_ALIVE_S = 15.0  # a comment line this often keeps proxies from closing a quiet stream
 BATCH = 500
+_ENTRY = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")
 EventFilter = Callable[[Envelope], bool]
 RowRenderer = Callable[[int, Envelope], str]
 Selector = Callable[[list[tuple[int, Envelope]]], Awaitable[list[tuple[int, Envelope]]]]
@@ -72,16 +76,32 @@ async def live_events(request: Request) -> Response:
     if scope is None:
         return Response("unknown scope", 404, media_type="text/plain")
     ctx = context(request)
-    positions = await _log_ends(request, scope.partitions)
+    since = request.query_params.get("since", "")
+    if _ENTRY.fullmatch(since):  # the page shows the log up to here (the audit page)
+        positions = dict.fromkeys(scope.partitions, since)
+        hello: dict[int, str] = {}
+    else:
+        positions = await _log_ends(request, scope.partitions)
+        hello = dict(positions)
 
     async def events() -> AsyncIterator[bytes]:
         yield b"retry: 2000\n\n"
+        # The page was rendered from the read models a moment ago, and this stream follows the
+        # log from its end now: one refresh that waits for these positions closes the gap.
+        for partition, position in hello.items():
+            if position != "0-0":
+                body = {"type": "stream.opened", "position": f"{partition}:{position}"}
+                yield b"event: change\ndata: " + orjson.dumps(body) + b"\n\n"
+        quiet_since = time.monotonic()
         while not await request.is_disconnected():
             streams: dict[Any, Any] = {ctx.keys.log(p): at for p, at in positions.items()}
-            replies: Any = await ctx.client.xread(streams, count=BATCH, block=KEEP_ALIVE_MS)
+            replies: Any = await ctx.client.xread(streams, count=BATCH, block=BLOCK_MS)
             if not replies:
-                yield b": keep-alive\n\n"
+                if time.monotonic() - quiet_since >= KEEP_ALIVE_S:
+                    quiet_since = time.monotonic()
+                    yield b": keep-alive\n\n"
                 continue
+            quiet_since = time.monotonic()
             wanted: list[tuple[int, Envelope]] = []
             for key, entries in replies:
                 partition = ctx.keys.partition_of_log(text(key))

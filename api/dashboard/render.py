@@ -35,6 +35,7 @@ PACKAGE = Path(str(resources.files("cairn.api.dashboard")))
 templates = Jinja2Templates(directory=PACKAGE / "templates")
 templates.env.trim_blocks = True
 templates.env.lstrip_blocks = True
+templates.env.auto_reload = False  # templates ship with the package: no stat per include
 # Pages hold only same-origin scripts and styles: no inline code a stored string could add.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (

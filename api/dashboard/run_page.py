@@ -6,6 +6,7 @@ control routes answer through the API's own handlers and commands."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -45,6 +46,7 @@ PATCH_CAP = 200_000  # bytes of a patch shown in the page; the whole file is a d
 EVENTS_SHOWN = 500
 PATCH_SUFFIXES = (".patch", ".diff")
 WHOLE_PATCH = "changes.patch"
+STEP_LOGS = "logs/steps/"  # where the worker stores each step's whole log
 
 
 async def job_or_404(request: Request) -> Job:
@@ -79,37 +81,44 @@ def _title(job: Job) -> str:
 
 
 def failure(job: Job) -> dict[str, Any] | None:
-    """Why the job did not succeed, said as plainly before execution as during it."""
+    """Why the job did not succeed, said as plainly when it failed before execution (cloning,
+    preparing, no attempts left before a claim) as when it failed during it."""
     outcome = job.outcome or {}
     if job.status == JobStatus.SUCCEEDED:
         return None
-    error = outcome.get("error") or {}
-    reason = outcome.get("reason") or {}
     if not outcome or outcome.get("status") == "succeeded":
         if job.status == JobStatus.CANCELLED:
-            return {"title": "Cancelled", "message": job.cancel_reason or "", "when": _when(job)}
+            return {"title": "Cancelled " + _when(job, None), "status": job.cancel_reason or ""}
         return None
-    stage = outcome.get("stage")
-    title = {
-        "dead_letter": "Dead-lettered: no attempts left",
-        "failed": "Failed",
-    }.get(str(outcome.get("status")), "Failed")
+    error = outcome.get("error") or {}
+    reason = outcome.get("reason") or {}
+    attempt = outcome.get("attempt", job.attempt)
     if job.status == JobStatus.QUEUED:
-        title = f"Attempt {outcome.get('attempt', job.attempt)} failed; it will be retried"
+        status = f"Attempt {attempt} of {job.max_attempts} failed; it will be retried."
+    elif job.status == JobStatus.DEAD_LETTER:
+        status = f"Dead-lettered: {attempt} of {job.max_attempts} attempts used. " + str(
+            reason.get("message") or ""
+        )
+    else:
+        status = "Failed, not retried (the error is not one a retry fixes)."
     return {
-        "title": title,
-        "when": _when(job, stage),
+        "title": "Failed " + _when(job, outcome.get("stage")),
+        "status": status.strip(),
         "code": error.get("code") or reason.get("code") or "",
-        "message": error.get("message") or reason.get("message") or "",
+        "message": error.get("message") or "",
         "log_tail": error.get("log_tail") or "",
         "detail": {k: v for k, v in error.items() if k not in ("code", "message", "log_tail")},
     }
 
 
-def _when(job: Job, stage: str | None = None) -> str:
-    started = [s for s in job.stages if s.get("stage") == "execute"]
-    if stage in (None, "prepare") and not started:
+def _when(job: Job, stage: str | None) -> str:
+    ran = any(s.get("stage") == "execute" for s in job.stages)
+    if stage in (None, "prepare") and not ran:
         return "before execution started" + (f" (in {stage})" if stage else "")
+    if stage == "execute" and job.steps:
+        last = job.steps[-1]
+        name = last.get("title") or last.get("step_id")
+        return f"during execution (step {last.get('index')}: {name})"
     return f"in {stage}" if stage else "while running"
 
 
@@ -261,11 +270,24 @@ async def artifact(request: Request) -> Response:
 
 @stream
 async def full_log(request: Request) -> Response:
-    """The job's whole live output as one text file (what the page shows, every step)."""
+    """The whole log of the job's latest attempt: its step logs from the artifact store (the
+    record, each whole up to the artifact cap), else (before any is stored) the live output."""
     job = await job_or_404(request)
+    logs = _step_logs(job)
+    store = runs.artifacts_of(request)
     reader = runs.output_of(request)
 
-    async def lines() -> AsyncIterator[bytes]:
+    async def chunks() -> AsyncIterator[bytes]:
+        if logs:
+            for artifact in logs:
+                yield f"== {artifact['name']} ==\n".encode()
+                try:
+                    with store.open(job.id, artifact["path"]).open("rb") as file:
+                        while chunk := file.read(65_536):
+                            yield chunk
+                except (CairnError, OSError):
+                    yield b"(this log is not on this server)\n"
+            return
         after = "0-0"
         while entries := await reader.read(job.id, after, count=1000):
             for entry in entries:
@@ -273,7 +295,19 @@ async def full_log(request: Request) -> Response:
                 yield entry.text.encode()
 
     return StreamingResponse(
-        lines(), media_type="text/plain; charset=utf-8",
+        chunks(), media_type="text/plain; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{job.id}.log"',
                  "X-Content-Type-Options": "nosniff"},
     )  # fmt: skip
+
+
+def _step_logs(job: Job) -> list[dict[str, Any]]:
+    """The latest attempt's step logs, in step order."""
+    views = [artifact_view(a) for a in job.artifacts]
+    latest = max((int(a["attempt"]) for a in views), default=0)
+    found = [a for a in views if a["attempt"] == latest and str(a["name"]).startswith(STEP_LOGS)]
+    return sorted(found, key=lambda a: _natural(str(a["name"])))
+
+
+def _natural(name: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]

@@ -15,7 +15,7 @@ from cairn.api.context import context
 from cairn.api.dashboard.render import page, render
 
 WIDTH, BAR_H, GAP, LABEL_W = 480, 18, 6, 150
-SERIES_W, SERIES_H = 480, 160
+SERIES_W, SERIES_H = 480, 150
 FINISHED = ("succeeded", "failed", "dead_letter", "cancelled")
 
 

@@ -97,3 +97,12 @@ def test_an_unknown_id_is_a_real_404_page(page: Page, cairn: Cairn) -> None:
         assert response is not None and response.status == 404, path
         expect(page.locator("h1")).to_have_text("Not found (404)")
         expect(page.locator("nav[aria-label=Main]")).to_be_visible()
+
+
+def test_only_a_path_of_this_server_is_returned_to() -> None:
+    from cairn.api.dashboard.render import safe_next
+
+    assert safe_next("/queue?status=queued") == "/queue?status=queued"
+    assert safe_next("https://evil.example/queue") == "/queue"  # its path here, never there
+    for hostile in ("//evil.example", "/\\evil.example", "javascript:alert(1)", "evil", "", None):
+        assert safe_next(hostile) == "/tasks", hostile

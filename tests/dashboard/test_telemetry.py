@@ -32,3 +32,45 @@ def test_the_charts_show_what_the_queue_did(page: Page, cairn: Cairn) -> None:
     for title in ("Failures by runtime", "Failures by stage", "Publish outcome rates",
                   "Throughput, last 24 hours", "Submissions, last hour"):  # fmt: skip
         expect(page.locator("figure", has_text=title)).to_be_visible()
+
+
+def test_the_timeline_counts_by_the_minute_of_each_event() -> None:
+    from collections import Counter
+
+    from cairn.domain.job import evolve
+    from cairn.domain.job_events import (
+        JobCancelled,
+        JobClaimed,
+        JobEvent,
+        JobFailed,
+        JobSubmitted,
+        JobSucceeded,
+    )
+    from cairn.projections.queue import count_timeline
+
+    counts: Counter[tuple[str, str]] = Counter()
+    submitted = JobSubmitted(project="p", job_type="noop", submitted_type="noop", source="queue",
+                             payload={}, normalized={}, required_capabilities=["noop"])  # fmt: skip
+    steps: list[tuple[JobEvent, str]] = [
+        (submitted, "2026-11-30T10:00:59.500Z"),
+        (JobClaimed(worker_id="w", epoch=1, attempt=1), "2026-11-30T10:01:02.000Z"),
+        (JobFailed(epoch=1, error={}, retry_at="2026-11-30T10:01:03Z"), "2026-11-30T10:01:02.500Z"),
+        (JobClaimed(worker_id="w", epoch=2, attempt=2), "2026-11-30T10:01:04.000Z"),
+        (JobSucceeded(epoch=2, summary="ok"), "2026-11-30T23:59:30.000Z"),
+    ]
+    job = None
+    for version, (event, ts) in enumerate(steps, 1):
+        job = evolve(job, event, "job-00-x", version, ts)
+        count_timeline(counts, job, event)
+    assert counts == {
+        ("2026-11-30", "submitted|10:00"): 1,
+        ("2026-11-30", "wait_ms|10:01"): 2500,  # the first claim only: 10:00:59.5 -> 10:01:02
+        ("2026-11-30", "claims|10:01"): 1,
+        ("2026-11-30", "succeeded|23:59"): 1,  # a retried failure is not a finish
+    }
+    assert job is not None
+    cancelled: Counter[tuple[str, str]] = Counter()
+    gone = evolve(evolve(None, submitted, "job-00-y", 1, "2026-12-01T00:00:00.000Z"),
+                  JobCancelled(reason="no"), "job-00-y", 2, "2026-12-01T00:00:01.000Z")  # fmt: skip
+    count_timeline(cancelled, gone, JobCancelled(reason="no"))
+    assert cancelled == {("2026-12-01", "cancelled|00:00"): 1}

@@ -114,6 +114,8 @@ function openStream() {
   const source = new EventSource(url);
   live.source = source;
   source.addEventListener("open", () => {
+    // A stream follows the log from its end and says so in its first message (stream.opened),
+    // which refreshes the page: what happened before it opened is read then.
     live.failures = 0;
     stopPolling();
     setStatus("live", "Live");
@@ -155,8 +157,7 @@ function stopPolling() {
 
 function startLive() {
   if (document.body.dataset.live) {
-    openStream();
-    refresh(); // whatever happened while the stream was closed
+    openStream(); // its first message refreshes the page: whatever happened while it was closed
   } else if (document.body.dataset.poll) {
     startPolling();
     setStatus("live", "Updating every " + Math.round(Number(document.body.dataset.poll) / 1000) + " s");

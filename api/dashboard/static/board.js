@@ -8,7 +8,20 @@ function cardOf(element) {
   return element?.closest?.(".card");
 }
 
+function taskIdOf(card) {
+  return card.id.slice("card-".length);
+}
+
+// Refusals shown at cards, kept across live refreshes (the server's card has none) until the
+// card moves or a minute passes.
+const refusals = new Map();
+
 function showError(taskId, text) {
+  refusals.set(taskId, { text, until: Date.now() + 60000 });
+  renderError(taskId, text);
+}
+
+function renderError(taskId, text) {
   const card = document.getElementById("card-" + taskId);
   if (!card) return;
   card.querySelector(".move-error")?.remove();
@@ -19,9 +32,18 @@ function showError(taskId, text) {
   card.querySelector(".card-actions")?.before(box);
 }
 
+document.addEventListener("cairn:refreshed", () => {
+  for (const [taskId, refusal] of refusals) {
+    const card = document.getElementById("card-" + taskId);
+    if (!card || refusal.until < Date.now()) refusals.delete(taskId);
+    else if (!card.querySelector(".move-error")) renderError(taskId, refusal.text);
+  }
+});
+
 async function move(taskId, to) {
   const card = document.getElementById("card-" + taskId);
   card?.querySelector(".move-error")?.remove();
+  refusals.delete(taskId);
   const next = location.pathname + location.search.replace(/([?&])(notice|min_position)=[^&]*/g, "$1");
   const result = await post(`/tasks/${encodeURIComponent(taskId)}/move`, { to, next });
   if (!result.ok) {
@@ -45,7 +67,7 @@ if (board) {
   board.addEventListener("dragstart", (event) => {
     const card = cardOf(event.target);
     if (!card) return;
-    event.dataTransfer.setData("text/plain", card.dataset.taskId);
+    event.dataTransfer.setData("text/plain", taskIdOf(card));
     event.dataTransfer.effectAllowed = "move";
     card.classList.add("dragging");
   });
@@ -79,15 +101,14 @@ if (board) {
   });
 
   // The "Move to" menu posts through the same path, so its refusal shows at the card too.
-  board.addEventListener("submit", async (event) => {
-    const form = event.target;
-    if (!form.action.endsWith("/move")) return;
+  // Its buttons submit the board's shared form (#card-form) with their own formaction.
+  document.addEventListener("submit", async (event) => {
+    const button = event.submitter;
+    const card = cardOf(button);
+    if (!button || !card || !button.formAction.endsWith("/move")) return;
     event.preventDefault();
-    const to = event.submitter?.value;
-    const card = cardOf(form);
-    if (!to || !card) return;
-    form.closest("details")?.removeAttribute("open");
-    await move(card.dataset.taskId, to);
+    button.closest("details")?.removeAttribute("open");
+    await move(taskIdOf(card), button.value);
   });
 
   // Keyboard: j/k through cards, h/l across columns, m opens the focused card's menu.

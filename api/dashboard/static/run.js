@@ -89,14 +89,26 @@ function connect() {
   });
 }
 
+/** Read the output after the last entry; how many entries came (-1 on failure). */
 async function pollOnce() {
   try {
     const response = await fetch(`/queue/${encodeURIComponent(jobId)}/output?after=${encodeURIComponent(last)}`,
       { headers: { Accept: "application/json" }, credentials: "same-origin" });
-    if (!response.ok) return;
+    if (!response.ok) return -1;
     const page = await response.json();
     for (const entry of page.items) take(entry);
-  } catch (e) { /* the next poll tries again */ }
+    return page.items.length;
+  } catch (e) {
+    return -1; // the next poll tries again
+  }
+}
+
+/** A finished job's output, read page by page: nothing is live any more. */
+async function readAll() {
+  ended = true;
+  show("off", "Loading…");
+  while ((await pollOnce()) > 0) { /* the next page */ }
+  show("off", "Finished");
 }
 
 function poll() {
@@ -106,12 +118,17 @@ function poll() {
   poller = setInterval(pollOnce, 1500);
 }
 
-if (box && jobId) {
+if (box && jobId && document.body.dataset.terminal) {
+  readAll();
+} else if (box && jobId) {
   connect();
   document.addEventListener("visibilitychange", () => {
     if (ended) return;
     if (document.hidden) { close(); show("paused", "Paused while hidden"); } else { connect(); }
   });
+}
+
+if (box) {
   box.addEventListener("scroll", () => {
     const atEnd = box.scrollHeight - box.scrollTop - box.clientHeight < 8;
     if (follow && follow.checked !== atEnd && document.activeElement === box) follow.checked = atEnd;
