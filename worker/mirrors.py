@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
+import logging
 import os
 import time
 import uuid
@@ -23,7 +24,10 @@ from cairn.domain.repositories import Remote
 from cairn.worker.gitops import Git, GitFailed
 from cairn.worker.workspace import remove_tree
 
+log = logging.getLogger("cairn.worker")
 LOCK_POLL_S = (0.01, 0.25)  # first and longest wait between tries of a busy lock
+# How long a job waits for another's fetch of the same repository before cloning on its own.
+LOCK_WAIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -37,9 +41,10 @@ class Checkout:
 class Mirrors:
     """The mirror cache under `root`, shared by every job (and worker process) on the host."""
 
-    def __init__(self, root: Path, git: Git) -> None:
+    def __init__(self, root: Path, git: Git, *, lock_wait_s: float = LOCK_WAIT_S) -> None:
         self.root = root.resolve()  # git runs in other folders: a relative root would move
         self.git = git
+        self.lock_wait_s = lock_wait_s
 
     def mirror_path(self, remote: Remote) -> Path:
         return self.root / f"{_key(remote)}.git"
@@ -52,15 +57,25 @@ class Mirrors:
         started = time.monotonic()
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         mirror = self.mirror_path(remote)
-        async with _locked(self.root / f"{_key(remote)}.lock"):
-            fetched = mirror.exists()
-            if fetched:
-                await self._fetch(remote, mirror)
-            else:
-                await self._clone(remote, mirror)
-            # Still under the lock: a concurrent fetch may prune or repack what is linked.
-            await self._git(remote, "could not check out", "clone", "--local", "--no-checkout",
-                            "--quiet", str(mirror), str(repo_dir), cwd=self.root)  # fmt: skip
+        try:
+            async with _locked(self.root / f"{_key(remote)}.lock", self.lock_wait_s):
+                fetched = mirror.exists()
+                if fetched:
+                    await self._fetch(remote, mirror)
+                else:
+                    await self._clone(remote, mirror)
+                # Still under the lock: a concurrent fetch may prune or repack what is linked.
+                await self._git(remote, "could not check out", "clone", "--local",
+                                "--no-checkout", "--quiet", str(mirror), str(repo_dir),
+                                cwd=self.root)  # fmt: skip
+        except MirrorBusy:
+            # Whoever holds the mirror is stuck (a stopped worker, a hung fetch): this job
+            # pays for a clone of its own rather than waiting on it.
+            log.warning("the mirror of %s is busy past %ss: cloning directly", remote.display,
+                        self.lock_wait_s)  # fmt: skip
+            fetched = False
+            await self._git(remote, "could not clone", "clone", "--no-checkout", "--quiet",
+                            remote.url, str(repo_dir), cwd=self.root)  # fmt: skip
         await self.git.run("remote", "set-url", "origin", remote.url, cwd=repo_dir)
         default = await self.git.default_branch(repo_dir)
         wanted = branch or default
@@ -103,18 +118,26 @@ def _key(remote: Remote) -> str:
     return hashlib.sha256(remote.url.encode()).hexdigest()[:32]
 
 
+class MirrorBusy(Exception):
+    """The mirror's lock stayed taken past the wait."""
+
+
 @asynccontextmanager
-async def _locked(path: Path) -> AsyncIterator[None]:
-    """An exclusive flock on `path`, waited for by polling: the event loop keeps running, and
-    a cancelled wait leaves no thread behind that would take the lock later."""
+async def _locked(path: Path, wait_s: float) -> AsyncIterator[None]:
+    """An exclusive flock on `path`, waited for by polling (at most `wait_s`, then MirrorBusy):
+    the event loop keeps running, and a cancelled wait leaves no thread behind that would take
+    the lock later."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         pause = LOCK_POLL_S[0]
+        deadline = time.monotonic() + wait_s
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise MirrorBusy(str(path)) from None
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, LOCK_POLL_S[1])
         yield

@@ -138,13 +138,19 @@ async def test_a_stopped_worker_past_its_lease_has_its_late_writes_refused(
     sleeper = engine.worker("sleeper", "claude,git", lease=1, FAKE_CLI_SLEEP="4")
     job_id = await submit(store, settings, "task", task_payload("claude"))
 
-    async def running() -> bool:
-        return (await load_all(store, [job_id]))[0].status == "running"
+    async def in_its_step() -> bool:  # past prepare, whose mirror lock a stop would hold
+        return any(e.type == "job.step_started" and e.agg == job_id
+                   for e in await log_events(store, keys))  # fmt: skip
 
-    await wait_for(running, what="claimed")
+    await wait_for(in_its_step, what="its step running")
     sleeper.send_signal(signal.SIGSTOP)
     engine.worker("other", "claude,git", lease=1)
-    await wait_for(await jobs_settled(store, [job_id]), timeout=40, what="taken over")
+    try:
+        await wait_for(await jobs_settled(store, [job_id]), timeout=40, what="taken over")
+    except AssertionError:
+        for e in await log_events(store, keys):
+            print(e.type, e.agg[-6:], e.actor, e.data)
+        raise
     sleeper.send_signal(signal.SIGCONT)
     await asyncio.sleep(5)  # its CLI ends, it tries to report
     events = [e for e in await log_events(store, keys) if e.agg == job_id]

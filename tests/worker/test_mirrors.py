@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,29 @@ async def test_a_relative_mirror_root_still_works(
     repo = tmp_path / "checkout"
     checkout = await Mirrors(Path("data") / "mirrors", git).checkout(seeded.remote, repo)
     assert checkout.head == seeded.sha() and (tmp_path / "data" / "mirrors").is_dir()
+
+
+async def test_a_mirror_held_by_a_stuck_process_does_not_stop_the_checkout(
+    seeded: Seeded, git: Git, tmp_path: Path
+) -> None:
+    # A worker stopped (SIGSTOP) while it fetched holds the mirror's lock: another job clones
+    # on its own after the wait instead of hanging.
+    mirrors = Mirrors(tmp_path / "mirrors", git, lock_wait_s=0.5)
+    await mirrors.checkout(seeded.remote, tmp_path / "first")
+    lock = tmp_path / "mirrors" / f"{mirrors.mirror_path(seeded.remote).stem}.lock"
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c",
+        f"import fcntl, os, time; fd = os.open({str(lock)!r}, os.O_RDWR); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and await holder.stdout.readline() == b"held\n"
+        checkout = await mirrors.checkout(seeded.remote, tmp_path / "second")
+        assert checkout.head == seeded.sha() and not checkout.fetched
+        assert run_git("remote", "get-url", "origin", cwd=tmp_path / "second").strip() == str(
+            seeded.bare
+        )
+    finally:
+        holder.kill()
+        await holder.wait()
