@@ -105,14 +105,16 @@ async def submit_job(
         prompt=prompt,
     )
     events = decide_submit(normalized, options)
-    job_id = id_for_key(store.keys, "job", request.project, idempotency_key)
+    # Quick runs and queue jobs keep their idempotency keys apart: the same key sent to both
+    # makes two jobs, never the other's.
+    key = idempotency_key if source != JobSource.QUICK_ACTION or not idempotency_key else (
+        f"quick:{idempotency_key}")  # fmt: skip
+    job_id = id_for_key(store.keys, "job", request.project, key)
 
     async def plan() -> Plan:
         return Plan(writes=writes({job_id: [*events]}, {}))
 
-    return await _run(
-        store, job_id, plan, actor, command_id_for("submit", request.project, idempotency_key)
-    )
+    return await _run(store, job_id, plan, actor, command_id_for("submit", request.project, key))
 
 
 async def update_job(

@@ -367,6 +367,13 @@ def decide_resubmit(job: Job, new_job_id: str) -> Decision:
             job_status=job.status,
             allowed_statuses=sorted(RESUBMITTABLE),
         )
+    if job.source == JobSource.BOARD:
+        raise InvalidTransition(
+            f"job {job.id} is a run of task {job.task_id}; a board task's run is retried from "
+            f"the task (POST /api/v2/tasks/{job.task_id}/retry), so the task follows it",
+            source=job.source,
+            task_id=job.task_id,
+        )
     if job.resubmitted_as is not None:
         return {}
     return {

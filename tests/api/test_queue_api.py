@@ -242,3 +242,15 @@ async def test_a_quick_run_is_answered_whole_by_a_real_server(live_api: httpx.As
     assert r.status_code == 201, r.text
     assert int(r.headers["content-length"]) == len(r.content)
     assert r.json()["status"] == "queued" and r.headers["cairn-position"]
+
+
+async def test_a_quick_run_and_a_job_with_the_same_key_are_two_jobs(api: httpx.AsyncClient) -> None:
+    key = {"Idempotency-Key": "shared-key-1"}
+    job = await api.post("/api/queue/jobs", json={"type": "noop", "payload": {}}, headers=key)
+    quick = await api.post("/api/v2/quick-runs", headers=key,
+                           json={"prompt": "look around", "repository": "octo/repo"})  # fmt: skip
+    assert job.status_code in (201, 202) and quick.status_code in (201, 202), quick.text
+    assert job.json()["id"] != quick.json()["id"]
+    again = await api.post("/api/v2/quick-runs", headers=key,
+                           json={"prompt": "look around", "repository": "octo/repo"})  # fmt: skip
+    assert again.json()["id"] == quick.json()["id"]

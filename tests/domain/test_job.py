@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -101,6 +102,15 @@ def test_resubmit_only_when_finished_badly() -> None:
         decide_resubmit(queued(), "job-00-y")
     cancelled = apply(queued(), decide_cancel(queued()))
     assert decide_resubmit(cancelled, "job-00-y")
+
+
+def test_a_board_run_is_retried_from_its_task_not_resubmitted() -> None:
+    # A resubmitted board run would be a second run its task does not know.
+    run = msgspec.structs.replace(queued(), source="board", task_id="task-00-t")
+    cancelled = apply(run, decide_cancel(run))
+    with pytest.raises(InvalidTransition) as refused:
+        decide_resubmit(cancelled, "job-00-y")
+    assert "/api/v2/tasks/task-00-t/retry" in refused.value.message
 
 
 def test_a_job_without_capabilities_is_refused() -> None:
