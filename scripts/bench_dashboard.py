@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import os
 import platform
@@ -288,6 +289,7 @@ async def bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
                                    1),
             }
         results["board_html_bytes"] = len(first.encode())
+        results["board_html_gzip_bytes"] = len(gzip.compress(first.encode()))
     stop.set()
     await projector
     await client.aclose()

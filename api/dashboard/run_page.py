@@ -96,9 +96,8 @@ def failure(job: Job) -> dict[str, Any] | None:
     if job.status == JobStatus.QUEUED:
         status = f"Attempt {attempt} of {job.max_attempts} failed; it will be retried."
     elif job.status == JobStatus.DEAD_LETTER:
-        status = f"Dead-lettered: {attempt} of {job.max_attempts} attempts used. " + str(
-            reason.get("message") or ""
-        )
+        why = "" if reason.get("code") == "attempts_exhausted" else f" {reason.get('message', '')}"
+        status = f"Dead-lettered: {attempt} of {job.max_attempts} attempts used.{why}"
     else:
         status = "Failed, not retried (the error is not one a retry fixes)."
     return {

@@ -184,11 +184,16 @@ if (document.body.dataset.live) {
 
 // ---- forms ---------------------------------------------------------------------------------
 
-for (const button of document.querySelectorAll("[data-hide-js]")) button.hidden = true;
-
+// A choice made with the pointer applies at once; with the keyboard, arrows only move the
+// choice (WCAG 3.2.2: no change of page on input) and the form's button applies it.
+let keyed = false;
+document.addEventListener("keydown", (event) => {
+  if (event.target.matches?.("form[data-autosubmit] select")) keyed = true;
+}, true);
+document.addEventListener("pointerdown", () => { keyed = false; }, true);
 document.addEventListener("change", (event) => {
   const form = event.target.closest("form[data-autosubmit]");
-  if (form && event.target.matches("select")) form.requestSubmit();
+  if (form && event.target.matches("select") && !keyed) form.requestSubmit();
 });
 
 document.addEventListener("submit", (event) => {
