@@ -60,6 +60,7 @@ class JobSource(StrEnum):
     BOARD = "board"
     QUICK_ACTION = "quick_action"
     PROPOSAL = "proposal"
+    SCHEDULE = "schedule"
 
 
 TERMINAL = frozenset(

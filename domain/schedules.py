@@ -240,7 +240,7 @@ def decide_fire(
         errors = list((error.details.get("errors") if error else None) or [])
         return {s.id: [ScheduleFireFailed(fire_time=at, reason=reason[:MAX_REASON], errors=errors,
                                           manual=manual)]}  # fmt: skip
-    options = SubmitOptions(project=s.project, source=JobSource.QUEUE,
+    options = SubmitOptions(project=s.project, source=JobSource.SCHEDULE,
                             priority=int((s.job or {}).get("priority", 0)),
                             max_attempts=int((s.job or {}).get("max_attempts", 3)))  # fmt: skip
     return {s.id: [ScheduleFired(fire_time=at, job_id=job_id, manual=manual)],
