@@ -12,6 +12,7 @@ import orjson
 from cairn.domain.errors import NotFound
 from cairn.domain.task import Task, evolve
 from cairn.domain.task_events import TASK_EVENTS, task_event_from
+from cairn.streams.archive import Archive
 from cairn.streams.connection import Client
 from cairn.streams.envelope import Envelope, position_key
 from cairn.streams.keys import Keys
@@ -26,9 +27,11 @@ async def follow_log(
     type_glob: str | None = None,
     aggregate: str | None = None,
     project: str | None = None,
+    archive: Archive | None = None,
 ) -> AsyncIterator[tuple[int, Envelope]]:
-    """Every event of the matching partitions in commit order, then (with follow) new ones."""
-    store = EventStore(client, keys)
+    """Every event of the matching partitions in commit order (archived ones in their places:
+    `archive`, else the install's), then (with follow) new ones."""
+    store = EventStore(client, keys, archive=archive)
     if aggregate:
         partitions = [keys.partition_of_id(aggregate)]
     elif project:
@@ -85,11 +88,13 @@ def escape_controls(line: str) -> str:
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m[0]):04x}", line)
 
 
-async def replay_lines(client: Client, keys: Keys, aggregate_id: str) -> list[str]:
-    """Each event of an aggregate followed by the aggregate's state after it."""
+async def replay_lines(
+    client: Client, keys: Keys, aggregate_id: str, archive: Archive | None = None
+) -> list[str]:
+    """Each event of an aggregate (archived or not) followed by the aggregate's state after it."""
     if not keys.is_aggregate_id(aggregate_id):
         raise NotFound(f"{aggregate_id!r} is not an aggregate id", aggregate_id=aggregate_id)
-    events = await EventStore(client, keys).read_aggregate(aggregate_id)
+    events = await EventStore(client, keys, archive=archive).read_aggregate(aggregate_id)
     if not events:
         raise NotFound(f"{aggregate_id} has no events", aggregate_id=aggregate_id)
     lines = []

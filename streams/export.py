@@ -1,7 +1,8 @@
-"""Backup and restore from the log: every event of every partition log to a stream of JSON
-lines, and those lines back into an install with the same partition count. An event keeps its
-log position (its entry id) and its fields byte for byte, and each aggregate's index is laid
-again from them, so the read models rebuilt from an import equal the source's."""
+"""Backup and restore from the log: every event of every partition log (archived ones among
+them, in their places) to a stream of JSON lines, and those lines back into an install with the
+same partition count. An event keeps its log position (its entry id) and its fields byte for
+byte, and each aggregate's index is laid again from them, so the read models rebuilt from an
+import equal the source's. An import puts every event back in the log."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import orjson
 
 from cairn.domain.errors import CairnError
+from cairn.streams.archive import Archive, default_archive
 from cairn.streams.connection import Client
 from cairn.streams.envelope import position_key, text
 from cairn.streams.keys import Keys
@@ -46,29 +48,51 @@ async def count_events(client: Client, keys: Keys) -> int:
 
 async def write_export(
     client: Client, keys: Keys, write: Callable[[bytes], object], progress: Progress = _quiet,
-    archived: Iterable[tuple[int, str, dict[str, str]]] = (),
+    archive: Archive | None = None,
 ) -> int:  # fmt: skip
-    """Write the header, then every event (the `archived` ones first, in their order, then each
-    partition log) as one JSON line each: {"p": partition, "pos": entry id, "f": fields}."""
-    archived = list(archived)
-    total = await count_events(client, keys) + len(archived)
+    """Write the header, then every event of each partition in log order, the events moved to
+    `archive` (else the install's archive under the process's archive root) in their places,
+    one JSON line each: {"p": partition, "pos": entry id, "f": fields}."""
+    archive = archive if archive is not None else default_archive(keys.prefix)
+    if archive is not None and archive.exists():
+        with archive.writing():  # no move meanwhile: it could slip between the two reads
+            return await _write_all(client, keys, write, progress, archive)
+    return await _write_all(client, keys, write, progress, None)
+
+
+async def _write_all(
+    client: Client, keys: Keys, write: Callable[[bytes], object], progress: Progress,
+    archive: Archive | None,
+) -> int:  # fmt: skip
+    total = await count_events(client, keys) + (archive.count()[1] if archive else 0)
     write(ExportHeader(keys.partitions, total, keys.prefix).line() + b"\n")
     done = 0
-    for partition, position, fields in archived:
-        write(_event_line(partition, position, fields))
-        done += 1
-        progress(done, total)
     for p in keys.all_partitions():
+        archived = archive.iter_partition(p) if archive is not None else iter(())
+        waiting = next(archived, None)
         after = "-"
         while True:
             entries: Any = await client.xrange(keys.log(p), min=after, count=BATCH)
+            for entry_id, fields in entries:
+                position = text(entry_id)
+                # The archived events before this one, then it (a copy of it in the archive, of
+                # a move that did not finish, is written once).
+                while waiting is not None and waiting.key <= position_key(position):
+                    if waiting.position != position:
+                        write(waiting.line())
+                        done += 1
+                    waiting = next(archived, None)
+                write(_event_line(p, position, {text(k): text(v) for k, v in fields.items()}))
+            done += len(entries)
+            progress(done, max(total, done))
             if not entries:
                 break
-            for entry_id, fields in entries:
-                write(_event_line(p, text(entry_id), {text(k): text(v) for k, v in fields.items()}))
-            done += len(entries)
-            progress(done, total)
             after = f"({text(entries[-1][0])}"
+        while waiting is not None:
+            write(waiting.line())
+            done += 1
+            waiting = next(archived, None)
+        progress(done, max(total, done))
     return done
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -14,10 +16,19 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from cairn.domain.errors import InfrastructureError, VersionConflict
+from cairn.streams.archive import MARKER, Archive, default_archive
 from cairn.streams.connection import run_script_calls
-from cairn.streams.envelope import Envelope, decode_entry, decode_pairs, now_rfc3339, text
+from cairn.streams.envelope import (
+    Envelope,
+    decode_entry,
+    decode_pairs,
+    now_rfc3339,
+    position_key,
+    text,
+)
 from cairn.streams.keys import Keys
 
+_MARKER = MARKER.encode()
 APPEND_LUA = resources.files("cairn.streams").joinpath("append.lua").read_text()
 READ_LUA = resources.files("cairn.streams").joinpath("read.lua").read_text()
 
@@ -61,12 +72,18 @@ class AppendResult:
 
 
 class EventStore:
-    """Redis Streams event store for one install (key prefix) and partition count."""
+    """Redis Streams event store for one install (key prefix) and partition count. Events moved
+    to the archive (streams/archive.py) are read from it as if they were still in the log:
+    `archive`, else the install's archive under the process's archive root, if any."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, command_ttl_s: int = 86_400) -> None:
+    def __init__(
+        self, client: aioredis.Redis, keys: Keys, command_ttl_s: int = 86_400,
+        archive: Archive | None = None,
+    ) -> None:  # fmt: skip
         self.redis = client
         self.keys = keys
         self.command_ttl_s = command_ttl_s
+        self.archive = archive if archive is not None else default_archive(keys.prefix)
         self._append = client.register_script(APPEND_LUA)
         self._read = client.register_script(READ_LUA)
         # Group commit: appends asked for in the same turn of the event loop go to the server
@@ -174,10 +191,30 @@ class EventStore:
             except RedisError as e:
                 raise InfrastructureError(f"read of aggregates failed: {e}") from e
             for aggregate_id, flat in zip(ids, replies, strict=True):
-                found[aggregate_id] = [
-                    decode_pairs(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)
+                events: list[Envelope | None] = [
+                    None if flat[i] == _MARKER else decode_pairs(flat[i], flat[i + 1])
+                    for i in range(0, len(flat), 2)
                 ]
+                found[aggregate_id] = self._with_archived(aggregate_id, after_version, events)
         return found
+
+    def _with_archived(
+        self, aggregate_id: str, after_version: int, events: list[Envelope | None]
+    ) -> list[Envelope]:
+        """`events` with the archived versions (None) read from the archive."""
+        missing = [after_version + 1 + i for i, e in enumerate(events) if e is None]
+        if not missing:
+            return [e for e in events if e is not None]
+        archived = self.archive.read_aggregate(aggregate_id, missing) if self.archive else {}
+        if len(archived) != len(missing):
+            where = self.archive.root if self.archive else "none: no data directory given"
+            raise InfrastructureError(
+                f"{aggregate_id}: versions {missing[0]}..{missing[-1]} are archived and not "
+                f"found in this process's archive ({where}); run it where the install's data "
+                "directory (CAIRN_DATA_DIR) is"
+            )
+        return [e if e is not None else archived[after_version + 1 + i]
+                for i, e in enumerate(events)]  # fmt: skip
 
     async def version(self, aggregate_id: str) -> int:
         """An aggregate's current version (its number of events), without reading them."""
@@ -200,14 +237,24 @@ class EventStore:
     async def read_log(
         self, partition: int, after: str = "0-0", count: int = 1000
     ) -> list[Envelope]:
-        """Up to `count` events of a partition log strictly after position `after`."""
+        """Up to `count` events of a partition log strictly after position `after`, archived
+        ones among them in their places."""
         try:
             entries: Any = await self.redis.xrange(
                 self.keys.log(partition), min=f"({after}", count=count
             )
         except RedisError as e:
             raise InfrastructureError(f"read of log {partition} failed: {e}") from e
-        return [decode_entry(entry_id, fields) for entry_id, fields in entries]
+        live = [decode_entry(entry_id, fields) for entry_id, fields in entries]
+        if self.archive is None or not self.archive.exists():
+            return live
+        archived = [
+            e.envelope()
+            for e in itertools.islice(
+                self.archive.iter_partition(partition, position_key(after)), count
+            )
+        ]
+        return merge_positions(live, archived)[:count] if archived else live
 
     async def wait_log(
         self, partition: int, after: str, *, block_ms: int = 1000, count: int = 500
@@ -246,6 +293,19 @@ class EventStore:
         except RedisError as e:
             raise InfrastructureError(f"read of command {command_id} failed: {e}") from e
         return None if record is None else _parse_record(record, duplicate=True)
+
+
+def merge_positions(live: list[Envelope], archived: list[Envelope]) -> list[Envelope]:
+    """Two runs of one partition's events in log order as one, each position once (an event
+    still in the log while its archived copy is indexed, after a move that did not finish,
+    counts once)."""
+    merged: list[Envelope] = []
+    last = None
+    for event in heapq.merge(live, archived, key=lambda e: position_key(e.position)):
+        if event.position != last:
+            merged.append(event)
+            last = event.position
+    return merged
 
 
 def _append_failed(cause: BaseException) -> InfrastructureError:

@@ -9,10 +9,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cairn.api.cli import acl, backup, catalog, planning, processes, reading, tokens
+from cairn.api.cli import acl, archive, backup, catalog, planning, processes, reading, tokens
 from cairn.api.cli.logs import configure_logging
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
+from cairn.streams.archive import use_archive_root
 from cairn.streams.lifetime import PARENT_PID_VARIABLE, watch_parent
 
 DESCRIPTION = (
@@ -31,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        use_archive_root(settings.data_dir.resolve() / "archive")
         if args.process:
             configure_logging(log_format=os.environ.get("CAIRN_LOG_FORMAT") or "text")
             if (parent := os.environ.get(PARENT_PID_VARIABLE, "")).isdigit():
@@ -140,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.add_commands(command)
     tokens.add_commands(command)
     backup.add_commands(command)
+    archive.add_commands(command)
     acl.add_commands(command)
     redis_cli = command(
         "redis-cli", reading.redis_cli, "run redis-cli against the store, e.g. XRANGE KEY - +"

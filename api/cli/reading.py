@@ -21,6 +21,7 @@ from cairn.domain.errors import CairnError
 def status(settings: Settings, args: argparse.Namespace) -> int:
     from cairn.projections.catalog import all_projections
     from cairn.projections.generations import current_space
+    from cairn.streams.archive import default_archive
     from cairn.streams.groups import group_lag
 
     async def run() -> None:
@@ -42,6 +43,9 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
                 )
         for name, lag in totals.items():
             print(f"{name} projection lag: {lag} events")
+        if (archive := default_archive(keys.prefix)) is not None and archive.exists():
+            aggregates, events = archive.count()
+            print(f"archived: {events} events of {aggregates} aggregates in {archive.root}")
         await client.aclose()
 
     asyncio.run(run())
