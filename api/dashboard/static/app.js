@@ -201,6 +201,11 @@ document.addEventListener("submit", (event) => {
   if (form.dataset.confirm && !confirm(form.dataset.confirm)) event.preventDefault();
 });
 
+// Panels that fold away on a phone are open on a wide screen.
+if (matchMedia("(min-width: 760px)").matches) {
+  for (const panel of document.querySelectorAll("details[data-open-wide]")) panel.open = true;
+}
+
 // The error summary of a refused form takes the focus, so a screen reader hears it first.
 document.getElementById("error-summary")?.focus();
 
