@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cairn.api.context import context, event_view
-from cairn.api.dashboard.render import page, render, templates
+from cairn.api.dashboard.render import page_for, render, templates
+from cairn.api.roles import AUDITOR
 from cairn.streams.envelope import Envelope, decode_entry, position_key, text
 
 PAGE = 100
@@ -137,7 +138,7 @@ async def _newest(request: Request, partitions: list[int]) -> str | None:
     return max(ids, key=position_key) if ids else "0-0"
 
 
-@page
+@page_for(AUDITOR)  # as GET /api/v2/tasks/{id}/events: the log
 async def audit_page(request: Request) -> Response:
     found = audit_filter(request)
     before = request.query_params.get("before", "")

@@ -16,7 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from cairn.api.context import context, is_id_of
-from cairn.api.dashboard.render import stream
+from cairn.api.dashboard.render import stream_for
+from cairn.api.problems import problem
+from cairn.api.roles import AUDITOR, VIEWER, allows
 from cairn.streams.envelope import Envelope, decode_entry, text
 
 BLOCK_MS = 4_000  # one blocking read: under the client's read timeout (redis-py's 5 s default)
@@ -70,11 +72,15 @@ def _kind(kind: str) -> EventFilter:
     return lambda e: e.agg.startswith(prefix)
 
 
-@stream
+@stream_for(AUDITOR)  # the audit scope is the log; every other scope needs a viewer
 async def live_events(request: Request) -> Response:
     scope = scope_of(request)
     if scope is None:
         return Response("unknown scope", 404, media_type="text/plain")
+    role = request.scope.get("state", {}).get("role")
+    if request.query_params.get("scope") != "audit" and not allows(role, VIEWER):
+        return problem(403, "forbidden", "live pages of read models need the viewer role",
+                       request.url.path)  # fmt: skip
     ctx = context(request)
     since = request.query_params.get("since", "")
     if _ENTRY.fullmatch(since):  # the page shows the log up to here (the audit page)

@@ -26,6 +26,7 @@ from cairn.api.dashboard.session import (
     set_login_nonce,
     token_owner,
 )
+from cairn.api.roles import AUDITOR, VIEWER, allows
 
 FAILED_LOGIN_DELAY_S = 0.5  # slows guessing; a token has 256 bits, so this is belt and braces
 
@@ -62,13 +63,17 @@ async def login(request: Request) -> Response:
         await asyncio.sleep(FAILED_LOGIN_DELAY_S)
         unknown = "That token is not known to this Cairn."
         return await _login_form(request, unknown, 401, form.get("next"))
-    response = RedirectResponse(safe_next(form.get("next")), 303)
+    record, digest = owner
+    back = safe_next(form.get("next"))
+    if not allows(record.role, VIEWER) and back == "/tasks":
+        back = "/audit"  # an auditor's token reads the log, not the read models
+    response = RedirectResponse(back, 303)
     response.headers.update(SECURITY_HEADERS)
-    await open_session(request, response, *owner)
+    await open_session(request, response, digest)
     return response
 
 
-@action()
+@action(needs=AUDITOR)  # anyone signed in may sign out
 async def logout(request: Request, form: Form) -> Response:
     response = done(request, "/login", "logged_out")
     await close_session(request, response)

@@ -28,6 +28,7 @@ from cairn.api.dashboard.session import (
     same_origin,
 )
 from cairn.api.problems import problem, problem_from
+from cairn.api.roles import OPERATOR, VIEWER, allows
 from cairn.domain.errors import CairnError, NotFound, ValidationFailed
 from cairn.streams.registry import Registry
 
@@ -170,42 +171,63 @@ ActionHandler = Callable[[Request, Form], Awaitable[Response]]
 ErrorPage = Callable[[Request, Form, CairnError], Awaitable[Response]]
 
 
-def page(handler: Endpoint) -> Endpoint:
-    """A GET page: signed in (else to /login and back), the actor known, a missing id a 404
-    page."""
+def page_for(needed: str) -> Callable[[Endpoint], Endpoint]:
+    """A GET page for a role at least `needed` (as the API's GET route of the same data):
+    signed in (else to /login and back), the actor known, a missing id a 404 page."""
 
-    @functools.wraps(handler)
-    async def endpoint(request: Request) -> Response:
-        session = await current_session(request)
-        if session is None:
-            return to_login(request)
-        request.scope.setdefault("state", {})["actor"] = session.name
-        try:
+    def wrap(handler: Endpoint) -> Endpoint:
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            session = await current_session(request)
+            if session is None:
+                return to_login(request)
+            act_as(request, session)
+            if not allows(session.role, needed):
+                return await refuse_role(request, session, needed)
+            try:
+                return await handler(request)
+            except NotFound as e:
+                status = {"status": 404, "message": e.message}
+                return await render(request, "error.html", status, 404)
+
+        return endpoint
+
+    return wrap
+
+
+page = page_for(VIEWER)
+
+
+def stream_for(needed: str) -> Callable[[Endpoint], Endpoint]:
+    """A GET answering data for the page's scripts (JSON, SSE): signed in (else 401) with a
+    role at least `needed` (else 403)."""
+
+    def wrap(handler: Endpoint) -> Endpoint:
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            session = await current_session(request)
+            if session is None:
+                return problem(401, "unauthorized", "sign in again at /login", request.url.path)
+            act_as(request, session)
+            if not allows(session.role, needed):
+                return problem(403, "forbidden", role_reason(session, needed), request.url.path)
             return await handler(request)
-        except NotFound as e:
-            return await render(request, "error.html", {"status": 404, "message": e.message}, 404)
 
-    return endpoint
+        return endpoint
 
-
-def stream(handler: Endpoint) -> Endpoint:
-    """A GET that answers data for the page's scripts (JSON, SSE): signed in, else 401."""
-
-    @functools.wraps(handler)
-    async def endpoint(request: Request) -> Response:
-        session = await current_session(request)
-        if session is None:
-            return problem(401, "unauthorized", "sign in again at /login", request.url.path)
-        request.scope.setdefault("state", {})["actor"] = session.name
-        return await handler(request)
-
-    return endpoint
+    return wrap
 
 
-def action(on_error: ErrorPage | None = None) -> Callable[[ActionHandler], Endpoint]:
-    """A POST from a form or a script: signed in, same origin, the session's CSRF token in the
-    form (`_csrf`) or the X-CSRF-Token header. A refusal goes to a script as problem+json, and
-    to a plain form as `on_error`'s page (the form again, with the reasons at its fields)."""
+stream = stream_for(VIEWER)
+
+
+def action(
+    on_error: ErrorPage | None = None, needs: str = OPERATOR
+) -> Callable[[ActionHandler], Endpoint]:
+    """A POST from a form or a script: signed in with a role at least `needs` (as the API's
+    route of the same command), same origin, the session's CSRF token in the form (`_csrf`)
+    or the X-CSRF-Token header. A refusal goes to a script as problem+json, and to a plain
+    form as `on_error`'s page (the form again, with the reasons at its fields)."""
 
     def wrap(handler: ActionHandler) -> Endpoint:
         @functools.wraps(handler)
@@ -219,7 +241,12 @@ def action(on_error: ErrorPage | None = None) -> Callable[[ActionHandler], Endpo
             sent = request.headers.get(CSRF_HEADER) or form.get("_csrf")
             if not same_origin(request) or not csrf_matches(sent, session.csrf):
                 return await refuse_csrf(request)
-            request.scope.setdefault("state", {})["actor"] = session.name
+            act_as(request, session)
+            if not allows(session.role, needs):
+                if wants_json(request):
+                    reason = role_reason(session, needs)
+                    return problem(403, "forbidden", reason, request.url.path)
+                return await refuse_role(request, session, needs)
             try:
                 return await handler(request, form)
             except CairnError as e:
@@ -233,6 +260,23 @@ def action(on_error: ErrorPage | None = None) -> Callable[[ActionHandler], Endpo
         return endpoint
 
     return wrap
+
+
+def act_as(request: Request, session: Session) -> None:
+    """The session's token acts: its name is the actor, its role what an API handler checks."""
+    state = request.scope.setdefault("state", {})
+    state["actor"], state["role"] = session.name, session.role
+
+
+def role_reason(session: Session, needed: str) -> str:
+    return (f"this needs the {needed} role or a stronger one; you are signed in as "
+            f"{session.name}, whose token's role is {session.role or 'none'}: ask an admin for "
+            "a token with that role")  # fmt: skip
+
+
+async def refuse_role(request: Request, session: Session, needed: str) -> Response:
+    message = role_reason(session, needed)
+    return await render(request, "error.html", {"status": 403, "message": message}, 403)
 
 
 async def refuse_csrf(request: Request) -> Response:

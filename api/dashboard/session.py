@@ -1,11 +1,12 @@
 """Dashboard sessions: an API token, checked once at login against the stored token hashes (as
 BearerAuth does), becomes a signed, HttpOnly, SameSite=Strict cookie naming a session record in
-the store. Every form post carries a CSRF token derived from the session.
+the store. Every form post carries a CSRF token derived from the session. A session acts with
+its token's name and role (api/roles.py), read again on every request: a token revoked,
+expired or given another role ends or changes its sessions at once.
 
 The signing secret is per install, kept in the store (`<prefix>:sys:dashboard-secret`, made on
 first use), so every API process of the install shares it and deleting it signs everyone out.
-A session record lives in the store for SESSION_S; logout deletes it, and a session whose token
-was replaced or removed ends at its next request.
+A session record lives in the store for SESSION_S; logout deletes it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cairn.api.auth import hash_token
+from cairn.api.auth import TokenRecord, find_token, hash_token
 from cairn.api.context import context
 from cairn.streams.connection import Client
 from cairn.streams.envelope import text
@@ -39,6 +40,7 @@ CSRF_HEADER = "x-csrf-token"
 class Session:
     sid: str
     name: str
+    role: str
     csrf: str
 
 
@@ -77,21 +79,19 @@ def _session_key(keys: Keys, sid: str) -> str:
     return keys.system(f"session:{sid}")
 
 
-async def token_owner(request: Request, token: str) -> tuple[str, str] | None:
-    """(name, digest) of a stored API token, or None."""
+async def token_owner(request: Request, token: str) -> tuple[TokenRecord, str] | None:
+    """The live record of an API token (not revoked, not expired) and its hash, or None."""
     ctx = context(request)
     digest = hash_token(token)
-    raw = await ctx.client.hget(ctx.keys.tokens(), digest)
-    if raw is None:
-        return None
-    return str(orjson.loads(raw)["name"]), digest
+    record = await find_token(ctx.client, ctx.keys, digest)
+    return (record, digest) if record is not None else None
 
 
-async def open_session(request: Request, response: Response, name: str, digest: str) -> None:
-    """Record a new session and set its cookie on `response`."""
+async def open_session(request: Request, response: Response, digest: str) -> None:
+    """Record a new session of the token stored under `digest` and set its cookie."""
     ctx = context(request)
     sid = secrets.token_urlsafe(24)
-    record = orjson.dumps({"name": name, "digest": digest, "created": time.time()})
+    record = orjson.dumps({"digest": digest, "created": time.time()})
     await ctx.client.set(_session_key(ctx.keys, sid), record, ex=SESSION_S)
     secret = await secrets_of(request).get()
     value = f"{sid}.{sign(secret, 'session', sid)}"
@@ -123,11 +123,11 @@ async def current_session(request: Request) -> Session | None:
     raw = await ctx.client.get(_session_key(ctx.keys, sid))
     if raw is None:
         return None
-    record = orjson.loads(raw)
-    if not await ctx.client.hexists(ctx.keys.tokens(), record["digest"]):
+    token = await find_token(ctx.client, ctx.keys, str(orjson.loads(raw)["digest"]))
+    if token is None:
         await ctx.client.delete(_session_key(ctx.keys, sid))
         return None
-    session = Session(sid, str(record["name"]), sign(secret, "csrf", sid))
+    session = Session(sid, token.name, token.role, sign(secret, "csrf", sid))
     request.scope["cairn.session"] = session
     return session
 

@@ -20,9 +20,11 @@ from cairn.api.dashboard.render import (
     action,
     done,
     page,
+    page_for,
     render,
     wait_for_writes,
 )
+from cairn.api.roles import AUDITOR
 from cairn.api.tasks import CreateBody, PatchBody
 from cairn.commands.tasks import add_dependency, create_task, remove_dependency, update_task
 from cairn.domain.errors import CairnError, NotFound, ValidationFailed
@@ -232,7 +234,7 @@ async def remove_blocker(request: Request, form: Form) -> Response:
 # ---- history -------------------------------------------------------------------------------
 
 
-@page
+@page_for(AUDITOR)  # as GET /api/v2/tasks/{id}/events
 async def history_page(request: Request) -> Response:
     """Every event of the task, and its state after the chosen one (`?at=<version>`)."""
     task_id = path_id(request, "task")

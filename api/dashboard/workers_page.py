@@ -13,6 +13,7 @@ from starlette.responses import Response
 from cairn.api.context import actor, context
 from cairn.api.dashboard.lag import projection_lag, queue_depths
 from cairn.api.dashboard.render import FieldErrors, Form, action, done, page, render
+from cairn.api.roles import ADMIN
 from cairn.api.workers import PauseBody
 from cairn.domain.errors import CairnError
 from cairn.domain.task_spec import parse_model
@@ -46,7 +47,7 @@ async def _refused(request: Request, form: Form, error: CairnError) -> Response:
     return await render(request, "workers.html", {**view, "errors": errors, "values": values}, 422)
 
 
-@action(on_error=_refused)
+@action(on_error=_refused, needs=ADMIN)  # as POST /api/system/worker-pause
 async def set_pause(request: Request, form: Form) -> Response:
     """As POST /api/system/worker-pause: the mode, with why."""
     body = parse_model(PauseBody, {"mode": form.get("mode"), "reason": form.get("reason")})

@@ -98,6 +98,21 @@ class Cairn:
     def log(self) -> str:
         return (self.root / "up.log").read_text(errors="replace")
 
+    def cli(self, *args: str) -> str:
+        """A `cairn` command against this install's store; its output."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+        env["CAIRN_DATA_DIR"] = str(self.root / ".cairn")
+        done = subprocess.run([sys.executable, "-m", "cairn.api.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def new_token(self, name: str, role: str) -> str:
+        """A new API token named `name` with `role` (`cairn token create`)."""
+        found = re.search(r"cairn_\S+", self.cli("token", "create", "--name", name, "--role", role))
+        assert found
+        return found[0]
+
 
 def start_cairn(root: Path, port: int, **extra: str) -> Cairn:
     """`cairn up` in `root` on `port`, ready to answer."""

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.dashboard.conftest import TOKEN, Cairn, login, unique
+from tests.dashboard.test_board import create
 
 
 def test_a_page_asks_to_sign_in_and_returns_after(context: BrowserContext, cairn: Cairn) -> None:
@@ -106,3 +107,44 @@ def test_only_a_path_of_this_server_is_returned_to() -> None:
     assert safe_next("https://evil.example/queue") == "/queue"  # its path here, never there
     for hostile in ("//evil.example", "/\\evil.example", "javascript:alert(1)", "evil", "", None):
         assert safe_next(hostile) == "/tasks", hostile
+
+
+def test_a_session_acts_with_its_tokens_role(browser: Browser, cairn: Cairn) -> None:
+    names = {role: unique(role) for role in ("viewer", "auditor", "operator")}
+    tokens = {role: cairn.new_token(name, role) for role, name in names.items()}
+    project = unique("roles")
+    task = create(cairn, project, "Only operators move me")
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        login(page, cairn, tokens["viewer"])
+        expect(page.locator("header")).to_contain_text("(viewer)")
+        page.goto(f"{cairn.base}/tasks?project={project}")
+        page.locator(f"#card-{task['id']} summary").click()
+        page.locator(f"#card-{task['id']} button[value=ready]").click()
+        refusal = page.locator(f"#card-{task['id']} .move-error")
+        expect(refusal).to_contain_text("needs the operator role")
+        with cairn.api() as api:
+            assert api.get(f"/api/v2/tasks/{task['id']}").json()["status"] == "backlog"
+        context.clear_cookies()
+        page.goto(cairn.base + "/login")
+        page.fill("#f-token", tokens["auditor"])
+        page.click("button[type=submit]")
+        page.wait_for_url("**/audit")  # an auditor reads the log, not the board
+        response = page.goto(f"{cairn.base}/tasks")
+        assert response is not None and response.status == 403
+        expect(page.locator("main")).to_contain_text("needs the viewer role")
+        context.clear_cookies()
+        login(page, cairn, tokens["operator"])
+        page.goto(f"{cairn.base}/workers")
+        page.fill("#f-reason", "trying")
+        page.click("button:has-text('Set mode')")
+        expect(page.locator("main")).to_contain_text("needs the admin role")
+        with cairn.api() as api:
+            assert api.get("/api/queue/workers").json()["pause"] == "off"
+        # Revoked, the token's sessions end at their next request.
+        cairn.cli("token", "revoke", names["operator"])
+        page.goto(f"{cairn.base}/queue")
+        assert "/login" in page.url
+    finally:
+        context.close()
