@@ -1,6 +1,8 @@
 """The peer job queues that `bench_queue_engine.py` runs the same no-op workload through: what
 each installs, its no-op task (which INCRs a counter on the shared server), its producer and its
-worker command, and the producer harness they share."""
+worker command, and the producer harness they share. Two of them keep a durable history per job,
+as Cairn does, in PostgreSQL (started by the benchmark, each peer with its own database,
+BENCH_PG): DBOS (a workflow of three steps on a queue) and Procrastinate."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ class Peer:
     producer: str
     worker: tuple[str, ...]  # argv, the first item a script in the venv's bin/
     settings: str  # the concurrency chosen, for the table
+    postgres: bool = False  # needs its own PostgreSQL database (BENCH_PG)
+    setup: tuple[str, ...] = ()  # argv run once before the worker starts (a schema)
 
 
 COMMON = """\
@@ -182,6 +186,102 @@ PEERS = [
         """,
         worker=("rq", "worker", "--url", "{url}", "--quiet"),
         settings="1 worker, the default Worker: one job at a time, each in a fork",
+    ),
+]
+
+PEERS += [
+    Peer(
+        name="dbos",
+        db=7,
+        packages=("dbos", "redis"),
+        imports="dbos, redis",
+        postgres=True,
+        tasks="""\
+        import os
+        import time
+        import redis
+        from dbos import DBOS
+        PG = os.environ["BENCH_PG"]
+        counter = redis.Redis.from_url(URL)
+
+        @DBOS.step()
+        def first() -> None:
+            pass
+
+        @DBOS.step()
+        def second() -> None:
+            pass
+
+        @DBOS.step()
+        def third() -> None:
+            counter.incr(KEY)
+
+        @DBOS.workflow()
+        def noop() -> None:
+            first()
+            second()
+            third()
+
+        def serve() -> None:
+            DBOS(config={"name": "bench", "system_database_url": PG,
+                         "console_log_level": "WARNING"})
+            DBOS.launch()
+            # Polled every 1 s by default; 10 ms, as Cairn's --tick 0.01 and arq's poll.
+            DBOS.register_queue("bench", worker_concurrency=16, polling_interval_sec=0.01)
+            while True:
+                time.sleep(60)
+        """,
+        producer="""\
+        import asyncio
+        import os
+        from dbos import DBOSClient
+        client = None
+        async def start():
+            global client
+            for _ in range(300):  # until the worker has made its schema and its queue
+                try:
+                    client = client or DBOSClient(system_database_url=os.environ["BENCH_PG"])
+                    if any(q.name == "bench" for q in await client.list_queues_async()):
+                        return
+                except Exception:
+                    pass
+                await asyncio.sleep(0.2)
+            raise SystemExit("DBOS's worker never registered its queue")
+        async def enqueue():
+            await client.enqueue_async({"queue_name": "bench", "workflow_name": "noop"})
+        async def close(): client.destroy()
+        """,
+        worker=("python", "-c", "import tasks; tasks.serve()"),
+        settings="1 process, a queue of 16 per worker polled every 10 ms (default 1 s), "
+        "a workflow of 3 steps",
+    ),
+    Peer(
+        name="procrastinate",
+        db=8,
+        packages=("procrastinate", "psycopg[binary]", "redis"),
+        imports="procrastinate, psycopg, redis",
+        postgres=True,
+        tasks="""\
+        import os
+        import procrastinate
+        import redis.asyncio as aioredis
+        app = procrastinate.App(
+            connector=procrastinate.PsycopgConnector(conninfo=os.environ["BENCH_PG"]))
+        counter = aioredis.Redis.from_url(URL)
+
+        @app.task(queue="bench")
+        async def noop() -> None:
+            await counter.incr(KEY)
+        """,
+        producer="""\
+        from tasks import app, noop
+        async def start(): await app.open_async()
+        async def enqueue(): await noop.defer_async()
+        async def close(): await app.close_async()
+        """,
+        setup=("procrastinate", "--app=tasks.app", "schema", "--apply"),
+        worker=("procrastinate", "--app=tasks.app", "--log-level=warning", "worker", "-c", "16"),
+        settings="1 worker, 16 async jobs at once (-c 16), LISTEN/NOTIFY (its default)",
     ),
 ]
 

@@ -1,6 +1,8 @@
 """Benchmark the queue engine end to end: no-op jobs through Cairn's projector, scheduler and
 worker processes, and the same no-op workload through peer job queues (taskiq, huey, dramatiq,
-celery, arq, rq), all on one embedded server in the same run.
+celery, arq, rq on the same embedded server; DBOS and Procrastinate, which keep a durable history
+per job as Cairn does, on a PostgreSQL from Debian's packages that the script starts), in the
+same run.
 
     python scripts/bench_queue_engine.py [--quick] [--json] [--peers a,b | --no-peers]
 
@@ -23,6 +25,7 @@ claimed, three stages started and finished, succeeded), the full audit trail, an
 lease at every step. Each peer is installed in its own virtual environment under
 ~/.cache/cairn-bench/venvs (reused when it still imports) and runs from generated files; a peer
 that cannot be installed or fails is reported as null with the reason in peer_errors.
+peer_disk_bytes_per_job: the growth of a PostgreSQL peer's database per job (its history).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from cairn.domain.job_types import ContractSettings
 from cairn.streams.connection import connect
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
-from cairn.streams.server import start_server
+from cairn.streams.server import free_port, start_server
 from cairn.streams.store import EventStore
 
 LANES = 32  # concurrent submitters, for Cairn and for every peer's producer
@@ -382,9 +385,83 @@ def write_peer_files(peer: Peer, folder: Path) -> None:
     (folder / "produce.py").write_text(producer)
 
 
-def run_peer(peer: Peer, base_url: str, n: int, workdir: Path) -> tuple[float, str]:
+@dataclass
+class Postgres:
+    """A PostgreSQL server the benchmark started (Debian's packages) in its own folder."""
+
+    bin: Path
+    folder: Path
+    port: int
+    as_user: list[str]  # the prefix that runs its tools as the `postgres` user when we are root
+
+    def url(self, database: str) -> str:
+        return f"postgresql://bench@127.0.0.1:{self.port}/{database}"
+
+    def sql(self, statement: str, database: str = "postgres") -> str:
+        done = subprocess.run(
+            [str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "bench",
+             "-d", database, "-Atqc", statement], capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise PeerFailed(f"psql {statement!r}: {done.stderr.strip()[-300:]}")
+        return done.stdout.strip()
+
+    def stop(self) -> None:
+        subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"),
+                        "-m", "fast", "stop"], capture_output=True, timeout=60)  # fmt: skip
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def postgres_bin() -> Path:
+    """Debian's PostgreSQL (the newest installed), installed with apt-get when we are root."""
+    for attempt in range(2):
+        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                          key=lambda p: int(p.parent.parent.name) if p.parent.parent.name
+                          .isdigit() else 0)  # fmt: skip
+        if versions:
+            return versions[-1].parent
+        if attempt or os.geteuid() != 0 or shutil.which("apt-get") is None:
+            break
+        say("  installing postgresql (apt-get) ...")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "postgresql"], env=env,
+                       capture_output=True, timeout=900)  # fmt: skip
+    raise PeerFailed("PostgreSQL is not installed (apt-get install postgresql)")
+
+
+def start_postgres() -> Postgres:
+    """initdb in a fresh folder and start PostgreSQL on a free port, as `postgres` when we are
+    root (initdb refuses root). Commits are durable within a moment (synchronous_commit=off),
+    as Cairn's AOF is (appendfsync everysec): a crash loses at most the last moment."""
+    binary = postgres_bin()
+    folder = Path(tempfile.mkdtemp(prefix="cairn-bench-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(folder, "postgres")
+    port = free_port()
+    made = subprocess.run([*as_user, str(binary / "initdb"), "-D", str(folder / "data"), "-U",
+                           "bench", "--auth=trust", "-E", "UTF8", "--no-sync"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    if made.returncode != 0:
+        raise PeerFailed(f"initdb failed: {made.stderr.strip()[-500:]}")
+    options = (f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c synchronous_commit=off "
+               "-c max_connections=200")  # fmt: skip
+    started = subprocess.run([*as_user, str(binary / "pg_ctl"), "-D", str(folder / "data"), "-o",
+                              options, "-l", str(folder / "server.log"), "-w", "start"],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    if started.returncode != 0:
+        raise PeerFailed(f"PostgreSQL did not start: {read_tail(folder / 'server.log', 500)}")
+    return Postgres(binary, folder, port, as_user)
+
+
+def run_peer(
+    peer: Peer, base_url: str, n: int, workdir: Path, postgres: Postgres | None = None
+) -> tuple[float, str, int | None]:
     """jobs/s of n no-op jobs through `peer` (and its version): from the producer's first
-    enqueue until the tasks' counter reaches n."""
+    enqueue until the tasks' counter reaches n; and, for a peer on PostgreSQL, its database's
+    growth per job (its history, on disk)."""
     venv = ensure_venv(peer)
     folder = workdir / peer.name
     write_peer_files(peer, folder)
@@ -395,6 +472,17 @@ def run_peer(peer: Peer, base_url: str, n: int, workdir: Path) -> tuple[float, s
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env.update(BENCH_URL=url, BENCH_KEY=key, PYTHONPATH=str(folder),
                PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")  # fmt: skip
+    if peer.postgres:
+        if postgres is None:
+            raise PeerFailed("needs PostgreSQL, which did not start")
+        postgres.sql(f"DROP DATABASE IF EXISTS {peer.name}")
+        postgres.sql(f"CREATE DATABASE {peer.name}")
+        env["BENCH_PG"] = postgres.url(peer.name)
+    if peer.setup:
+        made = subprocess.run([str(venv / "bin" / peer.setup[0]), *peer.setup[1:]], env=env,
+                              cwd=folder, capture_output=True, text=True, timeout=300)  # fmt: skip
+        if made.returncode != 0:
+            raise PeerFailed(f"{' '.join(peer.setup)} failed: {made.stderr.strip()[-500:]}")
     worker_argv = [str(venv / "bin" / peer.worker[0])]
     worker_argv += [arg.replace("{url}", url) for arg in peer.worker[1:]]
     say(f"{peer.name}: {n} no-op jobs, {peer.settings} ...")
@@ -405,9 +493,12 @@ def run_peer(peer: Peer, base_url: str, n: int, workdir: Path) -> tuple[float, s
                         str(n)], env, folder / "producer.log", folder, finishes=True)
         )  # fmt: skip
         started = wait_peer(counter, f"{key}:started", children, timeout=120)
+        size = database_size(postgres, peer)
         wait_count(counter, key, n, children, timeout=max(120, n / 10))
         finished = time.time()
-        return n / (finished - started), read_version(venv, peer)
+        grown = database_size(postgres, peer)
+        per_job = round((grown - size) / n) if grown is not None and size is not None else None
+        return n / (finished - started), read_version(venv, peer), per_job
     except ChildExited as e:
         raise PeerFailed(str(e)) from None
     finally:
@@ -415,6 +506,12 @@ def run_peer(peer: Peer, base_url: str, n: int, workdir: Path) -> tuple[float, s
         # peers get less time than Cairn's processes before the SIGKILL.
         stop_children(children, timeout=5)
         counter.close()
+
+
+def database_size(postgres: Postgres | None, peer: Peer) -> int | None:
+    if postgres is None or not peer.postgres:
+        return None
+    return int(postgres.sql("SELECT pg_database_size(current_database())", peer.name))
 
 
 def wait_peer(counter: redis.Redis, key: str, children: Sequence[Child], timeout: float) -> float:
@@ -449,17 +546,33 @@ def run_peers(names: Sequence[str], base_url: str, n: int, workdir: Path) -> dic
     rates: dict[str, float | None] = {}
     errors: dict[str, str] = {}
     versions: dict[str, str] = {}
-    for peer in PEERS:
-        if peer.name not in names:
-            continue
+    disk: dict[str, int | None] = {}
+    postgres, postgres_error = None, ""
+    if any(peer.postgres and peer.name in names for peer in PEERS):
         try:
-            rate, versions[peer.name] = run_peer(peer, base_url, n, workdir)
-            rates[peer.name] = round(rate)
-        except Exception as e:  # a peer must never stop the benchmark
-            rates[peer.name] = None
-            errors[peer.name] = f"{type(e).__name__}: {e}"
-            say(f"  {peer.name} failed: {errors[peer.name]}")
-    return {"peers": rates, "peer_errors": errors, "peer_versions": versions}
+            postgres = start_postgres()
+        except PeerFailed as e:
+            postgres_error = str(e)
+    try:
+        for peer in PEERS:
+            if peer.name not in names:
+                continue
+            try:
+                if peer.postgres and postgres is None:
+                    raise PeerFailed(postgres_error)
+                rate, versions[peer.name], grown = run_peer(peer, base_url, n, workdir, postgres)
+                rates[peer.name] = round(rate)
+                if grown is not None:
+                    disk[peer.name] = grown
+            except Exception as e:  # a peer must never stop the benchmark
+                rates[peer.name] = None
+                errors[peer.name] = f"{type(e).__name__}: {e}"
+                say(f"  {peer.name} failed: {errors[peer.name]}")
+    finally:
+        if postgres is not None:
+            postgres.stop()
+    return {"peers": rates, "peer_errors": errors, "peer_versions": versions,
+            "peer_disk_bytes_per_job": disk}  # fmt: skip
 
 
 # ---- the run --------------------------------------------------------------------------------
@@ -499,6 +612,8 @@ def print_table(results: dict[str, Any]) -> None:
             print(f"{label:>24} {'failed':>8}  {'':>13}  {results['peer_errors'][name][:60]}")
         else:
             print(f"{label:>24} {rate:>8}  {cairn / rate:>12.2f}x  {settings[name]}")
+    for name, size in results.get("peer_disk_bytes_per_job", {}).items():
+        print(f"{name} keeps {size} bytes per job in its PostgreSQL database")
     print(f"claim latency, unloaded ({UNLOADED_RATE}/s): p50 {results['claim_p50_ms']} ms, "
           f"p99 {results['claim_p99_ms']} ms")  # fmt: skip
     print(f"claim latency, under the 1-worker backlog: p50 {results['claim_loaded_p50_ms']} ms, "
