@@ -31,7 +31,7 @@ Client = aioredis.Redis  # what the other layers name; they never import redis t
 # loading its AOF (BusyLoadingError is a ConnectionError), stalled, or failing over.
 PASSING = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, TryAgainError, ClusterDownError)
 PASSING_REPLIES = ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY")
-# No read timeout: it costs a timer per command (a fifth of a no-op job's client CPU), and a
+# NO READ TIMEOUT: it costs a timer per command (a fifth of a no-op job's client CPU), and a
 # stalled server is waited out (its callers resume when it does); TCP keepalive finds a peer
 # that is gone for good. Connecting is bounded.
 CONNECT_TIMEOUT_S = 5.0
@@ -147,6 +147,7 @@ def connect(url: str, max_connections: int | None = None) -> Client:
     options: dict[str, Any] = {
         "max_connections": max_connections,
         "socket_keepalive": True,
+        "socket_timeout": None,  # redis-py's default is 5 s: see NO READ TIMEOUT above
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "health_check_interval": HEALTH_CHECK_S,
     }
