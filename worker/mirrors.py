@@ -109,8 +109,11 @@ class Mirrors:
         try:
             await self.git.run(*args, cwd=cwd)
         except GitFailed as e:
-            last = e.stderr.strip().splitlines()[-1] if e.stderr.strip() else str(e)
-            message = f"{what} {remote.display}: {last}"
+            lines = e.stderr.strip().splitlines()
+            # git says what went wrong on its `fatal:` line; hints and advice come after it.
+            said = next((line for line in lines if line.startswith("fatal:")), None)
+            reason = said or (lines[-1] if lines else str(e))
+            message = f"{what} {remote.display}: {reason}"
             raise GitFailed(e.command, e.exit_status, e.stderr, message) from e
 
 

@@ -91,7 +91,7 @@ async def test_a_missing_remote_names_the_repository(tmp_path: Path, git: Git) -
     missing = Remote(url=str(tmp_path / "nowhere.git"), display="octo/missing", local=True)
     mirrors = Mirrors(tmp_path / "mirrors", git)
 
-    with pytest.raises(GitFailed, match="could not clone octo/missing: ") as caught:
+    with pytest.raises(GitFailed, match="could not clone octo/missing: fatal: ") as caught:
         await mirrors.checkout(missing, tmp_path / "repo")
 
     assert caught.value.exit_status != 0 and caught.value.stderr
