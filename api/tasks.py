@@ -39,7 +39,7 @@ from cairn.api.context import (
 from cairn.api.roles import AUDITOR, OPERATOR, VIEWER
 from cairn.api.schemas import ref
 from cairn.commands.runner import CommandResult
-from cairn.commands.runs import cancel_task, request_task_run, retry_task
+from cairn.commands.task_runs import cancel_task, request_task_run, retry_task
 from cairn.commands.tasks import (
     add_dependency,
     create_task,

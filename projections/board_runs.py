@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from cairn.commands.runs import request_task_run
 from cairn.commands.settings import Settings
+from cairn.commands.task_runs import request_task_run
 from cairn.commands.tasks import transition_task
 from cairn.domain.errors import CairnError
 from cairn.domain.task import can_become_ready

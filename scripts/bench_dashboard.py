@@ -34,8 +34,8 @@ from cairn.api.auth import store_token
 from cairn.api.context import Context
 from cairn.api.queue import ListQuery
 from cairn.commands.jobs import JobRequest, submit_job
-from cairn.commands.runs import request_task_run
 from cairn.commands.settings import Settings
+from cairn.commands.task_runs import request_task_run
 from cairn.commands.tasks import create_task, transition_task
 from cairn.domain.task_spec import TaskSpec
 from cairn.projections.catalog import all_projections

@@ -22,7 +22,7 @@ from cairn.api.dashboard.render import (
     safe_next,
     wait_for_writes,
 )
-from cairn.commands.runs import cancel_task, request_task_run, retry_task
+from cairn.commands.task_runs import cancel_task, request_task_run, retry_task
 from cairn.commands.tasks import transition_task
 from cairn.domain.errors import CairnError, NotFound
 from cairn.domain.job import Job

@@ -15,7 +15,8 @@ from cairn.commands.jobs import (
     resume_job,
     submit_job,
 )
-from cairn.commands.runs import claim_job, request_task_run
+from cairn.commands.runs import claim_job
+from cairn.commands.task_runs import request_task_run
 from cairn.commands.tasks import create_task, load_task
 from cairn.domain.errors import InvalidTransition, NotFound, ValidationFailed
 from cairn.domain.job import RetryPolicy

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from cairn.commands.jobs import cancel_job, load_job, update_job
-from cairn.commands.runs import cancel_task, claim_job, request_task_run, retry_task
+from cairn.commands.runs import claim_job
+from cairn.commands.task_runs import cancel_task, request_task_run, retry_task
 from cairn.commands.tasks import create_task, load_task, transition_task, update_task
 from cairn.domain.errors import InvalidTransition, ValidationFailed
 from cairn.domain.job_types import ContractSettings

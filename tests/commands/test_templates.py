@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cairn.commands.jobs import load_job
-from cairn.commands.runs import request_task_run
+from cairn.commands.task_runs import request_task_run
 from cairn.commands.tasks import create_task, load_task
 from cairn.commands.templates import load_template, save_template
 from cairn.domain.errors import ValidationFailed
