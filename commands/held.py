@@ -22,15 +22,8 @@ from typing import Any
 from cairn.commands.jobs import load_job, with_its_task
 from cairn.commands.runner import MAX_ATTEMPTS, RETRY_RECORD_TTL_S
 from cairn.domain.errors import InfrastructureError, VersionConflict
-from cairn.domain.job import (
-    Job,
-    JobStatus,
-    RetryPolicy,
-    apply_events,
-    cancelled_as_requested,
-    check_lease,
-    decide_fail,
-)
+from cairn.domain.job import Job, JobStatus, apply_events
+from cairn.domain.job_attempts import RetryPolicy, cancelled_as_requested, check_lease, decide_fail
 from cairn.domain.job_events import (
     JobEvent,
     JobReleased,

@@ -16,7 +16,8 @@ from cairn.commands.runner import (
 )
 from cairn.commands.tasks import load_task, load_tasks
 from cairn.domain.decision import events_for
-from cairn.domain.job import Job, JobStatus, RetryPolicy, apply_events, decide_lease_expired
+from cairn.domain.job import Job, JobStatus, apply_events
+from cairn.domain.job_attempts import RetryPolicy, decide_lease_expired
 from cairn.domain.job_events import JobEvent
 from cairn.domain.runs import (
     decide_claim_run,

@@ -16,10 +16,10 @@ from cairn.domain.job import (
     SubmitOptions,
     apply_events,
     decide_cancel,
-    decide_claim,
     decide_promote,
     decide_submit,
 )
+from cairn.domain.job_attempts import decide_claim
 from cairn.domain.job_events import JobCancelled, JobEvent, JobStepFinished, JobStepStarted
 from cairn.domain.job_steps import stopped_in
 from cairn.domain.job_types import NormalizedJob

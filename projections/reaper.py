@@ -13,7 +13,8 @@ from typing import Any
 from cairn.commands.jobs import load_job, load_jobs
 from cairn.commands.runs import expire_lease, write_job
 from cairn.commands.settings import Settings
-from cairn.domain.job import ACTIVE, TERMINAL, Job, RetryPolicy, decide_poisoned
+from cairn.domain.job import ACTIVE, TERMINAL, Job
+from cairn.domain.job_attempts import RetryPolicy, decide_poisoned
 from cairn.projections.queue import Queue
 from cairn.streams.dispatch import Dispatch, Message
 from cairn.streams.registry import Registry

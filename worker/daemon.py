@@ -21,7 +21,8 @@ from cairn.commands.settings import Settings
 from cairn.domain.contract import WorkerDefaults
 from cairn.domain.dispatch import eligible, run_order_key
 from cairn.domain.errors import CairnError, DomainError, InfrastructureError, StaleLease
-from cairn.domain.job import Job, RetryPolicy
+from cairn.domain.job import Job
+from cairn.domain.job_attempts import RetryPolicy
 from cairn.streams.artifacts import FileArtifactStore
 from cairn.streams.connection import Client
 from cairn.streams.dispatch import Dispatch, Message

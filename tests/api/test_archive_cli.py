@@ -12,7 +12,7 @@ from cairn.commands.jobs import JobRequest, load_job, submit_job
 from cairn.commands.runs import claim_job
 from cairn.commands.settings import Settings
 from cairn.commands.tasks import create_task, transition_task
-from cairn.domain.job import RetryPolicy
+from cairn.domain.job_attempts import RetryPolicy
 from cairn.domain.task_spec import TaskSpec
 from cairn.domain.task_states import Flags
 from cairn.streams.archive import MARKER, Archive

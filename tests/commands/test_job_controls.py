@@ -19,7 +19,7 @@ from cairn.commands.runs import claim_job
 from cairn.commands.task_runs import request_task_run
 from cairn.commands.tasks import create_task, load_task
 from cairn.domain.errors import InvalidTransition, NotFound, ValidationFailed
-from cairn.domain.job import RetryPolicy
+from cairn.domain.job_attempts import RetryPolicy
 from cairn.domain.job_events import JobEvent, JobStepFinished, JobStepStarted
 from cairn.domain.job_types import ContractSettings
 from cairn.domain.task_spec import TaskSpec

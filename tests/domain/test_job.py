@@ -19,16 +19,13 @@ from cairn.domain.errors import (
 from cairn.domain.job import (
     Job,
     JobStatus,
-    RetryPolicy,
     SubmitOptions,
     decide_cancel,
-    decide_claim,
-    decide_fail,
-    decide_lease_expired,
     decide_resubmit,
     decide_submit,
     evolve,
 )
+from cairn.domain.job_attempts import RetryPolicy, decide_claim, decide_fail, decide_lease_expired
 from cairn.domain.job_events import JobEvent, JobResubmitted, JobSubmitted
 from cairn.domain.job_types import ContractSettings, NormalizedJob, normalize_job
 

@@ -14,15 +14,17 @@ from cairn.domain.job import (
     TERMINAL,
     Job,
     JobStatus,
-    RetryPolicy,
     SubmitOptions,
-    check_lease,
     decide_cancel,
+    decide_submit,
+    evolve,
+)
+from cairn.domain.job_attempts import (
+    RetryPolicy,
+    check_lease,
     decide_claim,
     decide_fail,
     decide_lease_expired,
-    decide_submit,
-    evolve,
 )
 from cairn.domain.job_controls import (
     MAX_MESSAGE,

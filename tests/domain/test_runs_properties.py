@@ -10,21 +10,16 @@ from hypothesis import strategies as st
 
 from cairn.domain.decision import Decision
 from cairn.domain.errors import DomainError
-from cairn.domain.job import (
-    ACTIVE,
-    TERMINAL,
-    Job,
-    JobStatus,
+from cairn.domain.job import ACTIVE, TERMINAL, Job, JobStatus, apply_events, decide_cancel
+from cairn.domain.job import evolve as evolve_job
+from cairn.domain.job_attempts import (
     RetryPolicy,
-    apply_events,
     cancelled_as_requested,
     check_lease,
-    decide_cancel,
     decide_fail,
     decide_lease_expired,
     decide_poisoned,
 )
-from cairn.domain.job import evolve as evolve_job
 from cairn.domain.job_events import (
     JobEvent,
     JobReleased,

@@ -15,7 +15,8 @@ from cairn.commands.runs import claim_job, expire_lease
 from cairn.commands.settings import Settings
 from cairn.domain.dispatch import run_order_key, signature
 from cairn.domain.errors import CairnError
-from cairn.domain.job import TERMINAL, Job, RetryPolicy, evolve
+from cairn.domain.job import TERMINAL, Job, evolve
+from cairn.domain.job_attempts import RetryPolicy
 from cairn.domain.job_events import job_event_from
 from cairn.domain.task_states import Flags
 from cairn.projections import layout

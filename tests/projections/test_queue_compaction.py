@@ -16,7 +16,8 @@ from cairn.commands.held import Held
 from cairn.commands.jobs import JobRequest, load_job, submit_job
 from cairn.commands.runs import claim_job
 from cairn.commands.settings import Settings
-from cairn.domain.job import Job, RetryPolicy
+from cairn.domain.job import Job
+from cairn.domain.job_attempts import RetryPolicy
 from cairn.domain.task_states import Flags
 from cairn.projections import layout
 from cairn.projections.generations import current_space
