@@ -60,10 +60,8 @@ def quick_run_view(job: Job) -> dict[str, Any]:
     }
 
 
-@idempotent
-async def post_quick_run(request: Request) -> Response:
-    """Start a quick run (source quick_action; never on the board unless promoted)."""
-    body: QuickRunBody = await read_body(request, QuickRunBody)
+def quick_run_payload(body: QuickRunBody) -> dict[str, Any]:
+    """The task payload of a quick run (the API's and the dashboard's, the same)."""
     payload: dict[str, Any] = {"task": {"instructions": body.prompt}}
     if body.repository:
         payload["repository"] = body.repository
@@ -73,6 +71,14 @@ async def post_quick_run(request: Request) -> Response:
         payload["task"]["runtime"] = {"model": body.model}
     if body.publish_mode:
         payload["task"]["publish"] = {"mode": body.publish_mode}
+    return payload
+
+
+@idempotent
+async def post_quick_run(request: Request) -> Response:
+    """Start a quick run (source quick_action; never on the board unless promoted)."""
+    body: QuickRunBody = await read_body(request, QuickRunBody)
+    payload = quick_run_payload(body)
     ctx = context(request)
     result = await submit_quick_run(
         ctx.store,

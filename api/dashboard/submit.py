@@ -15,7 +15,7 @@ from starlette.responses import Response
 from cairn.api.context import actor, context, path_id
 from cairn.api.dashboard.render import FieldErrors, Form, action, done, page, render
 from cairn.api.queue import SubmitBody, UpdateBody
-from cairn.api.quick_runs import QuickRunBody
+from cairn.api.quick_runs import QuickRunBody, quick_run_payload
 from cairn.commands.jobs import (
     JobRequest,
     promote_quick_run,
@@ -279,13 +279,7 @@ async def submit_quick(request: Request, form: Form) -> Response:
         if form.text(name):
             data[name] = form.get(name).strip()
     body = parse_model(QuickRunBody, data)
-    payload: dict[str, Any] = {"task": {"instructions": body.prompt}}
-    if body.repository:
-        payload["repository"] = body.repository
-    if body.runtime:
-        payload["targetRuntime"] = body.runtime
-    if body.model:
-        payload["task"]["runtime"] = {"model": body.model}
+    payload = quick_run_payload(body)
     ctx = context(request)
     result = await submit_quick_run(
         ctx.store, JobRequest("task", payload, project=body.project), body.prompt,
