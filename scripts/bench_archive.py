@@ -97,7 +97,7 @@ async def scenario(
             if archiving:
                 await asyncio.sleep(0.5)  # every projection applies the last events
                 began = time.monotonic()
-                ids, tasks = await finished_aggregates(client, keys, cut_for_now())
+                ids, tasks = await finished_aggregates(client, keys, cut_for_now(), archive)
                 moved = await archive_aggregates(client, keys, archive, ids + tasks, cut_for_now())
                 archive_s += time.monotonic() - began
                 archived_events += moved.events

@@ -259,6 +259,21 @@ class Archive:
                 last = key
                 yield event
 
+    def archived_versions(self, aggregate_ids: Sequence[str]) -> dict[str, int]:
+        """The last archived version of each of `aggregate_ids` that has one."""
+        db = self._open()
+        if db is None:
+            return {}
+        found: dict[str, int] = {}
+        for start in range(0, len(aggregate_ids), 500):
+            chunk = list(aggregate_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            found.update(db.execute(
+                f"SELECT aggregate, MAX(last_version) FROM aggregates WHERE aggregate IN ({marks}) "
+                "GROUP BY aggregate", chunk,
+            ).fetchall())  # fmt: skip
+        return found
+
     def count(self) -> tuple[int, int]:
         """(aggregates, events) the index holds."""
         db = self._open()

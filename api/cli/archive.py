@@ -53,9 +53,13 @@ def cut_for(age: timedelta, now: datetime | None = None) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-async def finished_aggregates(client: Client, keys: Keys, cut: str) -> tuple[list[str], list[str]]:
-    """(jobs, tasks) the read models show finished with their last event before `cut`."""
-    jobs, tasks = [], []
+async def finished_aggregates(
+    client: Client, keys: Keys, cut: str, archive: Archive | None = None
+) -> tuple[list[str], list[str]]:
+    """(jobs, tasks) the read models show finished with their last event before `cut`, but for
+    those `archive` holds at the version the read model shows (archived already)."""
+    jobs: list[tuple[str, int]] = []
+    tasks: list[tuple[str, int]] = []
     queue, board = QueueProjection(), BoardProjection()
     for p in keys.all_partitions():
         space = await current_space(client, keys, QUEUE, p)
@@ -64,7 +68,7 @@ async def finished_aggregates(client: Client, keys: Keys, cut: str) -> tuple[lis
             ids = [text(m).rsplit("|", 1)[1] for m in members]
             for job in await _documents(client, layout.jobs(space), ids, queue.decode):
                 if job.status in TERMINAL and job.updated_at < cut:
-                    jobs.append(job.id)
+                    jobs.append((job.id, job.version))
         space = await current_space(client, keys, BOARD, p)
         for project in sorted(text(m) for m in await client.smembers(layout.projects(space))):
             for status in FINISHED_TASKS:
@@ -73,8 +77,9 @@ async def finished_aggregates(client: Client, keys: Keys, cut: str) -> tuple[lis
                 for task in await _documents(client, layout.tasks(space), ids, board.decode):
                     if task.status in FINISHED_TASKS and task.active_job_id is None \
                             and task.updated_at < cut:  # fmt: skip
-                        tasks.append(task.id)
-    return jobs, tasks
+                        tasks.append((task.id, task.version))
+    done = archive.archived_versions([i for i, _ in jobs + tasks]) if archive else {}
+    return ([i for i, v in jobs if done.get(i, 0) < v], [i for i, v in tasks if done.get(i, 0) < v])
 
 
 async def _documents(client: Client, key: str, ids: list[str], decode: Any) -> list[Any]:
@@ -96,7 +101,7 @@ def archive(settings: Settings, args: argparse.Namespace) -> int:
         client = await open_client(settings)
         try:
             cut = cut_for(age)
-            jobs, tasks = await finished_aggregates(client, keys, cut)
+            jobs, tasks = await finished_aggregates(client, keys, cut, where)
             progress = progress_printer("checked") if not args.dry_run else _quiet
             if args.dry_run:
                 moved = await archive_aggregates(client, keys, where, jobs + tasks, cut,
@@ -114,7 +119,7 @@ def archive(settings: Settings, args: argparse.Namespace) -> int:
     verb = "would archive" if args.dry_run else "archived"
     elapsed = time.monotonic() - started
     print(f"{verb} {moved.aggregates} aggregates, {moved.events} events (of {jobs} finished jobs "
-          f"and {tasks} finished tasks before the cut) in {elapsed:.1f}s")  # fmt: skip
+          f"and {tasks} finished tasks before the cut, not yet archived) in {elapsed:.1f}s")
     if moved.segments:
         raw = sum(s.raw_bytes for s in moved.segments)
         size = sum(s.bytes for s in moved.segments)
