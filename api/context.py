@@ -73,7 +73,7 @@ async def read_json(request: Request) -> Any:
     """The body as JSON: at most CAIRN_MAX_BODY_BYTES (413 past it, read no further) and at
     most MAX_DEPTH levels deep (422 naming where), checked before anything else reads it."""
     raw = await read_limited(request, context(request).settings.max_body_bytes)
-    if not raw.strip():
+    if not raw.strip(b" \t\r\n"):  # JSON's whitespace only: a form feed is not JSON
         return {}
     try:
         data = orjson.loads(raw)

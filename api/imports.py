@@ -25,7 +25,7 @@ from cairn.api.schemas import BOOLEAN, INTEGER, NULLABLE_STRING, OBJECT, STRING,
 from cairn.commands.import_plans import request_agent_plan
 from cairn.commands.imports import commit_import, preview_import, recall_preview
 from cairn.domain.errors import NotFound, ValidationFailed
-from cairn.domain.import_preview import ONE_OF_SOURCE_OR_PLAN, ImportRequest
+from cairn.domain.import_preview import ONE_OF_SOURCE_OR_PLAN, ImportRequest, shows_something
 from cairn.domain.imports import ImportJob
 from cairn.projections.imports import NAME as IMPORTS
 from cairn.projections.imports import Imports
@@ -74,7 +74,7 @@ async def post_preview(request: Request) -> Response:
     wanted = ImportRequest.model_validate(body.model_dump(exclude={"planner", "repository",
                                                                    "runtime"}))  # fmt: skip
     if body.planner == "agent":
-        if not wanted.source.strip():
+        if not shows_something(wanted.source):
             reason = "the agent planner needs the PRD as source"
             raise ValidationFailed(reason, [{"path": "source", "reason": reason}])
         result, job_id = await request_agent_plan(
@@ -93,7 +93,7 @@ async def post_commit(request: Request) -> Response:
     body: CommitBody = await _body(request, CommitBody)
     ctx = context(request)
     fields = body.model_dump(exclude={"preview_id"}, exclude_unset=True)
-    if body.preview_id and not body.source.strip() and body.plan is None:
+    if body.preview_id and not shows_something(body.source) and body.plan is None:
         wanted = await recall_preview(ctx.store, body.preview_id)
     else:
         wanted = ImportRequest.model_validate(fields)

@@ -19,7 +19,11 @@ from cairn.domain.prd_planner import plan_document
 from cairn.domain.task_spec import VISIBLE, Name, Spec
 
 MAX_PRD_CHARS = 200_000
-DocumentName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w][\w .:/\-]*$")]
+# Patterns spell ASCII out: JSON Schema's \w is ASCII, Python's is not (so the schema and the
+# server would disagree on "Pò").
+DocumentName = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_ .:/\-]*$")
+]
 DEFAULT_DOCUMENT = "prd"
 
 
@@ -90,6 +94,15 @@ class Plan:
     planner: str
 
 
+def shows_something(source: str) -> bool:
+    """A source with a visible character, as the schema's anyOf says (control characters and
+    blanks alone are an empty PRD)."""
+    return _SHOWN.search(source) is not None
+
+
+_SHOWN = re.compile(VISIBLE)
+
+
 def plan_request(request: ImportRequest) -> Plan:
     """The request's tasks and edges: planned from `source`, or checked from `plan` (an agent
     plan's cycle is refused, naming the edge; a document's is broken with a warning)."""
@@ -100,7 +113,7 @@ def plan_request(request: ImportRequest) -> Plan:
         tasks = parse_agent_plan(request.plan)
         graph = settle_graph(tasks, request.max_parallelism_hint, break_cycles=False)
         return Plan(request.document or DEFAULT_DOCUMENT, graph, [], [], "agent")
-    if not request.source.strip():
+    if not shows_something(request.source):
         reason = "the PRD is empty: send its markdown as source"
         raise ValidationFailed(reason, [{"path": "source", "reason": reason}])
     planned = plan_document(request.source, request.granularity)

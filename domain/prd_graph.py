@@ -14,7 +14,7 @@ from cairn.domain.graph import find_cycle, waves
 from cairn.domain.task_spec import Item, Priority, TaskType, Text, Title, parse_model
 
 MAX_IMPORT_TASKS = 500
-Key = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][\w.\-/~]*$")]
+Key = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/~]*$")]
 
 
 @dataclass(frozen=True, slots=True)

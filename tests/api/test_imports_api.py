@@ -64,6 +64,9 @@ async def test_bad_input_names_the_field_and_appends_nothing(
     wrong = await api.post("/api/v2/import/prd/preview", json={"source": ACCOUNTS,
                                                                "granularity": "huge"})  # fmt: skip
     assert wrong.status_code == 422 and wrong.json()["errors"][0]["path"] == "granularity"
+    for shows_nothing in ("\u0019", " \t\n", "\u200b\u00a0"):  # as the schema's pattern says
+        empty = await api.post("/api/v2/import/prd/preview", json={"source": shows_nothing})
+        assert empty.status_code == 422 and empty.json()["errors"][0]["path"] == "source"
     missing = await api.get("/api/v2/import/import-01-" + "0" * 26)
     assert missing.status_code == 404
     assert await log_length(store) == 0

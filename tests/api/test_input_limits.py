@@ -216,3 +216,15 @@ async def test_a_page_of_jobs_stays_within_its_byte_budget(api: httpx.AsyncClien
         if cursor is None:
             break
     assert len(seen) == len(set(seen)) == count
+
+
+@pytest.mark.parametrize("body", [b"\x0c", b"\x0b{}", b"\x00"])
+async def test_a_body_that_is_not_json_is_refused_not_read_as_empty(
+    api: httpx.AsyncClient, client: aioredis.Redis, keys: Keys, body: bytes
+) -> None:
+    # JSON's whitespace is space, tab, CR and LF: a form feed is not an empty body.
+    before = await log_sizes(client, keys)
+    r = await api.post("/api/queue/jobs", content=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["path"] == "body"
+    assert await log_sizes(client, keys) == before

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cairn.domain.decision import Decision
-from cairn.domain.errors import CorruptStream, DomainError, VersionConflict
+from cairn.domain.errors import CorruptStream, DomainError, ValidationFailed, VersionConflict
 from cairn.domain.graph import find_cycle
 from cairn.domain.task import (
     Task,
@@ -20,7 +20,7 @@ from cairn.domain.task import (
     evolve,
 )
 from cairn.domain.task_events import TaskCreated, TaskDependencyAdded, TaskEvent
-from cairn.domain.task_spec import TaskSpec
+from cairn.domain.task_spec import TaskSpec, parse_model
 from cairn.domain.task_states import RESOLVED, Flags, Status
 
 N = 6
@@ -91,3 +91,21 @@ def test_an_event_out_of_version_order_is_a_corrupt_stream_not_a_conflict(versio
                                     "expected_version": 2}  # fmt: skip
     with pytest.raises(CorruptStream, match=r"not task\.created"):
         evolve(None, TaskDependencyAdded(blocker_id=IDS[1]), IDS[0], 1, "t")
+
+
+@pytest.mark.parametrize("field", ["title", "description"])
+def test_a_text_is_measured_as_sent_before_its_whitespace_is_stripped(field: str) -> None:
+    # The schema says maxLength of the text sent; 30,000 tabs strip to "" but are refused.
+    base = {"title": "a task", "task_type": "feature", "priority": 1}
+    with pytest.raises(ValidationFailed) as refused:
+        parse_model(TaskSpec, {**base, field: "\t" * 30_000 + "x"})
+    assert refused.value.details["errors"][0]["path"] == field
+    assert parse_model(TaskSpec, {**base, field: "  kept  "}).model_dump()[field] == "kept"
+
+
+def test_a_name_is_ascii_as_the_schema_says() -> None:
+    # JSON Schema reads \w as ASCII; the server refuses what the schema refuses.
+    with pytest.raises(ValidationFailed) as refused:
+        parse_model(TaskSpec, {"title": "t", "task_type": "feature", "priority": 1,
+                               "project": "Pò"})  # fmt: skip
+    assert [e["path"] for e in refused.value.details["errors"]] == ["project"]
