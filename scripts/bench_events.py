@@ -131,13 +131,17 @@ async def bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
     stop.set()
     await runner
     # Steady lag is measured with every projection caught up (the projector runs them all).
+    # Their loops each hold a connection in a blocking read: a pool of their own, unbounded as
+    # the projector's is ("Too many connections" from the bounded one stalled a projection).
     stop = asyncio.Event()
     others = [p for name, p in all_projections().items() if name != "board"]
-    runner = asyncio.create_task(run_projections(client, keys, others, stop))
+    projector = connect(url)
+    runner = asyncio.create_task(run_projections(projector, keys, others, stop))
     for name in all_projections():
         await caught_up(client, keys, name)
     stop.set()
     await runner
+    await projector.aclose()
 
     say("rebuild ...")
     started = time.perf_counter()
