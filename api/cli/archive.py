@@ -124,7 +124,7 @@ def archive(settings: Settings, args: argparse.Namespace) -> int:
         raw = sum(s.raw_bytes for s in moved.segments)
         size = sum(s.bytes for s in moved.segments)
         print(f"into {len(moved.segments)} segment(s) under {where.root}: {raw:,} bytes of "
-              f"events in {size:,}")  # fmt: skip
+              f"events in {size:,} bytes on disk")  # fmt: skip
     left = {"got an event while being moved": moved.changed,
             "not yet applied by every projection": moved.unprojected,
             "had an event at or after the cut": moved.recent}  # fmt: skip

@@ -33,8 +33,8 @@ def progress_printer(what: str) -> Callable[[int, int], None]:
         if time.monotonic() - last[0] > 0.5 or done == total:
             last[0] = time.monotonic()
             percent = 100 * done // max(total, 1)
-            print(f"\r{what}: {done}/{total} events ({percent}%)", end="", file=sys.stderr,
-                  flush=True)  # fmt: skip
+            print(f"\r{what}: {done}/{total} events ({percent}%)", file=sys.stderr, flush=True,
+                  end="\n" if done == total else "")  # fmt: skip
 
     return show
 
