@@ -19,6 +19,15 @@ from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore
 
 
+def partitions_of(keys: Keys, aggregate: str | None, project: str | None) -> list[int]:
+    """The partitions that hold an aggregate's events, or a project's, or all of them."""
+    if aggregate:
+        return [keys.partition_of_id(aggregate)]
+    if project:
+        return [keys.partition_of(project)]
+    return list(keys.all_partitions())
+
+
 async def follow_log(
     client: Client,
     keys: Keys,
@@ -32,12 +41,7 @@ async def follow_log(
     """Every event of the matching partitions in commit order (archived ones in their places:
     `archive`, else the install's), then (with follow) new ones."""
     store = EventStore(client, keys, archive=archive)
-    if aggregate:
-        partitions = [keys.partition_of_id(aggregate)]
-    elif project:
-        partitions = [keys.partition_of(project)]
-    else:
-        partitions = list(keys.all_partitions())
+    partitions = partitions_of(keys, aggregate, project)
     in_project: set[str] = set()
 
     def wanted(event: Envelope) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cairn.api.audit import partitions_of
 from cairn.api.context import context, event_view
 from cairn.api.dashboard.render import page_for, render, templates
 from cairn.api.roles import AUDITOR
@@ -59,12 +60,7 @@ def audit_filter(request: Request) -> AuditFilter:
     aggregate = query.get("aggregate", "").strip()
     aggregate = aggregate if keys.is_aggregate_id(aggregate) else ""
     project = query.get("project", "").strip()[:100]
-    if aggregate:
-        partitions = [keys.partition_of_id(aggregate)]
-    elif project:
-        partitions = [keys.partition_of(project)]
-    else:
-        partitions = list(keys.all_partitions())
+    partitions = partitions_of(keys, aggregate, project)
 
     async def projects(ids: list[str]) -> dict[str, str]:
         wanted = list(dict.fromkeys(ids))
