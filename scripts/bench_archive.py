@@ -27,14 +27,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench_queue_engine import (  # scripts/ is on the path of a script
-    LANES,
-    memory_by_key,
-    say,
-    start_cairn,
-    stop_children,
-    submit,
-)
+from bench_children import say, stop_children  # scripts/ is on the path of a script
+from bench_peers import LANES
+from bench_queue_engine import memory_by_key, start_cairn, submit
 
 from cairn.api.cli.archive import cut_for, finished_aggregates
 from cairn.commands.settings import Settings

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+LANES = 32  # concurrent submitters, for Cairn and for every peer's producer
+
 
 @dataclass(frozen=True)
 class Peer:
