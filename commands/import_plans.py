@@ -18,6 +18,7 @@ from cairn.domain.import_preview import DEFAULT_DOCUMENT, ImportRequest, request
 from cairn.domain.imports import decide_plan_result, plan_events
 from cairn.domain.job import Job, JobSource, JobStatus, SubmitOptions, decide_submit
 from cairn.domain.job_types import ContractSettings, normalize_job
+from cairn.domain.task_spec import parse_model
 from cairn.streams.store import EventStore, Meta
 
 PLAN_FILE = ".cairn/plan.json"
@@ -113,7 +114,7 @@ async def submit_plan_from_file(store: EventStore, job: Job, workspace: Path) ->
             raise ValidationFailed(
                 f"{PLAN_FILE} is not JSON", [{"path": "plan", "reason": str(e)}]
             ) from e
-        request = ImportRequest.model_validate({**state.planning, "plan": data})
+        request = parse_model(ImportRequest, {**state.planning, "plan": data})
         preview_id = (await preview_import(store, request)).preview_id
         plan = data
     except CairnError as e:

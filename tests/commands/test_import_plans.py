@@ -79,3 +79,17 @@ async def test_a_cyclic_plan_is_refused_naming_the_edge(store: EventStore, tmp_p
     assert failed.plan_errors[0]["path"] == "plan.tasks[0].depends_on[0]"
     assert "cycle" in failed.plan_errors[0]["reason"]
     assert failed.created_task_ids == [] and (workspace / PLAN_FILE).is_file()
+
+
+async def test_a_plan_that_is_not_an_object_is_recorded_as_failed(
+    store: EventStore, tmp_path: Path
+) -> None:
+    # A JSON array is not a plan: the import ends plan_failed naming `plan`, not stuck planning.
+    import_id, workspace = await run_planner(store, tmp_path, [1], "arrays")
+    state = await load_import(store, import_id)
+    assert state is not None and state.planner_job_id
+    done = msgspec.structs.replace(await load_job(store, state.planner_job_id), status="succeeded")
+    assert await submit_plan_from_file(store, done, workspace) is None
+    failed = await load_import(store, import_id)
+    assert failed is not None and failed.status == "plan_failed"
+    assert failed.plan_errors[0]["path"] == "plan"
