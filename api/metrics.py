@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter as Tally
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -133,26 +134,37 @@ class Snapshot(Collector):
         return self.families
 
 
-async def projection_lag(ctx: Context) -> dict[tuple[str, int], int]:
-    """Events each projection's current generation has still to apply, per partition (from
-    XINFO GROUPS; a group not made yet lags by the whole log)."""
+@dataclass(frozen=True, slots=True)
+class Lag:
+    events: int  # delivered to no consumer of the group yet
+    pending: int  # delivered, not yet acknowledged
+
+
+async def projection_lag(ctx: Context) -> dict[tuple[str, int], Lag]:
+    """Per projection and partition, what its current generation has still to apply (from XINFO
+    GROUPS, one pipeline; a group not made yet, or one whose lag the server cannot tell, counts
+    the whole log)."""
     partitions = list(ctx.keys.all_partitions())
     names = list(all_projections())
-    spaces = {name: await current_spaces(ctx.client, ctx.keys, name, partitions) for name in names}
+    found = await asyncio.gather(
+        *(current_spaces(ctx.client, ctx.keys, name, partitions) for name in names)
+    )
+    spaces = dict(zip(names, found, strict=True))
     async with ctx.client.pipeline(transaction=False) as pipe:
         for p in partitions:
             pipe.xinfo_groups(ctx.keys.log(p))
             pipe.xlen(ctx.keys.log(p))
         replies = await pipe.execute(raise_on_error=False)
-    lag: dict[tuple[str, int], int] = {}
+    lag: dict[tuple[str, int], Lag] = {}
     for i, p in enumerate(partitions):
         groups, length = replies[2 * i], replies[2 * i + 1]
         length = length if isinstance(length, int) else 0
         by_name = {} if isinstance(groups, Exception) else {text(g["name"]): g for g in groups}
         for name in names:
-            group = by_name.get(spaces[name][p].group)
-            behind = length if group is None else group.get("lag")
-            lag[(name, p)] = int(behind if behind is not None else length)
+            group = by_name.get(spaces[name][p].group) or {}
+            behind = group.get("lag")
+            lag[(name, p)] = Lag(int(behind if behind is not None else length),
+                                 int(group.get("pending") or 0))  # fmt: skip
     return lag
 
 
@@ -205,7 +217,7 @@ async def gather(ctx: Context) -> list[Metric]:
     lag_family = GaugeMetricFamily("cairn_projection_lag_events", what,
                                    labels=["projection", "partition"])  # fmt: skip
     for (name, p), behind in sorted(lag.items()):
-        lag_family.add_metric([name, str(p)], behind)
+        lag_family.add_metric([name, str(p)], behind.events)
     jobs = GaugeMetricFamily("cairn_jobs", "Jobs by state (queue read model)", labels=["state"])
     for state, n in sorted(counts.items()):
         jobs.add_metric([state], n)
@@ -245,14 +257,13 @@ async def readyz(request: Request) -> Response:
     """Ready when the store answers and no projection is READY_MAX_LAG events or more behind."""
     ctx = context(request)
     try:
-        await ctx.client.ping()
         lag = await projection_lag(ctx)
     except InfrastructureError as e:
         return problem(503, "store_unavailable", f"the store does not answer: {e.message}",
                        "/readyz")  # fmt: skip
     behind = Tally[str]()
     for (name, _), n in lag.items():
-        behind[name] += n
+        behind[name] += n.events
     late = {name: n for name, n in behind.items() if n >= READY_MAX_LAG}
     if late:
         shown = ", ".join(f"{name} {n} events" for name, n in sorted(late.items()))

@@ -11,6 +11,7 @@ from cairn.projections.writes import Writes
 from cairn.streams.archive import Archive, ArchivedEvent, default_archive
 from cairn.streams.connection import Client
 from cairn.streams.envelope import Envelope, position_key, text
+from cairn.streams.export import count_events
 from cairn.streams.groups import drop_group, ensure_group, read_group
 from cairn.streams.keys import Keys
 from cairn.streams.store import merge_positions
@@ -30,8 +31,7 @@ async def rebuild(
     Returns the number of events applied."""
     archive = archive if archive is not None else default_archive(keys.prefix)
     done = 0
-    total = sum([await client.xlen(keys.log(p)) for p in keys.all_partitions()])
-    total += archive.count()[1] if archive is not None else 0
+    total = await count_events(client, keys) + (archive.count()[1] if archive is not None else 0)
     for partition in keys.all_partitions():
         old = await current_space(client, keys, projection.name, partition)
         new = Space(keys, projection.name, partition, old.generation + 1)
@@ -52,7 +52,10 @@ async def rebuild(
                 break
             for start in range(0, len(merged), BATCH):
                 chunk = merged[start : start + BATCH]
-                await apply_batch(client, projection, new, chunk, acked=events)
+                # The log's entries are acknowledged with the last chunk, which holds the last
+                # of them (archived events are taken only up to it), once all are applied.
+                last = start + BATCH >= len(merged)
+                await apply_batch(client, projection, new, chunk, acked=events if last else [])
                 done += len(chunk)
                 progress(done, max(total, done))
         await client.set(generation_key(keys, projection.name, partition), new.generation)
