@@ -108,7 +108,9 @@ def write_acl(settings: Settings, args: argparse.Namespace) -> int:
     passwords = passwords_in(folder)
     target = folder / "users.acl"
     target.write_text(acl_file(settings.prefix, passwords))
-    target.chmod(0o600)
+    # Readable by the server's own user (the redis image drops to uid 999): the file holds only
+    # SHA-256 hashes of the passwords, which stay 0600 beside it.
+    target.chmod(0o644)
     # For `docker compose --env-file acl/compose.env up`: compose.yaml names these.
     env = folder / "compose.env"
     env.write_text("".join(f"CAIRN_{kind.upper()}_REDIS_PASSWORD={passwords[kind]}\n"

@@ -48,6 +48,10 @@ def acl_server(tmp_path: Path) -> Iterator[tuple[EmbeddedServer, dict[str, str]]
     passwords = passwords_in(tmp_path / "acl")  # the ones `cairn acl` made
     assert "acl-auditor" in made.stdout
     assert not any(p in made.stdout for p in passwords.values())  # never printed
+    # The server reads the hashes as its own user (in compose, uid 999); passwords stay private.
+    assert (tmp_path / "acl" / "users.acl").stat().st_mode & 0o777 == 0o644
+    assert all((tmp_path / "acl" / f"{kind}.password").stat().st_mode & 0o777 == 0o600
+               for kind in KINDS)  # fmt: skip
     server = start_plain_server(
         tmp_path / "redis", ["--aclfile", str((tmp_path / "acl" / "users.acl").resolve())],
         auth=(user_name("api", PREFIX), passwords["api"]),
@@ -154,5 +158,7 @@ def test_compose_runs_each_process_as_its_own_user() -> None:
     services = compose["services"]
     assert "--aclfile" in services["redis"]["command"]
     for kind in ("api", "projector", "scheduler", "worker"):
+        # One data directory for all: the API serves what workers write, all read the archive.
+        assert services[kind]["volumes"] == ["cairn-data:/data"], kind
         url = services[kind]["environment"]["CAIRN_REDIS_URL"]
         assert url.startswith(f"redis://{user_name(kind, 'cairn')}:${{CAIRN_{kind.upper()}_")
