@@ -102,14 +102,14 @@ def archive(settings: Settings, args: argparse.Namespace) -> int:
         try:
             cut = cut_for(age)
             jobs, tasks = await finished_aggregates(client, keys, cut, where)
-            progress = progress_printer("checked") if not args.dry_run else _quiet
             if args.dry_run:
                 moved = await archive_aggregates(client, keys, where, jobs + tasks, cut,
                                                  dry_run=True)  # fmt: skip
             else:
                 with where.writing():
+                    checked = progress_printer("checked")
                     moved = await archive_aggregates(client, keys, where, jobs + tasks, cut,
-                                                     progress=progress)  # fmt: skip
+                                                     progress=checked)  # fmt: skip
             return moved, len(jobs), len(tasks)
         finally:
             await client.aclose()
@@ -132,10 +132,6 @@ def archive(settings: Settings, args: argparse.Namespace) -> int:
         if ids:
             print(f"left in the log: {len(ids)} that {why} (e.g. {ids[0]})", file=sys.stderr)
     return 0
-
-
-def _quiet(done: int, total: int) -> None:
-    pass
 
 
 def add_commands(command: Any) -> None:

@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command("status", reading.status, "log lengths and projection lag per partition")
     rebuild = command("rebuild", reading.rebuild, "rebuild read models from the log, then switch")
-    rebuild.add_argument("--projection", default="all", help="board, queue or all")
+    rebuild.add_argument("--projection", default="all", help="board, queue, imports, proposals, "
+                         "templates, schedules or all (the default)")  # fmt: skip
     tail = command("tail", reading.tail, "print the event log (for auditors)")
     tail.add_argument(
         "--follow", "-f", action="store_true", help="keep printing new events as they come"

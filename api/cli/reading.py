@@ -8,7 +8,6 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Callable
 from contextlib import suppress
 from urllib.parse import unquote, urlsplit
 
@@ -53,6 +52,7 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    from cairn.api.cli.backup import progress_printer
     from cairn.projections.catalog import all_projections
     from cairn.projections.rebuild import rebuild as rebuild_projection
 
@@ -65,35 +65,17 @@ def rebuild(settings: Settings, args: argparse.Namespace) -> int:
         client = await open_client(settings)
         for name in names:
             started = time.monotonic()
-            progress = _progress_printer(name)
+            progress = progress_printer(f"rebuilding {name}")
             done = await rebuild_projection(client, keys_of(settings), known[name], progress)
             elapsed = time.monotonic() - started
             print(
-                f"\nrebuilt {name} from {done} events in {elapsed:.2f}s and switched over",
+                f"rebuilt {name} from {done} events in {elapsed:.2f}s and switched over",
                 file=sys.stderr,
             )
         await client.aclose()
 
     asyncio.run(run())
     return 0
-
-
-def _progress_printer(name: str) -> Callable[[int, int], None]:
-    """Print rebuild progress on one line, at most twice a second."""
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        if time.monotonic() - last[0] > 0.5 or done == total:
-            last[0] = time.monotonic()
-            percent = 100 * done // max(total, 1)
-            print(
-                f"\rrebuilding {name}: {done}/{total} events ({percent}%)",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    return progress
 
 
 def tail(settings: Settings, args: argparse.Namespace) -> int:
