@@ -101,7 +101,8 @@ def _at_most(limit: int) -> BeforeValidator:
 
 
 Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE), _at_most(MAX_TITLE), *Visible]
-Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"  # ASCII spelled out: JSON Schema's \w is ASCII
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=NAME_PATTERN)]
 Text = Annotated[str, Field(max_length=MAX_DESCRIPTION), _at_most(MAX_DESCRIPTION)]
 Item = Annotated[str, Field(min_length=1, max_length=2_000), _at_most(2_000), *Visible]
 Ref = Annotated[str, Field(min_length=1, max_length=200), _at_most(200), *Visible]

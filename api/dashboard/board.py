@@ -28,6 +28,7 @@ from cairn.domain.errors import CairnError, NotFound
 from cairn.domain.job import Job
 from cairn.domain.priority import PRIORITY_NAMES
 from cairn.domain.task import Task
+from cairn.domain.task_spec import NAME_PATTERN
 from cairn.domain.task_states import CLAIM_GUARDED, Flags, Status, allowed_targets
 from cairn.projections.board import NAME as BOARD
 from cairn.projections.board import card
@@ -38,12 +39,12 @@ STATUS_NAMES = {
     "in_review": "In review", "done": "Done", "blocked": "Blocked", "cancelled": "Cancelled",
 }  # fmt: skip
 PRIORITY_LABELS = {value: name for name, value in PRIORITY_NAMES.items()}
-_PROJECT = re.compile(r"[A-Za-z0-9][\w.\-]{0,99}")
+_PROJECT = re.compile(NAME_PATTERN)  # as the API's project names
 
 
 def project_of(request: Request) -> str:
     project = request.query_params.get("project") or "default"
-    if not _PROJECT.fullmatch(project):
+    if len(project) > 100 or not _PROJECT.fullmatch(project):
         raise NotFound("project names are letters, digits, '_', '.' and '-' (at most 100)")
     return project
 

@@ -4,6 +4,7 @@ pages; counts per status; which capabilities no live worker offers."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,14 +13,13 @@ from starlette.responses import Response
 
 from cairn.api.context import context
 from cairn.api.dashboard.render import FieldErrors, page, render, wait_for_writes
-from cairn.api.queue import ListQuery
+from cairn.api.queue import ListQuery, live_capabilities
 from cairn.domain.dispatch import missing_capabilities
 from cairn.domain.errors import ValidationFailed
 from cairn.domain.job import Job, JobSource, JobStatus
 from cairn.domain.job_types import JOB_TYPES, PUBLISH_MODES, RUNTIMES
 from cairn.domain.task_spec import parse_model
 from cairn.projections.queue import NAME as QUEUE
-from cairn.streams.registry import Registry
 
 PAGE_SIZES = (25, 50, 100)
 STAGES = ("prepare", "execute", "publish")
@@ -73,8 +73,10 @@ async def queue_view(request: Request) -> dict[str, Any]:
         view["errors"] = FieldErrors(e, lambda path: path.removeprefix("query."))
         return {**view, "jobs": [], "next_cursor": None, "counts": {}, "scanned": 0}
     filters = query.filters()
-    jobs, next_cursor, scanned = await _jobs(request, filters, cursor, size, stage)
-    workers, counts = await _workers_and_counts(request, filters.get("project"))
+    (jobs, next_cursor, scanned), workers, counts, projects = await asyncio.gather(
+        _jobs(request, filters, cursor, size, stage), live_capabilities(request),
+        ctx.queue.counts(filters.get("project")), ctx.board.projects(),
+    )  # fmt: skip
     rows = [_row(j, workers) for j in jobs]
     base = {k: v for k, v in {**chosen, "stage": stage}.items() if v}
     if size != 50:
@@ -82,7 +84,7 @@ async def queue_view(request: Request) -> dict[str, Any]:
     return {
         **view, "jobs": rows, "next_cursor": next_cursor, "counts": counts, "scanned": scanned,
         "base_query": urlencode(base), "total": sum(counts.values()),
-        "projects": [p["project"] for p in await ctx.board.projects()],
+        "projects": [p["project"] for p in projects],
     }  # fmt: skip
 
 
@@ -108,14 +110,6 @@ async def _jobs(
         if cursor is None:
             break
     return found, cursor, scanned
-
-
-async def _workers_and_counts(
-    request: Request, project: str | None
-) -> tuple[list[list[str]], dict[str, int]]:
-    ctx = context(request)
-    live = await Registry(ctx.client, ctx.keys).workers()
-    return [list(w["capabilities"]) for w in live], await ctx.queue.counts(project)
 
 
 def _row(job: Job, workers: list[list[str]]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from cairn.api.dashboard.render import (
     stream,
     wait_for_writes,
 )
+from cairn.api.queue import live_capabilities
 from cairn.api.run_views import artifact_view, publish_view, step_view
 from cairn.commands.jobs import (
     add_operator_message,
@@ -36,11 +37,10 @@ from cairn.commands.jobs import (
 )
 from cairn.domain.dispatch import missing_capabilities
 from cairn.domain.errors import CairnError, NotFound
-from cairn.domain.job import RESUBMITTABLE, TERMINAL, Job, JobSource, JobStatus
+from cairn.domain.job import ACTIVE, RESUBMITTABLE, TERMINAL, Job, JobSource, JobStatus
 from cairn.domain.job_controls import MAX_MESSAGE, MESSAGEABLE, PAUSABLE
 from cairn.domain.task_spec import parse_model
 from cairn.projections.queue import NAME as QUEUE
-from cairn.streams.registry import Registry
 
 PATCH_CAP = 200_000  # bytes of a patch shown in the page; the whole file is a download
 EVENTS_SHOWN = 500
@@ -123,10 +123,9 @@ def _when(job: Job, stage: str | None) -> str:
 
 async def run_view(request: Request, job: Job) -> dict[str, Any]:
     ctx = context(request)
-    live = await Registry(ctx.client, ctx.keys).workers()
     missing = None
-    if job.status == JobStatus.QUEUED:
-        missing = missing_capabilities(job.required_capabilities, [w["capabilities"] for w in live])
+    if job.status == JobStatus.QUEUED:  # the registry is read only when it can matter
+        missing = missing_capabilities(job.required_capabilities, await live_capabilities(request))
     events = await ctx.store.read_aggregate(job.id)
     artifacts = [artifact_view(a) for a in job.artifacts]
     return {
@@ -202,7 +201,8 @@ async def cancel(request: Request, form: Form) -> Response:
         context(request).store, job_id, actor=actor(request), reason=form.get("reason")[:2000]
     )
     job = (await context(request).queue.get_jobs([job_id])).get(job_id)
-    notice = "cancel_requested" if job and job.status == JobStatus.RUNNING else "cancelled"
+    # A running job is asked to stop; the read model may already show it cancel_requested.
+    notice = "cancel_requested" if job and job.status in ACTIVE else "cancelled"
     return done(request, _here(job_id, result.position), notice)
 
 

@@ -12,8 +12,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cairn.api.context import actor, context, path_id
+from cairn.api.context import actor, context
 from cairn.api.dashboard.render import FieldErrors, Form, action, done, page, render
+from cairn.api.dashboard.run_page import job_or_404
 from cairn.api.queue import SubmitBody, UpdateBody
 from cairn.api.quick_runs import QuickRunBody, quick_run_payload
 from cairn.commands.jobs import (
@@ -23,8 +24,8 @@ from cairn.commands.jobs import (
     submit_quick_run,
     update_job,
 )
-from cairn.domain.errors import CairnError, InvalidTransition, NotFound, ValidationFailed
-from cairn.domain.job import JobStatus
+from cairn.domain.errors import CairnError, InvalidTransition, ValidationFailed
+from cairn.domain.job import Job, JobStatus
 from cairn.domain.job_types import PUBLISH_MODES, RUNTIMES, normalize_job, refusal
 from cairn.domain.task_spec import parse_model
 
@@ -293,22 +294,13 @@ async def submit_quick(request: Request, form: Form) -> Response:
 # ---- edit a queued job -----------------------------------------------------------------------
 
 
-async def _job_for_edit(request: Request) -> Any:
-    job_id = path_id(request, "job")
-    job = (await context(request).queue.get_jobs([job_id])).get(job_id)
-    if job is None:
-        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
-    return job
-
-
 def _typed(job: Any) -> bool:
     return bool(job.submitted_type == "task" and round_trips(job.payload))
 
 
 async def _edit_form(
-    request: Request, values: dict[str, Any], errors: FieldErrors, status: int = 200
+    request: Request, job: Job, values: dict[str, Any], errors: FieldErrors, status: int = 200
 ) -> Response:
-    job = await _job_for_edit(request)
     steps = list(values.get("steps") or []) or [{"title": "", "instructions": "", "skill": ""}]
     page_data = {"job": job, "values": {**values, "steps": steps}, "errors": errors,
                  "defaults": _defaults(request), "typed": _typed(job),
@@ -318,21 +310,23 @@ async def _edit_form(
 
 @page
 async def edit_page(request: Request) -> Response:
-    job = await _job_for_edit(request)
+    job = await job_or_404(request)
     values = values_from(job.payload) if isinstance(job.payload, dict) else {}
     values.update(priority=str(job.priority), max_attempts=str(job.max_attempts),
                   expected_version=str(job.version))  # fmt: skip
-    return await _edit_form(request, values, FieldErrors())
+    return await _edit_form(request, job, values, FieldErrors())
 
 
 async def _edit_refused(request: Request, form: Form, error: CairnError) -> Response:
     status = error.status if error.status < 500 else 422
-    return await _edit_form(request, _typed_values(form), FieldErrors(error, form_field), status)
+    job = await job_or_404(request)
+    return await _edit_form(request, job, _typed_values(form), FieldErrors(error, form_field),
+                            status)  # fmt: skip
 
 
 @action(on_error=_edit_refused)
 async def edit_job(request: Request, form: Form) -> Response:
-    job = await _job_for_edit(request)
+    job = await job_or_404(request)
     if job.status != JobStatus.QUEUED:
         raise InvalidTransition(
             f"job {job.id} is {job.status}; only a queued job can be changed",
@@ -341,7 +335,7 @@ async def edit_job(request: Request, form: Form) -> Response:
     if form.get("add_step"):
         values = _typed_values(form)
         values["steps"] = [*values["steps"], {"title": "", "instructions": "", "skill": ""}]
-        return await _edit_form(request, values, FieldErrors())
+        return await _edit_form(request, job, values, FieldErrors())
     data: dict[str, Any] = {
         "expectedVersion": _number(form.get("expected_version")),
         "priority": _number(form.get("priority")),

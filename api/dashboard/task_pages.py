@@ -26,11 +26,15 @@ from cairn.api.dashboard.render import (
 )
 from cairn.api.roles import AUDITOR
 from cairn.api.tasks import CreateBody, PatchBody
-from cairn.commands.tasks import add_dependency, create_task, remove_dependency, update_task
+from cairn.commands.tasks import (
+    add_dependency,
+    create_task,
+    fold_task,
+    remove_dependency,
+    update_task,
+)
 from cairn.domain.errors import CairnError, NotFound, ValidationFailed
 from cairn.domain.priority import PRIORITY_NAMES
-from cairn.domain.task import Task, evolve
-from cairn.domain.task_events import TASK_EVENTS, task_event_from
 from cairn.domain.task_spec import TaskPatch, TaskSpec, TaskType, parse_model
 from cairn.domain.task_states import RESOLVED, Status
 from cairn.projections.board import NAME as BOARD
@@ -244,10 +248,7 @@ async def history_page(request: Request) -> Response:
     at_raw = request.query_params.get("at", "")
     at = int(at_raw) if at_raw.isdigit() else len(events)
     at = max(1, min(at, len(events)))
-    state: Task | None = None
-    for e in events[:at]:
-        if e.type in TASK_EVENTS:
-            state = evolve(state, task_event_from(e.type, e.schema, e.data), e.agg, e.ver, e.ts)
+    state = fold_task(events[:at])
     page_data = {
         "task_id": task_id,
         "title": state.title if state else task_id,
