@@ -3,7 +3,6 @@ edges in one append, idempotently), and auto_ready's release of tasks to ready."
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +16,7 @@ from cairn.commands.runner import (
     run_command,
     writes,
 )
-from cairn.commands.tasks import load_tasks
+from cairn.commands.tasks import load_closure, load_tasks
 from cairn.domain.errors import NotFound, VersionConflict
 from cairn.domain.import_events import import_event_from
 from cairn.domain.import_preview import (
@@ -31,7 +30,6 @@ from cairn.domain.import_preview import (
 )
 from cairn.domain.import_preview import Plan as ImportPlan
 from cairn.domain.imports import ImportJob, decide_commit, decide_release, evolve
-from cairn.domain.task import Task
 from cairn.domain.task_states import Flags
 from cairn.streams.envelope import Envelope
 from cairn.streams.keys import Keys
@@ -141,7 +139,8 @@ async def commit_import(
         state = await load_import(store, first.import_id)
         now = _compared(store.keys, request, first.plan, first.import_id, state)
         outcome["previewed"] = now
-        tasks = await _closure(store, [t.task_id for t in (state.tasks if state else {}).values()])
+        imported = (state.tasks if state else {}).values()
+        tasks = await load_closure(store, [t.task_id for t in imported])
         decision = decide_commit(
             state, now.import_id, request, now.plan, now.changes, now.task_ids, tasks, flags,
             preview_id=now.preview_id, source_sha256=source_digest(request),
@@ -181,14 +180,3 @@ async def release_import_tasks(
                     subject_version=state.version)  # fmt: skip
 
     return await run_command(store, import_id, plan, meta=Meta(actor=actor))
-
-
-async def _closure(store: EventStore, roots: Iterable[str]) -> dict[str, Task]:
-    """The tasks and every task reachable through blocked_by (for the cycle check)."""
-    tasks: dict[str, Task] = {}
-    frontier = list(roots)
-    while frontier:
-        found = await load_tasks(store, frontier)
-        tasks.update(found)
-        frontier = [b for t in found.values() for b in t.blocked_by if b not in tasks]
-    return tasks

@@ -176,7 +176,7 @@ async def add_dependency(
         await _refuse_foreign(store, blocker_id, task.project)
 
     async def plan() -> Plan:
-        tasks = await _closure(store, [task_id, blocker_id])
+        tasks = await load_closure(store, [task_id, blocker_id])
         if task_id not in tasks:
             raise NotFound(f"task {task_id} does not exist", task_id=task_id)
         decision = decide_add_dependency(tasks[task_id], blocker_id, tasks)
@@ -210,10 +210,10 @@ async def remove_dependency(
     )  # fmt: skip
 
 
-async def _closure(store: EventStore, roots: list[str]) -> dict[str, Task]:
+async def load_closure(store: EventStore, roots: Iterable[str]) -> dict[str, Task]:
     """The roots and every task reachable through blocked_by, read level by level."""
     tasks: dict[str, Task] = {}
-    frontier = roots
+    frontier = list(roots)
     while frontier:
         found = await load_tasks(store, frontier)
         tasks.update(found)

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from cairn.domain.decision import Decision, Event
-from cairn.domain.errors import CorruptStream, DomainError
+from cairn.domain.errors import CorruptStream
 from cairn.domain.import_events import (
     ImportCommitted,
     ImportedTask,
@@ -255,15 +255,6 @@ def decide_release(state: ImportJob, tasks: Mapping[str, Task], flags: Flags) ->
     if not moving and not others:
         return {}
     return {state.id: [ImportTasksReleased(task_ids=moving, moved_by_others=others)], **events}
-
-
-def require_planned(state: ImportJob | None, import_id: str) -> ImportJob:
-    """An import whose agent plan is ready to commit."""
-    if state is None or state.plan is None:
-        raise DomainError(f"import {import_id} has no plan to commit yet"
-                          + (f" (it is {state.status})" if state else ""),
-                          import_id=import_id)  # fmt: skip
-    return state
 
 
 def plan_events(job_id: str, project: str, document: str, request: dict[str, Any]) -> list[Event]:

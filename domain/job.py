@@ -214,18 +214,15 @@ def _apply(s: Job, e: JobEvent, ts: str) -> Job:
             ]
             return replace(s, stages=stages)
         case JobArtifactAdded():
-            added = {k: v for k, v in msgspec.structs.asdict(e).items() if k != "epoch"}
-            return replace(s, artifacts=[*s.artifacts, {**added, "attempt": s.attempt}])
+            return replace(s, artifacts=[*s.artifacts, {**_fact(e), "attempt": s.attempt}])
         case JobBranchResolved():
-            resolved = {k: v for k, v in msgspec.structs.asdict(e).items() if k != "epoch"}
-            return replace(s, branches={**resolved, "attempt": s.attempt})
+            return replace(s, branches={**_fact(e), "attempt": s.attempt})
         case JobStepStarted():
             return replace(s, steps=step_started(s.steps, e, ts))
         case JobStepFinished():
             return replace(s, steps=step_finished(s.steps, e, ts))
         case JobPublished():
-            published = {k: v for k, v in msgspec.structs.asdict(e).items() if k != "epoch"}
-            return replace(s, publish={**published, "attempt": s.attempt})
+            return replace(s, publish={**_fact(e), "attempt": s.attempt})
         case JobPaused(reason=reason):
             return replace(s, paused=True, pause_reason=reason)
         case JobResumed():
@@ -284,6 +281,11 @@ class SubmitOptions:
     task_id: str | None = None
     resubmitted_from: str | None = None
     prompt: str | None = None
+
+
+def _fact(e: JobEvent) -> dict[str, Any]:
+    """An event's fields as the job keeps them (the attempt's epoch is the job's own)."""
+    return {k: v for k, v in msgspec.structs.asdict(e).items() if k != "epoch"}
 
 
 def decide_submit(job: NormalizedJob, options: SubmitOptions) -> list[JobEvent]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from cairn.domain.priority import PRIORITY_NAMES
+
 _MARKER = re.compile(r"(?i)\b(depends on|depends upon|blocked by|after)\b\s*:?\s*")
 _PART = re.compile(r"""\s*("[^"]+"|`[^`]+`|'[^']+'|[^,&/]+?)\s*(?:,|&|/|\band\b|$)""")
 _STRUCTURED = re.compile(
@@ -19,9 +21,8 @@ _PRIORITY_TAG = re.compile(
 _TYPE_TAG = re.compile(
     r"(?i)\(type\s*:\s*(\w+)\)|\[(bug|docs|test|chore|refactor|research|hotfix|feature)\]"
 )
-PRIORITIES = {"p0": 3, "critical": 3, "urgent": 3, "p1": 2, "high": 2, "p2": 1, "medium": 1,
-              "p3": 0, "low": 0}  # fmt: skip
-DEFAULT_PRIORITY = 1
+PRIORITIES = {**PRIORITY_NAMES, "urgent": 3, "p0": 3, "p1": 2, "p2": 1, "p3": 0}
+DEFAULT_PRIORITY = PRIORITY_NAMES["medium"]
 TYPES = {"bug": "bug_fix", "bug_fix": "bug_fix", "docs": "docs", "test": "test", "chore": "chore",
          "refactor": "refactor", "research": "research", "hotfix": "hotfix",
          "feature": "feature"}  # fmt: skip
