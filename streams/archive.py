@@ -125,11 +125,6 @@ class Archive:
             self._db = db
         return self._db
 
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
     @contextmanager
     def writing(self) -> Iterator[None]:
         """Hold the archive's write lock (one archiver at a time)."""

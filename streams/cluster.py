@@ -24,12 +24,7 @@ from redis.exceptions import RedisError
 from cairn.domain.errors import InfrastructureError
 from cairn.streams.connection import CONNECT_TIMEOUT_S, HEALTH_CHECK_S, Client, _translated
 
-SCHEMES = ("redis+cluster", "redis+clusters")
 POLL_S = 0.01  # how often a blocking group read over several slots looks again
-
-
-def is_cluster_url(url: str) -> bool:
-    return url.split("://", 1)[0] in SCHEMES
 
 
 class StoreCluster(RedisCluster):

@@ -136,11 +136,14 @@ async def _evalsha_all(client: Client, script: AsyncScript, calls: Sequence[Call
         return list(await pipe.execute(raise_on_error=False))
 
 
+CLUSTER_SCHEMES = ("redis+cluster", "redis+clusters")
+
+
 def connect(url: str, max_connections: int | None = None) -> Client:
     """An asyncio client for `url` whose errors are Cairn's; plain TCP connections use the
     hiredis packer. No call is retried by the driver: a write that may have landed is retried
     (or not) by the caller, which knows whether it is idempotent."""
-    if url.split("://", 1)[0] in ("redis+cluster", "redis+clusters"):
+    if url.split("://", 1)[0] in CLUSTER_SCHEMES:
         from cairn.streams.cluster import connect_cluster
 
         return connect_cluster(url, max_connections)

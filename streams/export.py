@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from cairn.domain.errors import CairnError
-from cairn.streams.archive import Archive, default_archive
+from cairn.streams.archive import Archive, ArchivedEvent, default_archive
 from cairn.streams.connection import Client
 from cairn.streams.envelope import position_key, text
 from cairn.streams.keys import Keys
@@ -82,7 +82,8 @@ async def _write_all(
                         write(waiting.line())
                         done += 1
                     waiting = next(archived, None)
-                write(_event_line(p, position, {text(k): text(v) for k, v in fields.items()}))
+                fields_text = {text(k): text(v) for k, v in fields.items()}
+                write(ArchivedEvent(p, position, fields_text).line())
             done += len(entries)
             progress(done, max(total, done))
             if not entries:
@@ -94,10 +95,6 @@ async def _write_all(
             waiting = next(archived, None)
         progress(done, max(total, done))
     return done
-
-
-def _event_line(partition: int, position: str, fields: dict[str, str]) -> bytes:
-    return orjson.dumps({"p": partition, "pos": position, "f": fields}) + b"\n"
 
 
 def read_header(line: bytes, keys: Keys) -> ExportHeader:

@@ -38,7 +38,6 @@ class Moved:
     recent: list[str] = field(default_factory=list)  # an event at or after the cut
     unprojected: list[str] = field(default_factory=list)  # not yet applied by every group
     changed: list[str] = field(default_factory=list)  # got an event while being moved
-    nothing_left: list[str] = field(default_factory=list)  # archived already, or no events
 
 
 async def archive_aggregates(
@@ -63,9 +62,9 @@ async def archive_aggregates(
             replies = await read(keys=[keys.log(partition), *map(keys.stream, chunk)], args=[1])
             for aggregate_id, flat in zip(chunk, replies, strict=True):
                 found = _tail(partition, aggregate_id, flat)
-                if found is None:
-                    moved.nothing_left.append(aggregate_id)
-                elif found.events[-1].fields["ts"] >= cut:
+                if found is None:  # archived already, or no events
+                    continue
+                if found.events[-1].fields["ts"] >= cut:
                     moved.recent.append(aggregate_id)
                 elif not applied(found.events[-1].key):
                     moved.unprojected.append(aggregate_id)

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from cairn.domain.errors import CairnError
+from cairn.streams.lifetime import wait_for_stop
 from cairn.streams.output import OutputChunk, OutputStream
 from cairn.worker.redaction import Redactor
 
@@ -80,8 +81,7 @@ class LiveOutput:
 
     async def _send_batches(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), BATCH_S)
+            await wait_for_stop(self._wake, BATCH_S)
             self._wake.clear()
             if self._pending:
                 batch, self._pending, self._pending_bytes = "".join(self._pending), [], 0

@@ -28,7 +28,6 @@ async def resolve_secrets(
     *,
     env: Mapping[str, str],
     vault_addr: str | None,
-    vault_token: str | None = None,
 ) -> dict[str, str]:
     """Map each purpose ("repo", "publish", ...) to the value its reference names."""
     resolved = {}
@@ -39,7 +38,7 @@ async def resolve_secrets(
         elif scheme == "file":
             value = await asyncio.to_thread(_from_file, purpose, ref, rest)
         elif scheme == "vault":
-            value = await _from_vault(purpose, ref, rest, vault_addr, vault_token)
+            value = await _from_vault(purpose, ref, rest, vault_addr)
         else:
             raise SecretUnavailable(
                 f"the {purpose} secret's reference is not env://NAME, file:///path or "
@@ -90,9 +89,7 @@ def _from_file(purpose: str, ref: str, path: str) -> str:
     return text.removesuffix("\n").removesuffix("\r")
 
 
-async def _from_vault(
-    purpose: str, ref: str, rest: str, addr: str | None, token: str | None
-) -> str:
+async def _from_vault(purpose: str, ref: str, rest: str, addr: str | None) -> str:
     place, _, field = rest.partition("#")
     mount, _, path = place.partition("/")
     if not addr:
@@ -108,7 +105,7 @@ async def _from_vault(
         ) from e
 
     def read() -> Any:
-        client = hvac.Client(url=addr, token=token)  # no token: hvac reads VAULT_TOKEN itself
+        client = hvac.Client(url=addr)  # the token: hvac reads VAULT_TOKEN itself
         return client.secrets.kv.v2.read_secret_version(
             path=path, mount_point=mount, raise_on_deleted_version=True
         )
