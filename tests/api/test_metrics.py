@@ -117,6 +117,8 @@ async def test_readyz_and_metrics_while_the_store_is_down(tmp_path: Path) -> Non
             server.stop()
             r = await http.get("/readyz")
             assert r.status_code == 503 and r.json()["code"] == "store_unavailable"
+            m = await http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+            assert m.status_code == 503 and m.json()["code"] == "store_unavailable"
     finally:
         server.stop()
         await client.aclose()

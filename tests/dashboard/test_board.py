@@ -89,10 +89,22 @@ def test_the_move_menu_works_without_scripts(browser: Any, cairn: Cairn) -> None
         menu.locator("button[value=ready]").click()
         expect(page.locator("#col-ready")).to_contain_text("No scripts here")
         expect(page.locator(".notice")).to_have_text("Moved.")
-        # A refused move comes back as the board with the reason at the card.
         menu = card(page, task["id"]).locator("details.move")
         menu.locator("summary").click()
         menu.locator("button[value=backlog]").click()
+        expect(page.locator("#col-backlog")).to_contain_text("No scripts here")
+        # A refused move comes back as the board with the reason at the card: an open blocker
+        # keeps the task out of ready.
+        blocker = create(cairn, project, "Still open")
+        with cairn.api() as api:
+            added = api.post(f"/api/v2/tasks/{task['id']}/dependencies",
+                             json={"blocked_by": blocker["id"]})  # fmt: skip
+            assert added.status_code == 200, added.text
+        page.goto(f"{cairn.base}/tasks?project={project}")
+        menu = card(page, task["id"]).locator("details.move")
+        menu.locator("summary").click()
+        menu.locator("button[value=ready]").click()
+        expect(card(page, task["id"]).locator(".move-error")).to_contain_text("ready")
         expect(page.locator("#col-backlog")).to_contain_text("No scripts here")
     finally:
         context.close()

@@ -23,7 +23,7 @@ from cairn.streams.envelope import Envelope
 from cairn.streams.keys import Keys
 from cairn.streams.server import EmbeddedServer
 from cairn.streams.store import EventStore
-from tests.worker.conftest import make_remote
+from tests.worker.conftest import Seeded, make_remote
 
 FAKE_CLI = """#!/bin/sh
 # A stand-in for an agent CLI: records its arguments, sleeps, exits as told. A worker runs it
@@ -148,6 +148,12 @@ def repo_path(name: str) -> str:
     if name not in _REMOTES:
         _REMOTES[name] = str(make_remote(_REMOTES_ROOT[0], name).bare)
     return _REMOTES[name]
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Seeded:
+    """A local bare remote seeded with a commit (tests/worker/conftest.py)."""
+    return make_remote(tmp_path / "git")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from cairn.domain.job import Job
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore
 from tests.engine.conftest import Engine, log_events, submit, wait_for
-from tests.worker.conftest import FAKE_GH, PR_URL, Seeded, make_remote, run_git
+from tests.worker.conftest import FAKE_GH, PR_URL, Seeded, run_git
 
 SECRET = "s3cr3t-Value-0123456789-abcdefghijkl"
 GHP = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0" * 2
@@ -53,11 +53,6 @@ def job_payload(remote: Seeded, *, mode: str = "branch", steps: int = 0,
         task["steps"] = [{"title": f"Part {i}", "instructions": f"do part {i}"}
                          for i in range(1, steps + 1)]  # fmt: skip
     return {"repository": str(remote.bare), "targetRuntime": "claude", "task": task}
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Seeded:
-    return make_remote(tmp_path / "git")
 
 
 @pytest.fixture

@@ -18,12 +18,7 @@ from cairn.streams.output import OutputStream
 from cairn.streams.store import EventStore
 from tests.engine.conftest import Engine, log_events, submit, wait_for
 from tests.engine.test_execution import finished
-from tests.worker.conftest import Seeded, make_remote, run_git
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Seeded:
-    return make_remote(tmp_path / "git")
+from tests.worker.conftest import Seeded, run_git
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import pytest
 
 from cairn.domain.errors import NotFound, ValidationFailed
 from cairn.streams.artifacts import (
-    ArtifactStore,
     FileArtifactStore,
     StoredArtifact,
     artifact_parts,
@@ -135,8 +134,3 @@ def test_a_link_out_of_the_jobs_folder_is_never_served_nor_written_through(
         store.put_bytes(JOB, 1, "dir/planted/x.log", b"x")
     assert not (tmp_path / "planted").exists()
     assert [a.name for a in store.list(JOB)] == ["ok.log"]  # links are not listed
-
-
-def test_the_file_store_is_an_artifact_store(store: FileArtifactStore) -> None:
-    conforming: ArtifactStore = store
-    assert conforming.list(JOB) == []
