@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,16 +38,18 @@ from cairn.projections.queue import Queue
 from cairn.streams.connection import Client
 from cairn.streams.keys import Keys
 
+# The route modules, in the order their routes are matched; each declares its routes' roles,
+# bodies, queries and responses beside them.
+MODULES = (tasks, queue, runs, quick_runs, workers, imports, proposals, templates, schedules)
+
+
+def _declared(name: str) -> dict[str, Any]:
+    return {k: v for module in MODULES for k, v in getattr(module, name, {}).items()}
+
+
 DECLARED = Declarations(
-    bodies={**tasks.BODIES, **queue.BODIES, **quick_runs.BODIES, **workers.BODIES, **runs.BODIES,
-            **imports.BODIES, **proposals.BODIES, **templates.BODIES, **schedules.BODIES},
-    queries={**tasks.QUERIES, **queue.QUERIES, **runs.QUERIES, **proposals.QUERIES,
-             **templates.QUERIES, **schedules.QUERIES},
-    responses={**tasks.RESPONSES, **queue.RESPONSES, **quick_runs.RESPONSES, **workers.RESPONSES,
-               **runs.RESPONSES, **imports.RESPONSES, **proposals.RESPONSES,
-               **templates.RESPONSES, **schedules.RESPONSES},
-    roles={**tasks.ROLES, **queue.ROLES, **quick_runs.ROLES, **workers.ROLES, **runs.ROLES,
-           **imports.ROLES, **proposals.ROLES, **templates.ROLES, **schedules.ROLES},
+    bodies=_declared("BODIES"), queries=_declared("QUERIES"), responses=_declared("RESPONSES"),
+    roles=_declared("ROLES"),
 )
 
 
@@ -61,15 +64,7 @@ def create_app(settings: Settings, client: Client) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),  # any live token (Prometheus: `authorization` in the job)
-        *tasks.ROUTES,
-        *queue.ROUTES,
-        *runs.ROUTES,
-        *quick_runs.ROUTES,
-        *workers.ROUTES,
-        *imports.ROUTES,
-        *proposals.ROUTES,
-        *templates.ROUTES,
-        *schedules.ROUTES,
+        *(route for module in MODULES for route in module.ROUTES),
     ]
     guard_routes(routes, DECLARED.roles)  # a route that declares no role stops the start
     document = build_openapi(routes, DECLARED, settings.max_body_bytes, settings.partitions)

@@ -219,6 +219,22 @@ def position_headers(result: CommandResult) -> dict[str, str]:
     return {"Cairn-Position": result.position} if result.position else {}
 
 
+async def written(
+    request: Request, result: CommandResult, projection: str,
+    shown: Callable[[], Awaitable[dict[str, Any] | None]], status: int = 200,
+) -> Response:  # fmt: skip
+    """What a write answers: `shown()` (the entity as its read model has it) once `projection`
+    has applied the write, with `status`; else, or if it is not there, the command result
+    (202). Either carries the write's position."""
+    ctx = context(request)
+    headers = position_headers(result)
+    if await ctx.caught_up(result.position, projection):
+        view = await shown()
+        if view is not None:
+            return json_response(view, status, headers)
+    return json_response(command_body(result), 202, headers)
+
+
 def command_body(result: CommandResult) -> dict[str, Any]:
     return {
         "id": result.id,

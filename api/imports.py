@@ -12,12 +12,12 @@ from starlette.routing import Route
 
 from cairn.api.context import (
     actor,
-    command_body,
     context,
     json_response,
     path_id,
     position_headers,
     read_body,
+    written,
 )
 from cairn.api.problems import BodyTooLarge
 from cairn.api.roles import OPERATOR, VIEWER
@@ -100,15 +100,14 @@ async def post_commit(request: Request) -> Response:
     result, previewed = await commit_import(
         ctx.store, wanted, ctx.settings.flags, actor=actor(request), preview_id=body.preview_id
     )
-    headers = position_headers(result)
-    if not result.position or await ctx.caught_up(result.position, IMPORTS):
-        found = (await Imports(ctx.client, ctx.keys).get([previewed.import_id])).get(
-            previewed.import_id
-        )
-        if found is not None:
-            status = 201 if result.position and not result.duplicate else 200
-            return json_response(import_view(found), status, headers)
-    return json_response(command_body(result), 202, headers)
+
+    async def shown() -> dict[str, Any] | None:
+        imports = await Imports(ctx.client, ctx.keys).get([previewed.import_id])
+        found = imports.get(previewed.import_id)
+        return import_view(found) if found is not None else None
+
+    status = 201 if result.position and not result.duplicate else 200
+    return await written(request, result, IMPORTS, shown, status)
 
 
 async def get_import(request: Request) -> Response:

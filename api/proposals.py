@@ -11,13 +11,13 @@ from starlette.routing import Route
 
 from cairn.api.context import (
     actor,
-    command_body,
     context,
     json_response,
     path_id,
     position_headers,
     read_body,
     read_query,
+    written,
 )
 from cairn.api.roles import OPERATOR, VIEWER
 from cairn.api.schemas import INTEGER, NULLABLE_STRING, OBJECT, STRING, ref
@@ -72,13 +72,12 @@ def proposal_view(p: Proposal) -> dict[str, Any]:
 
 
 async def _written(request: Request, result: CommandResult, status: int = 200) -> Response:
-    ctx = context(request)
-    headers = position_headers(result)
-    if not result.position or await ctx.caught_up(result.position, PROPOSALS):
+    async def shown() -> dict[str, Any] | None:
+        ctx = context(request)
         found = (await Proposals(ctx.client, ctx.keys).get([result.id])).get(result.id)
-        if found is not None:
-            return json_response(proposal_view(found), status, headers)
-    return json_response(command_body(result), 202, headers)
+        return proposal_view(found) if found is not None else None
+
+    return await written(request, result, PROPOSALS, shown, status)
 
 
 async def post_proposal(request: Request) -> Response:

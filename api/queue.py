@@ -15,7 +15,6 @@ from starlette.routing import Route
 
 from cairn.api.context import (
     actor,
-    command_body,
     context,
     event_view,
     idempotency_key,
@@ -23,9 +22,9 @@ from cairn.api.context import (
     json_response,
     min_position,
     path_id,
-    position_headers,
     read_body,
     read_query,
+    written,
 )
 from cairn.api.roles import AUDITOR, OPERATOR, VIEWER
 from cairn.api.run_views import run_detail
@@ -168,13 +167,12 @@ async def written_job(
 ) -> Response:  # fmt: skip
     """The job (as `view` shows it) once the queue read model shows the write; else the
     command result (202)."""
-    ctx = context(request)
-    headers = position_headers(result)
-    if await ctx.caught_up(result.position, QUEUE):
-        job = (await ctx.queue.get_jobs([job_id])).get(job_id)
-        if job is not None:
-            return json_response(view(job), status, headers)
-    return json_response(command_body(result), 202, headers)
+
+    async def shown() -> dict[str, Any] | None:
+        job = (await context(request).queue.get_jobs([job_id])).get(job_id)
+        return view(job) if job is not None else None
+
+    return await written(request, result, QUEUE, shown, status)
 
 
 @idempotent

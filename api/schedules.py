@@ -11,7 +11,6 @@ from starlette.routing import Route
 
 from cairn.api.context import (
     actor,
-    command_body,
     context,
     idempotency_key,
     idempotent,
@@ -20,6 +19,7 @@ from cairn.api.context import (
     position_headers,
     read_body,
     read_query,
+    written,
 )
 from cairn.api.schemas import (
     BOOLEAN,
@@ -66,13 +66,12 @@ def schedule_view(s: Schedule) -> dict[str, Any]:
 
 
 async def _written(request: Request, result: CommandResult, status: int = 200) -> Response:
-    ctx = context(request)
-    headers = position_headers(result)
-    if not result.position or await ctx.caught_up(result.position, SCHEDULES):
+    async def shown() -> dict[str, Any] | None:
+        ctx = context(request)
         found = (await Schedules(ctx.client, ctx.keys).get([result.id])).get(result.id)
-        if found is not None:
-            return json_response(schedule_view(found), status, headers)
-    return json_response(command_body(result), 202, headers)
+        return schedule_view(found) if found is not None else None
+
+    return await written(request, result, SCHEDULES, shown, status)
 
 
 @idempotent

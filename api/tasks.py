@@ -24,7 +24,6 @@ from cairn.api.context import (
     ID_PATTERN,
     TaskRef,
     actor,
-    command_body,
     context,
     event_view,
     idempotency_key,
@@ -35,6 +34,7 @@ from cairn.api.context import (
     position_headers,
     read_body,
     read_query,
+    written,
 )
 from cairn.api.roles import AUDITOR, OPERATOR, VIEWER
 from cairn.api.schemas import ref
@@ -53,6 +53,7 @@ from cairn.domain.priority import parse_priority
 from cairn.domain.task import Task
 from cairn.domain.task_spec import KEEPS_A_VALUE, PRIORITY_SCHEMA, Name, TaskPatch, TaskSpec
 from cairn.domain.task_states import Status, describe
+from cairn.projections.board import NAME as BOARD
 from cairn.projections.board import card, task_view
 
 
@@ -144,13 +145,12 @@ class ListQuery(_Query):
 
 async def _written(request: Request, result: CommandResult, status: int = 200) -> Response:
     """The task after a write, once the board shows it; else the command result (202)."""
-    ctx = context(request)
-    headers = position_headers(result)
-    if await ctx.caught_up(result.position):
-        tasks = await ctx.board.get_tasks([result.id])
-        if result.id in tasks:
-            return json_response(await _card(request, tasks[result.id]), status, headers)
-    return json_response(command_body(result), 202, headers)
+
+    async def shown() -> dict[str, Any] | None:
+        task = (await context(request).board.get_tasks([result.id])).get(result.id)
+        return await _card(request, task) if task is not None else None
+
+    return await written(request, result, BOARD, shown, status)
 
 
 async def _card(request: Request, task: Task) -> dict[str, Any]:

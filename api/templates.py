@@ -14,13 +14,12 @@ from starlette.routing import Route
 
 from cairn.api.context import (
     actor,
-    command_body,
     context,
     json_response,
-    position_headers,
     read_body,
     read_query,
     shown_id,
+    written,
 )
 from cairn.api.schemas import BOOLEAN, INTEGER, OBJECT, STRING, ref
 from cairn.commands.templates import save_template
@@ -97,12 +96,12 @@ async def post_template(request: Request) -> Response:
     body = await read_body(request, TemplateBody)
     ctx = context(request)
     result = await save_template(ctx.store, body, actor=actor(request))
-    headers = position_headers(result)
-    if not result.position or await ctx.caught_up(result.position, TEMPLATES):
+
+    async def shown() -> dict[str, Any]:
         found, stored = await _version(request, body.slug, None)
-        return json_response(template_view(body.slug, found, stored),
-                             201 if result.position else 200, headers)  # fmt: skip
-    return json_response(command_body(result), 202, headers)
+        return template_view(body.slug, found, stored)
+
+    return await written(request, result, TEMPLATES, shown, 201 if result.position else 200)
 
 
 async def post_template_expand(request: Request) -> Response:
