@@ -73,6 +73,7 @@ class JobRun:
         self.git: Git | None = None
         self.branches: Branches | None = None
         self.start_commit: str | None = None
+        self.remote_url: str | None = None  # origin's, as prepare set it
         self.skills: list[SkillRef] = []
         self.publish_token: str | None = None
         self.steps: Steps | None = None
@@ -130,7 +131,7 @@ class JobRun:
         except GitFailed as e:
             missing = "does not exist" in str(e)
             raise StageFailed("prepare", _git_error(e), retryable=not missing) from e
-        self.start_commit = checkout.head
+        self.start_commit, self.remote_url = checkout.head, remote.url
         await self._exclude(ws.repo)
         self.branches = self._branches(checkout.default_branch)
         resolved = JobBranchResolved(
@@ -267,6 +268,7 @@ class JobRun:
                                extra={"GH_TOKEN": self.publish_token or "",
                                       "GH_PROMPT_DISABLED": "1", "NO_COLOR": "1"}),
             redact=self.redactor.redact, start_commit=self.start_commit,
+            remote_url=self.remote_url,
         )  # fmt: skip
         result = await publish(ctx)
         self.publish_outcome = result.outcome

@@ -130,6 +130,28 @@ async def test_a_job_edits_commits_and_pushes_its_branch(
     assert not (Path(git_engine.env["CAIRN_DATA_DIR"]) / "work" / job_id).exists()
 
 
+async def test_an_agent_that_points_origin_elsewhere_publishes_nothing(
+    git_engine: Engine, store: EventStore, settings: Settings, tmp_path: Path, remote: Seeded
+) -> None:
+    # The agent's checkout is its to change, origin included: publishing checks origin is
+    # still the job's repository before it pushes.
+    elsewhere = tmp_path / "elsewhere.git"
+    run_git("init", "--bare", "--quiet", str(elsewhere))
+    claude = git_engine.tmp / "bin" / "claude"
+    claude.write_text(f"""#!/bin/sh
+echo "line by claude" >> README.md
+git remote set-url origin "{elsewhere}"
+exit 0
+""")
+    git_engine.worker("w", "claude,git,gh")
+    job_id = await submit(store, settings, "task", job_payload(remote))
+    job = await finished(store, job_id)
+    assert job.status == "failed", job.outcome
+    assert job.publish and "origin no longer points" in job.publish["detail"]["reason"]
+    assert remote.branches() == ["main"]
+    assert run_git("--git-dir", str(elsewhere), "branch", "--list").strip() == ""
+
+
 async def test_pr_mode_opens_a_pr_with_the_right_base_head_title_and_body(
     git_engine: Engine, store: EventStore, settings: Settings, tmp_path: Path, remote: Seeded
 ) -> None:
