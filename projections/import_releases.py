@@ -29,11 +29,13 @@ class ImportReleases:
         pending = await self.imports.pending()
         if not pending:
             return
-        for job in (await self.imports.get(pending)).values():
-            tasks = await self.board.get_tasks(job.order)
-            tasks.update(await self.board.get_tasks(
-                [b for t in tasks.values() for b in t.blocked_by if b not in tasks]
-            ))  # fmt: skip
+        jobs = list((await self.imports.get(pending)).values())
+        # Every pending import's tasks, then their blockers outside them: two reads a round.
+        tasks = await self.board.get_tasks(list(dict.fromkeys(t for j in jobs for t in j.order)))
+        tasks.update(await self.board.get_tasks(
+            list(dict.fromkeys(b for t in tasks.values() for b in t.blocked_by if b not in tasks))
+        ))  # fmt: skip
+        for job in jobs:
             if not decide_release(job, tasks, self.settings.flags):
                 continue
             try:
