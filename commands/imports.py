@@ -134,9 +134,10 @@ async def commit_import(
             current_preview_id=first.preview_id,
         )  # fmt: skip
     outcome = {"previewed": first}
+    read = [first.state]  # the first try decides on the state the preview read; a retry reads
 
     async def plan() -> Plan:
-        state = await load_import(store, first.import_id)
+        state = read.pop() if read else await load_import(store, first.import_id)
         now = _compared(store.keys, request, first.plan, first.import_id, state)
         outcome["previewed"] = now
         imported = (state.tasks if state else {}).values()

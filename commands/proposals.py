@@ -126,14 +126,17 @@ async def promote_proposal(
                               "promote it to a task, or propose it with a task.spec that is a "
                               "job payload", errors=e.errors) from e  # fmt: skip
 
+    first = [proposal]  # the first try decides on what was read above; a retry reads again
+    promoted = {"id": created_id}
+
     async def plan() -> Plan:
-        current = await load_proposal(store, proposal_id)
+        current = first.pop() if first else await load_proposal(store, proposal_id)
         decision = decide_promote(current, target, created_id, job)
+        promoted.update(current.promoted_to or {})  # promoted before: that one
         return Plan(writes=writes(decision, {proposal_id: current.version}),
                     subject_version=current.version)  # fmt: skip
 
     result = await run_command(store, proposal_id, plan, meta=Meta(actor=actor))
-    promoted = (await load_proposal(store, proposal_id)).promoted_to or {"id": created_id}
     return result, promoted["id"]
 
 
