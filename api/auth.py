@@ -102,11 +102,7 @@ async def store_token(
     CAIRN_ADMIN_TOKEN revokes the old one)."""
     digest = hash_token(token)
     record = _encode(TokenRecord(name, role, time.time(), expires))
-    stale = [
-        field
-        for field, raw in (await client.hgetall(keys.tokens())).items()
-        if parse_record(raw).name == name and text(field) != digest
-    ]
+    stale = [f for f in await _fields_named(client, keys, name) if text(f) != digest]
     async with client.pipeline(transaction=True) as pipe:
         if stale:
             pipe.hdel(keys.tokens(), *stale)
@@ -121,7 +117,7 @@ async def create_token(
     refused: it is the actor in the log, so it must say which token did what."""
     check_token_name(name)
     check_role(role)
-    if any(record.name == name for record in await list_tokens(client, keys)):
+    if await _fields_named(client, keys, name):
         raise CairnError(f"a token named {name!r} exists: revoke it first "
                          f"(`cairn token revoke {name}`) or choose another name")  # fmt: skip
     token = new_token()
@@ -138,11 +134,7 @@ async def list_tokens(client: Client, keys: Keys) -> list[TokenRecord]:
 
 async def revoke_token(client: Client, keys: Keys, name: str) -> int:
     """Delete the token(s) named `name`; how many there were."""
-    found = [
-        field
-        for field, raw in (await client.hgetall(keys.tokens())).items()
-        if parse_record(raw).name == name
-    ]
+    found = await _fields_named(client, keys, name)
     if found:
         await client.hdel(keys.tokens(), *found)
     return len(found)
@@ -229,3 +221,9 @@ def parse_expiry(value: str, now: float | None = None) -> float:
 
 def _iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def _fields_named(client: Client, keys: Keys, name: str) -> list[bytes | str]:
+    """The hash fields (token digests) of the tokens named `name`."""
+    stored = await client.hgetall(keys.tokens())
+    return [field for field, raw in stored.items() if parse_record(raw).name == name]

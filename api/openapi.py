@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
 from cairn.api.context import ID_PATTERN, IDEMPOTENT, position_pattern
-from cairn.api.roles import ROLES
+from cairn.api.roles import stronger
 from cairn.api.schemas import JsonSchema, Media, components
 from cairn.domain.limits import MAX_DEPTH
 
@@ -87,11 +87,11 @@ def _operation(
 ) -> dict[str, Any]:
     name = route.name
     role = declared.roles[name]
-    stronger = ROLES[ROLES.index(role) + 1 :]
+    above = stronger(role)
     op: dict[str, Any] = {
         "operationId": name,
         "summary": (route.endpoint.__doc__ or name.replace("_", " ")).strip().split("\n")[0],
-        "description": f"Role: {role} (or {', '.join(stronger)})." if stronger else
+        "description": f"Role: {role} (or {', '.join(above)})." if above else
                        f"Role: {role}.",
         "x-cairn-role": role,
         "security": [{"bearer": []}],

@@ -14,6 +14,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cairn.api.problems import problem
 
 ROLES = ("auditor", "viewer", "operator", "admin")  # weakest first
+
+
+def stronger(role: str) -> tuple[str, ...]:
+    """The roles that may do what `role` may, and more."""
+    return ROLES[ROLES.index(role) + 1 :]
 AUDITOR, VIEWER, OPERATOR, ADMIN = ROLES
 
 
@@ -41,7 +46,7 @@ class RoleCheck:
         if not allows(role, self.needed):
             detail = (
                 f"this route needs the {self.needed} role (or a stronger one: "
-                f"{', '.join(ROLES[ROLES.index(self.needed) + 1:]) or 'none'}); "
+                f"{', '.join(stronger(self.needed)) or 'none'}); "
                 f"the token's role is {role or 'none'}: ask an admin for a token with that role"
             )
             extra = {"needed_role": self.needed, "role": role}

@@ -10,7 +10,7 @@ import msgspec
 
 from cairn.domain.import_events import import_event_from
 from cairn.domain.imports import ImportJob, evolve
-from cairn.projections.generations import Space, current_spaces, documents_by_id
+from cairn.projections.generations import Space, current_space, current_spaces, documents_by_id
 from cairn.projections.projection import fold_batch
 from cairn.projections.writes import Writes
 from cairn.streams.connection import Client
@@ -86,9 +86,7 @@ class Imports:
 
     async def of_project(self, project: str, limit: int) -> list[ImportJob]:
         """A project's imports, newest first."""
-        spaces = await current_spaces(self.client, self.keys, NAME,
-                                      [self.keys.partition_of(project)])  # fmt: skip
-        space = next(iter(spaces.values()))
+        space = await current_space(self.client, self.keys, NAME, self.keys.partition_of(project))
         members = await self.client.zrevrange(project_key(space, project), 0, limit - 1)
         found = await self.get(text(m).rsplit("|", 1)[1] for m in members)
         return list(found.values())

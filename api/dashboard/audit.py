@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from cairn.api.audit import partitions_of
 from cairn.api.context import context, event_view
+from cairn.api.dashboard.live import log_ends
 from cairn.api.dashboard.render import page_for, render, templates
 from cairn.api.roles import AUDITOR
 from cairn.streams.envelope import Envelope, decode_entry, position_key, text
@@ -125,12 +126,7 @@ async def read_page(
 async def _newest(request: Request, partitions: list[int]) -> str | None:
     """The newest entry id of the logs read, taken before they are: the live rows go on from
     it, so nothing written while the page is made is missed (a repeat is dropped by id)."""
-    ctx = context(request)
-    async with ctx.client.pipeline(transaction=False) as pipe:
-        for p in partitions:
-            pipe.xrevrange(ctx.keys.log(p), count=1)
-        replies = await pipe.execute()
-    ids = [text(entries[0][0]) for entries in replies if entries]
+    ids = [end for end in (await log_ends(request, partitions)).values() if end != "0-0"]
     return max(ids, key=position_key) if ids else "0-0"
 
 

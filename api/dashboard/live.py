@@ -87,7 +87,7 @@ async def live_events(request: Request) -> Response:
         positions = dict.fromkeys(scope.partitions, since)
         hello: dict[int, str] = {}
     else:
-        positions = await _log_ends(request, scope.partitions)
+        positions = await log_ends(request, scope.partitions)
         hello = dict(positions)
 
     async def events() -> AsyncIterator[bytes]:
@@ -133,7 +133,7 @@ async def live_events(request: Request) -> Response:
     )
 
 
-async def _log_ends(request: Request, partitions: list[int]) -> dict[int, str]:
+async def log_ends(request: Request, partitions: list[int]) -> dict[int, str]:
     """Each partition log's last entry id: the stream follows from there."""
     ctx = context(request)
     async with ctx.client.pipeline(transaction=False) as pipe:
