@@ -249,16 +249,16 @@ class JobRun:
         assert self.workspace is not None and self.steps is not None
         spec = self.task.get("publish") or {}
         titles = [s.title for s in self.steps.plan]
-        title = self.redactor.redact(pr_title(titles, self.task.get("instructions"), self.job.id))
+        title = pr_title(titles, self.task.get("instructions"), self.job.id)
         actor = await self._submitter()
         ctx = PublishContext(
             git=self.git, repo=self.workspace.repo, mode=mode, branches=self.branches,
             job_id=self.job.id, actor=actor,
             commit_message=self._commit_message(spec), pr_title=title,
-            pr_body=self.redactor.redact(pr_body(
+            pr_body=pr_body(
                 given=spec.get("prBody"), instructions=self.task.get("instructions"),
                 step_titles=titles, job_id=self.job.id, actor=actor, gate=None,
-                diffstat=self.steps.diffstat)),
+                diffstat=self.steps.diffstat),
             pr_base=spec.get("prBaseBranch"),
             author_name=self.execution.git_author_name,
             author_email=self.execution.git_author_email,
@@ -289,13 +289,13 @@ class JobRun:
 
     def _commit_message(self, spec: dict[str, Any]) -> str | None:
         """The payload's message, else the one the agent wrote in .cairn (a pipeline's last
-        step), redacted; None lets publishing write one naming the job."""
+        step); None lets publishing write one naming the job (publishing redacts it)."""
         assert self.workspace is not None
         given = spec.get("commitMessage")
         written = self.workspace.repo / ".cairn" / "commit_message.txt"
         if not given and written.is_file():
             given = written.read_text(errors="replace")[:10_000].strip() or None
-        return self.redactor.redact(given) if given else None
+        return given or None
 
     async def _submitter(self) -> str:
         """Who submitted the job (the first event's actor), for the commit's trailer."""

@@ -11,7 +11,7 @@ from cairn.domain.manifest import ManifestSource
 from cairn.domain.repositories import resolve_repository
 from cairn.worker.container import DOCKER_ENV, container_argv, run_container
 from cairn.worker.failures import Cancelled, StageFailed
-from cairn.worker.gitops import GitFailed
+from cairn.worker.gitops import Git, GitFailed
 from cairn.worker.live import LiveOutput
 from cairn.worker.manifest import SourceUnavailable, build_index, source_label, write_index
 from cairn.worker.mirrors import Mirrors
@@ -63,6 +63,7 @@ async def run_manifest_job(run: JobRun) -> dict[str, Any]:
     manifest = run.job.normalized.get("manifest") or {}
     sources = [ManifestSource.model_validate(s) for s in manifest.get("sources") or []]
     checkouts = 0
+    git: list[Git] = []  # made for the first repository source, shared by the others
 
     async def checkout(source: ManifestSource) -> Path:
         nonlocal checkouts
@@ -76,8 +77,8 @@ async def run_manifest_job(run: JobRun) -> dict[str, Any]:
         try:
             remote = resolve_repository(str(source.uri), git_base_url=execution.git_base_url,
                                         allow_local=execution.allow_local_repositories)  # fmt: skip
-            git = run.git_for_sources()
-            await Mirrors(run.tools.mirrors_root, git).checkout(remote, target)
+            git[:] = git or [run.git_for_sources()]
+            await Mirrors(run.tools.mirrors_root, git[0]).checkout(remote, target)
         except (ValueError, GitFailed) as e:
             raise SourceUnavailable(f"{source_label(source)}: {e}") from e
         return target
