@@ -1,6 +1,6 @@
 """The other ways a job runs: a board task through its pipeline (the task follows its step), a
 shell quick action whose output is read back, a container job through a fake `docker`, a
-manifest job over a local folder, and proposals an agent writes."""
+manifest job over a local folder, proposals an agent writes, and a plan the agent planner writes."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from cairn.commands.import_plans import request_agent_plan
+from cairn.commands.imports import load_import
 from cairn.commands.jobs import JobRequest, load_job, submit_quick_run
 from cairn.commands.settings import Settings
 from cairn.commands.tasks import create_task, load_task
+from cairn.domain.import_preview import ImportRequest
 from cairn.domain.task_spec import TaskSpec
 from cairn.streams.keys import Keys
 from cairn.streams.output import OutputStream
@@ -135,3 +138,29 @@ async def test_proposals_written_by_the_agent_are_submitted_and_bad_ones_reporte
     assert (len(report["submitted"]), len(report["merged"]), len(report["rejected"])) == (1, 1, 1)
     submitted = [e for e in await log_events(store, keys) if e.type == "proposal.submitted"]
     assert len(submitted) == 1
+
+
+async def test_the_agent_planner_runs_on_a_worker_and_its_plan_becomes_a_preview(
+    running: Engine, store: EventStore, settings: Settings, remote: Seeded
+) -> None:
+    # The whole path: the planning job runs on a worker, its agent writes .cairn/plan.json,
+    # and the worker hands the plan to the import, which is then planned with a preview.
+    plan = {"tasks": [{"key": "schema", "title": "Design the schema"},
+                      {"key": "api", "title": "Build the API", "depends_on": ["schema"]}]}
+    write_script(running.tmp / "bin" / "claude",
+                 f"mkdir -p .cairn\ncat > .cairn/plan.json <<'EOF'\n"
+                 f"{json.dumps(plan)}\nEOF\necho planned\n")  # fmt: skip
+    running.worker("w", "claude,git")
+    request = ImportRequest.model_validate({"project": "planned", "source": "# PRD\n## Work\nx"})
+    result, job_id = await request_agent_plan(store, request, settings.contract(), actor="t",
+                                              repository=str(remote.bare), runtime="claude")
+    job = await finished(store, job_id)
+    assert job.status == "succeeded", job.outcome
+
+    async def planned() -> bool:
+        state = await load_import(store, result.id)
+        return state is not None and state.status == "planned"
+
+    await wait_for(planned, what="the import planned")
+    state = await load_import(store, result.id)
+    assert state is not None and state.plan == plan and state.preview_id
