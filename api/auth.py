@@ -196,14 +196,23 @@ class BearerAuth:
         return await find_token(self.client, self.keys, hash_token(token)) if token else None
 
 
+_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def duration_s(value: str) -> int | None:
+    """A duration as a command line gives it (`90m`, `12h`, `30d`, `8w`, `0s`) in seconds;
+    None if it is not one."""
+    match = re.fullmatch(r"([0-9]{1,6})([smhdw])", value.strip())
+    return int(match[1]) * _UNITS_S[match[2]] if match else None
+
+
 def parse_expiry(value: str, now: float | None = None) -> float:
     """`--expires`: a duration from now (`90m`, `12h`, `30d`, `8w`) or an ISO 8601 date or
     time (UTC unless it says otherwise); epoch seconds."""
     now = time.time() if now is None else now
-    match = re.fullmatch(r"([0-9]{1,6})([smhdw])", value.strip())
-    if match:
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}[match[2]]
-        return now + int(match[1]) * unit
+    seconds = duration_s(value)
+    if seconds is not None:
+        return now + seconds
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:

@@ -97,10 +97,10 @@ def passwords_in(folder: Path) -> dict[str, str]:
     return found
 
 
-def redis_url(kind: str, prefix: str, password: str, address: str, scheme: str = "redis") -> str:
+def redis_url(kind: str, prefix: str, password: str, address: str) -> str:
     """The CAIRN_REDIS_URL a process of `kind` connects with."""
     user = quote(user_name(kind, prefix), safe="")
-    return f"{scheme}://{user}:{quote(password, safe='')}@{address}/0"
+    return f"redis://{user}:{quote(password, safe='')}@{address}/0"
 
 
 def write_acl(settings: Settings, args: argparse.Namespace) -> int:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cairn.api.auth import duration_s
 from cairn.api.cli.backup import progress_printer
 from cairn.api.cli.store import keys_of, open_client
 from cairn.commands.settings import Settings
@@ -32,19 +32,17 @@ from cairn.streams.connection import Client
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
 
-_AGE = re.compile(r"^(\d+)([dhms])$")
-_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 FINISHED_TASKS = (Status.DONE.value, Status.CANCELLED.value)
 
 
 def parse_age(value: str) -> timedelta:
-    """`30d`, `12h`, `90m`, `0s`: ValidationFailed naming --older-than otherwise."""
-    match = _AGE.match(value.strip())
-    if match is None:
-        reason = f"{value!r}: give a number and d, h, m or s, e.g. 30d"
+    """`30d`, `12h`, `90m`, `2w`, `0s`: ValidationFailed naming --older-than otherwise."""
+    seconds = duration_s(value)
+    if seconds is None:
+        reason = f"{value!r}: give a number and s, m, h, d or w, e.g. 30d"
         raise ValidationFailed("--older-than is not an age",
                                [{"path": "--older-than", "reason": reason}])  # fmt: skip
-    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+    return timedelta(seconds=seconds)
 
 
 def cut_for(age: timedelta, now: datetime | None = None) -> str:

@@ -58,9 +58,8 @@ def templates(settings: Settings, args: argparse.Namespace) -> int:
         catalog = Templates(store.redis, store.keys)
         if args.action == "list":
             saved = {t.slug: t for t in await catalog.saved()}
-            return [{"slug": s, "version": resolve(s, saved.get(s)).number,
-                     "title": resolve(s, saved.get(s)).title}
-                    for s in sorted(set(PIPELINES) | set(saved))]  # fmt: skip
+            versions = {s: resolve(s, saved.get(s)) for s in sorted(set(PIPELINES) | set(saved))}
+            return [{"slug": s, "version": v.number, "title": v.title} for s, v in versions.items()]
         if args.action == "save":
             body = parse_model(TemplateBody, _json_file(args.target))
             result = await save_template(store, body, actor=ACTOR)
