@@ -328,24 +328,23 @@ def _sse(e: Any) -> bytes:
     return f"id: {e.ver}\nevent: {e.type}\ndata: ".encode() + orjson.dumps(event_view(e)) + b"\n\n"
 
 
+def metric_group(metrics: dict[str, int], prefix: str) -> dict[str, int]:
+    """The queue's counters named `prefix|<value>`, by value."""
+    return {k.split("|", 1)[1]: v for k, v in sorted(metrics.items()) if k.startswith(prefix + "|")}
+
+
 async def get_telemetry(request: Request) -> Response:
     """Volume by job type (legacy included), failures by runtime and stage, publish outcomes."""
     metrics = await context(request).queue.metrics()
-
-    def group(prefix: str) -> dict[str, int]:
-        return {
-            k.split("|", 1)[1]: v for k, v in sorted(metrics.items()) if k.startswith(prefix + "|")
-        }
-
-    publish = group("publish")
+    publish = metric_group(metrics, "publish")
     total = sum(publish.values())
     return json_response(
         {
-            "volumeByType": group("submitted"),
-            "legacyByType": group("legacy"),
-            "failuresByRuntime": group("failed_runtime"),
-            "failuresByStage": group("failed_stage"),
-            "successesByRuntime": group("succeeded_runtime"),
+            "volumeByType": metric_group(metrics, "submitted"),
+            "legacyByType": metric_group(metrics, "legacy"),
+            "failuresByRuntime": metric_group(metrics, "failed_runtime"),
+            "failuresByStage": metric_group(metrics, "failed_stage"),
+            "successesByRuntime": metric_group(metrics, "succeeded_runtime"),
             "publishOutcomes": publish,
             "publishOutcomeRates": {k: round(v / total, 4) for k, v in publish.items()}
             if total

@@ -4,6 +4,7 @@ rates (the counters behind GET /api/queue/telemetry), and throughput and queue w
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ from starlette.responses import Response
 
 from cairn.api.context import context
 from cairn.api.dashboard.render import page, render
+from cairn.api.queue import metric_group
 
 WIDTH, BAR_H, GAP, LABEL_W = 480, 18, 6, 150
 SERIES_W, SERIES_H = 480, 150
@@ -47,11 +49,6 @@ def series(points: list[tuple[str, float]], unit: str = "") -> dict[str, Any]:
     ticks = [c for i, c in enumerate(columns) if i % max(1, n // 6) == 0]
     return {"columns": columns, "ticks": ticks, "top": top, "width": SERIES_W,
             "height": SERIES_H, "unit": unit}  # fmt: skip
-
-
-def _group(metrics: dict[str, int], prefix: str) -> dict[str, int]:
-    return {k.split("|", 1)[1]: v for k, v in sorted(metrics.items())
-            if k.startswith(prefix + "|")}  # fmt: skip
 
 
 def minutes(now: datetime, count: int) -> list[datetime]:
@@ -101,17 +98,16 @@ def over_time(timeline: dict[str, dict[str, int]], now: datetime) -> dict[str, A
 @page
 async def telemetry_page(request: Request) -> Response:
     queue = context(request).queue
-    metrics = await queue.metrics()
     now = datetime.now(UTC)
     days = sorted({now.strftime("%Y-%m-%d"), (now - timedelta(days=1)).strftime("%Y-%m-%d")})
-    timeline = await queue.timeline(days)
-    publish = _group(metrics, "publish")
+    metrics, timeline = await asyncio.gather(queue.metrics(), queue.timeline(days))
+    publish = metric_group(metrics, "publish")
     total = sum(publish.values())
     page_data = {
-        "volume": bars(_group(metrics, "submitted")),
-        "legacy": _group(metrics, "legacy"),
-        "failures_runtime": bars(_group(metrics, "failed_runtime"), kind="bad"),
-        "failures_stage": bars(_group(metrics, "failed_stage"), kind="bad"),
+        "volume": bars(metric_group(metrics, "submitted")),
+        "legacy": metric_group(metrics, "legacy"),
+        "failures_runtime": bars(metric_group(metrics, "failed_runtime"), kind="bad"),
+        "failures_stage": bars(metric_group(metrics, "failed_stage"), kind="bad"),
         "publish": bars({k: v / total for k, v in publish.items()} if total else {}, "%", "ok"),
         "publish_counts": publish,
         "time": over_time(timeline, now),
