@@ -1,7 +1,9 @@
-"""Test helpers: the board as a fold of the log, and the board as the read model holds it."""
+"""Test helpers: the board as a fold of the log, and the board as the read model holds it; any
+kind of aggregate folded from the log, and a read model's documents."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -58,3 +60,31 @@ async def log_ends(client: aioredis.Redis, keys: Keys) -> dict[int, str]:
         last = await client.xrevrange(keys.log(p), count=1)
         ends[p] = text(last[0][0]) if last else "0-0"
     return ends
+
+
+async def fold_kind(
+    store: EventStore, prefix: str, event_from: Callable[[str, int, Any], Any],
+    evolve_state: Callable[[Any, Any, str, int, str], Any],
+) -> dict[str, Any]:
+    """Each aggregate of one kind (its events' type prefix, e.g. "proposal.") folded from the
+    whole log."""
+    found: dict[str, Any] = {}
+    for p in store.keys.all_partitions():
+        for e in await store.read_log(p, count=100_000):
+            if e.type.startswith(prefix):
+                event = event_from(e.type, e.schema, e.data)
+                found[e.agg] = evolve_state(found.get(e.agg), event, e.agg, e.ver, e.ts)
+    return found
+
+
+async def read_documents(
+    client: aioredis.Redis, keys: Keys, name: str, documents_key: Callable[[Any], str],
+    kind: type[Any],
+) -> dict[str, object]:
+    """A read model's documents (the hash `documents_key` of each partition's current space)."""
+    docs: dict[str, object] = {}
+    for p in keys.all_partitions():
+        space = await current_space(client, keys, name, p)
+        for k, v in (await client.hgetall(documents_key(space))).items():
+            docs[text(k)] = msgspec.to_builtins(msgspec.json.decode(v, type=kind))
+    return docs

@@ -28,17 +28,11 @@ from cairn.streams.connection import Client
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore
-from tests.projections.fold import log_ends
+from tests.projections.fold import fold_kind, log_ends
 
 
 async def fold(store: EventStore) -> dict[str, Schedule]:
-    found: dict[str, Schedule] = {}
-    for p in store.keys.all_partitions():
-        for e in await store.read_log(p, count=100_000):
-            if e.type.startswith("schedule."):
-                event = schedule_event_from(e.type, e.schema, e.data)
-                found[e.agg] = evolve(found.get(e.agg), event, e.agg, e.ver, e.ts)
-    return found
+    return await fold_kind(store, "schedule.", schedule_event_from, evolve)
 
 
 async def read(client: Client, keys: Keys) -> tuple[dict[str, object], dict[str, float]]:

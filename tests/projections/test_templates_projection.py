@@ -10,34 +10,23 @@ import msgspec
 from cairn.commands.templates import save_template
 from cairn.domain.template_events import template_event_from
 from cairn.domain.templates import Template, TemplateBody, evolve
-from cairn.projections.generations import current_space, positions
+from cairn.projections.generations import positions
 from cairn.projections.projector import run_projections
 from cairn.projections.rebuild import rebuild
 from cairn.projections.templates import NAME, TemplateProjection, documents_key
 from cairn.streams.connection import Client
-from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore
-from tests.projections.fold import log_ends
+from tests.projections.fold import fold_kind, log_ends, read_documents
 
 
 async def fold(store: EventStore) -> dict[str, object]:
-    found: dict[str, Template] = {}
-    for p in store.keys.all_partitions():
-        for e in await store.read_log(p, count=100_000):
-            if e.type.startswith("template."):
-                event = template_event_from(e.type, e.schema, e.data)
-                found[e.agg] = evolve(found.get(e.agg), event, e.agg, e.ver, e.ts)
+    found = await fold_kind(store, "template.", template_event_from, evolve)
     return {i: msgspec.to_builtins(x) for i, x in found.items()}
 
 
 async def read(client: Client, keys: Keys) -> dict[str, object]:
-    docs: dict[str, object] = {}
-    for p in keys.all_partitions():
-        space = await current_space(client, keys, NAME, p)
-        for k, v in (await client.hgetall(documents_key(space))).items():
-            docs[text(k)] = msgspec.to_builtins(msgspec.json.decode(v, type=Template))
-    return docs
+    return await read_documents(client, keys, NAME, documents_key, Template)
 
 
 async def test_the_templates_read_model_is_the_fold_of_the_log(
