@@ -13,29 +13,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from cairn.api import (
-    imports,
-    proposals,
-    queue,
-    quick_runs,
-    runs,
-    schedules,
-    tasks,
-    templates,
-    workers,
-)
+from cairn.api import workers
 from cairn.api.auth import BearerAuth, store_token
 from cairn.api.context import Context, json_response
 from cairn.api.dashboard.routes import ROUTES as DASHBOARD
+from cairn.api.jobs import queue, quick_runs, runs
 from cairn.api.metrics import ProcessMetrics, RequestMetrics, TimedEventStore, metrics, readyz
 from cairn.api.openapi import Declarations, build_openapi
+from cairn.api.planning import imports, proposals, schedules, templates
 from cairn.api.problems import ProblemBoundary, handle_cairn_error, handle_http
 from cairn.api.roles import guard_routes
+from cairn.api.tasks import routes as tasks
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
-from cairn.projections.board import Board
-from cairn.projections.queue import Queue
-from cairn.streams.connection import Client
+from cairn.projections.jobs.queue import Queue
+from cairn.projections.tasks.board import Board
+from cairn.streams.driver import Client
 from cairn.streams.keys import Keys
 
 # The route modules, in the order their routes are matched; each declares its routes' roles,

@@ -10,10 +10,10 @@ import msgspec
 import orjson
 
 from cairn.domain.errors import NotFound
-from cairn.domain.task import Task, evolve
-from cairn.domain.task_events import TASK_EVENTS, task_event_from
+from cairn.domain.tasks.events import TASK_EVENTS, task_event_from
+from cairn.domain.tasks.task import Task, evolve
 from cairn.streams.archive import Archive
-from cairn.streams.connection import Client
+from cairn.streams.driver import Client
 from cairn.streams.envelope import Envelope, position_key
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore

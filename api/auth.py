@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cairn.api.problems import problem
 from cairn.api.roles import ADMIN, check_role
 from cairn.domain.errors import CairnError, InfrastructureError, ValidationFailed
-from cairn.streams.connection import Client
+from cairn.streams.driver import Client
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
 

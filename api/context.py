@@ -24,12 +24,12 @@ from cairn.domain.credentials import (
 from cairn.domain.errors import NotFound, ValidationFailed
 from cairn.domain.limits import MAX_ID_ECHO, depth_reason, too_deep
 from cairn.domain.paths import join_path
-from cairn.domain.task_spec import parse_model
-from cairn.projections.board import NAME as BOARD
-from cairn.projections.board import Board
+from cairn.domain.tasks.spec import parse_model
+from cairn.projections.jobs.queue import Queue
 from cairn.projections.positions import PositionWatcher
-from cairn.projections.queue import Queue
-from cairn.streams.connection import Client
+from cairn.projections.tasks.board import NAME as BOARD
+from cairn.projections.tasks.board import Board
+from cairn.streams.driver import Client
 from cairn.streams.envelope import Envelope
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore

@@ -11,9 +11,9 @@ from typing import Any
 
 import msgspec
 
-from cairn.domain.job import JobStatus
-from cairn.domain.task import Task
-from cairn.domain.task_states import Status
+from cairn.domain.jobs.job import JobStatus
+from cairn.domain.tasks.states import Status
+from cairn.domain.tasks.task import Task
 
 JsonSchema = dict[str, Any]
 
@@ -210,7 +210,7 @@ def components() -> dict[str, JsonSchema]:
 
 
 def _run_detail() -> dict[str, JsonSchema]:
-    """The job's execution detail that every job view carries (api/run_views.py)."""
+    """The job's execution detail that every job view carries (api/jobs/run_views.py)."""
     step = _object(
         {"index": INTEGER, "stepId": STRING, "status": STRING, "durationMs": INTEGER,
          "files": INTEGER, "insertions": INTEGER, "deletions": INTEGER},

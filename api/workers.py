@@ -14,7 +14,7 @@ from cairn.api.context import actor, context, json_response, read_body
 from cairn.api.roles import ADMIN, VIEWER
 from cairn.api.schemas import ref
 from cairn.domain.limits import MAX_REASON
-from cairn.domain.task_spec import Visible
+from cairn.domain.tasks.spec import Visible
 from cairn.streams.registry import Registry
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cairn.domain.errors import ValidationFailed
-from cairn.domain.job_types import ContractSettings
-from cairn.domain.task_states import Flags
+from cairn.domain.jobs.kinds import ContractSettings
+from cairn.domain.tasks.states import Flags
 
 
 def _flag(value: str | None) -> bool:

@@ -5,22 +5,14 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from cairn.domain.import_events import ImportEvent
-from cairn.domain.job_events import JobEvent
-from cairn.domain.proposal_events import ProposalEvent
-from cairn.domain.schedule_events import ScheduleEvent
-from cairn.domain.task_events import TaskEvent
-from cairn.domain.template_events import TemplateEvent
+from cairn.domain.events import Event
 
-Event = TaskEvent | JobEvent | ImportEvent | ProposalEvent | TemplateEvent | ScheduleEvent
 # Aggregate id -> its new events, in order. The command's subject comes first: a command
 # replayed by its id reports the first aggregate's version. An aggregate that gains nothing may
 # be left out or map to an empty list.
 Decision = dict[str, list[Event]]
 
-E = TypeVar(
-    "E", TaskEvent, JobEvent, ImportEvent, ProposalEvent, TemplateEvent, ScheduleEvent
-)
+E = TypeVar("E", bound=Event)
 
 
 def events_for(decision: Decision, aggregate_id: str, kind: type[E]) -> list[E]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from cairn.projections.board import BoardProjection
-from cairn.projections.imports import ImportProjection
+from cairn.projections.jobs.queue import QueueProjection
+from cairn.projections.planning.imports import ImportProjection
+from cairn.projections.planning.proposals import ProposalProjection
+from cairn.projections.planning.schedules import ScheduleProjection
+from cairn.projections.planning.templates import TemplateProjection
 from cairn.projections.projection import Projection
-from cairn.projections.proposals import ProposalProjection
-from cairn.projections.queue import QueueProjection
-from cairn.projections.schedules import ScheduleProjection
-from cairn.projections.templates import TemplateProjection
+from cairn.projections.tasks.board import BoardProjection
 
 
 def all_projections() -> dict[str, Projection]:

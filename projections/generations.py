@@ -1,19 +1,15 @@
 """Where read models live: each projection keeps a numbered generation of its keys per
-partition (a rebuild fills the next one, then switches), and the reads every query shares:
-the current generations, documents by id, and each partition's last applied position."""
+partition (a rebuild fills the next one, then switches), and the current generations and each
+partition's last applied position."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-from cairn.streams.connection import Client
-from cairn.streams.envelope import Envelope, text
+from cairn.streams.driver import Client
+from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
-
-if TYPE_CHECKING:
-    from cairn.projections.projection import Projection
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,55 +41,6 @@ class Space:
 
 def generation_key(keys: Keys, projection: str, partition: int) -> str:
     return keys.read_model(partition, projection, "gen")
-
-
-async def documents_by_id(
-    client: Client, keys: Keys, projection: Projection, ids: Iterable[str]
-) -> dict[str, Any]:
-    """The documents of `ids` in `projection`'s current read model (unknown ids left out):
-    the generations in one round trip, then one pipeline of an HMGET per partition."""
-    by_partition: dict[int, list[str]] = {}
-    for i in dict.fromkeys(ids):
-        if keys.is_aggregate_id(i):
-            by_partition.setdefault(keys.partition_of_id(i), []).append(i)
-    if not by_partition:
-        return {}
-    spaces = await current_spaces(client, keys, projection.name, list(by_partition))
-    async with client.pipeline(transaction=False) as pipe:
-        for p, wanted in by_partition.items():
-            pipe.hmget(projection.documents(spaces[p]), wanted)
-        replies = await pipe.execute()
-    return {
-        i: projection.decode(doc)
-        for wanted, docs in zip(by_partition.values(), replies, strict=True)
-        for i, doc in zip(wanted, docs, strict=True)
-        if doc
-    }
-
-
-async def load_documents(
-    client: Client, projection: Projection, batches: Sequence[tuple[Space, list[Envelope]]]
-) -> list[dict[str, Any]]:
-    """The documents of the aggregates each batch touches, for all batches in one round trip."""
-    prefix = f"{projection.kind}."
-    wanted = [
-        list(dict.fromkeys(e.agg for e in events if e.type.startswith(prefix)))
-        for _, events in batches
-    ]
-    if not any(wanted):
-        return [{} for _ in batches]
-    async with client.pipeline(transaction=False) as pipe:
-        for (space, _), ids in zip(batches, wanted, strict=True):
-            if ids:
-                pipe.hmget(projection.documents(space), ids)
-        replies = iter(await pipe.execute())
-    loaded: list[dict[str, Any]] = []
-    for ids in wanted:
-        docs = next(replies) if ids else []
-        loaded.append(
-            {i: projection.decode(d) for i, d in zip(ids, docs, strict=True) if d is not None}
-        )
-    return loaded
 
 
 async def current_space(

@@ -8,7 +8,7 @@ import time
 from collections import defaultdict
 
 from cairn.projections.generations import current_spaces
-from cairn.streams.connection import Client
+from cairn.streams.driver import Client
 from cairn.streams.envelope import position_key, text
 from cairn.streams.keys import Keys
 

@@ -14,10 +14,11 @@ from importlib import resources
 from typing import Any
 
 from cairn.domain.errors import CairnError
-from cairn.projections.generations import Space, generation_key, load_documents
-from cairn.projections.projection import Projection
+from cairn.projections.generations import Space, generation_key
+from cairn.projections.projection import Projection, load_documents
 from cairn.projections.writes import Writes
-from cairn.streams.connection import Client, run_script_calls
+from cairn.streams.connection import run_script_calls
+from cairn.streams.driver import Client
 from cairn.streams.envelope import Envelope, decode_entry
 from cairn.streams.groups import ensure_group, read_groups
 from cairn.streams.keys import Keys

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from cairn.projections.generations import Space, current_space, generation_key, load_documents
-from cairn.projections.projection import Projection
+from cairn.projections.generations import Space, current_space, generation_key
+from cairn.projections.projection import Projection, load_documents
 from cairn.projections.writes import Writes
 from cairn.streams.archive import Archive, ArchivedEvent, default_archive
-from cairn.streams.connection import Client
+from cairn.streams.driver import Client
 from cairn.streams.envelope import Envelope, position_key, text
 from cairn.streams.export import count_events
 from cairn.streams.groups import drop_group, ensure_group, read_group

@@ -17,19 +17,19 @@ from typing import Any
 
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
-from cairn.projections.board import Board
-from cairn.projections.board_runs import BoardRuns
-from cairn.projections.dispatcher import Dispatcher
 from cairn.projections.generations import Space, positions
-from cairn.projections.import_releases import ImportReleases
-from cairn.projections.imports import Imports
-from cairn.projections.queue import NAME as QUEUE
-from cairn.projections.queue import Queue
-from cairn.projections.reaper import Reaper
-from cairn.projections.schedule_fires import ScheduleFires
-from cairn.projections.schedules import Schedules
-from cairn.streams.connection import Client
+from cairn.projections.jobs.dispatcher import Dispatcher
+from cairn.projections.jobs.queue import NAME as QUEUE
+from cairn.projections.jobs.queue import Queue
+from cairn.projections.jobs.reaper import Reaper
+from cairn.projections.planning.import_releases import ImportReleases
+from cairn.projections.planning.imports import Imports
+from cairn.projections.planning.schedule_fires import ScheduleFires
+from cairn.projections.planning.schedules import Schedules
+from cairn.projections.tasks.board import Board
+from cairn.projections.tasks.board_runs import BoardRuns
 from cairn.streams.dispatch import Dispatch, Limits
+from cairn.streams.driver import Client
 from cairn.streams.envelope import position_key, text
 from cairn.streams.keys import Keys
 from cairn.streams.leases import Leases

@@ -3,10 +3,9 @@ pipeline) and sent as the arguments of the fenced apply script, or as a MULTI by
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from cairn.projections.generations import Space
+from cairn.projections.generations import Space
 
 
 class Writes:

@@ -33,9 +33,10 @@ from bench_queue_engine import memory_by_key, start_cairn, submit
 
 from cairn.api.cli.archive import cut_for, finished_aggregates
 from cairn.commands.settings import Settings
-from cairn.projections.queue import Queue
+from cairn.projections.jobs.queue import Queue
 from cairn.streams.archive import Archive
-from cairn.streams.connection import Client, connect
+from cairn.streams.connection import connect
+from cairn.streams.driver import Client
 from cairn.streams.keys import Keys
 from cairn.streams.retention import archive_aggregates
 from cairn.streams.server import start_server

@@ -32,12 +32,12 @@ import httpx
 from cairn.api.app import create_app
 from cairn.api.auth import store_token
 from cairn.api.context import Context
-from cairn.api.queue import ListQuery
-from cairn.commands.jobs import JobRequest, submit_job
+from cairn.api.jobs.queue import ListQuery
+from cairn.commands.jobs.job import JobRequest, submit_job
+from cairn.commands.jobs.task_runs import request_task_run
 from cairn.commands.settings import Settings
-from cairn.commands.task_runs import request_task_run
-from cairn.commands.tasks import create_task, transition_task
-from cairn.domain.task_spec import TaskSpec
+from cairn.commands.tasks.task import create_task, transition_task
+from cairn.domain.tasks.spec import TaskSpec
 from cairn.projections.catalog import all_projections
 from cairn.projections.generations import current_spaces
 from cairn.projections.projector import run_projections

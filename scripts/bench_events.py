@@ -32,14 +32,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from cairn.commands.tasks import create_task, transition_task
-from cairn.domain.task_spec import TaskSpec
-from cairn.domain.task_states import Flags
-from cairn.projections.board import BoardProjection
+from cairn.commands.tasks.task import create_task, transition_task
+from cairn.domain.tasks.spec import TaskSpec
+from cairn.domain.tasks.states import Flags
 from cairn.projections.catalog import all_projections
 from cairn.projections.generations import current_space, positions
 from cairn.projections.projector import run_projections
 from cairn.projections.rebuild import rebuild
+from cairn.projections.tasks.board import BoardProjection
 from cairn.streams.connection import connect
 from cairn.streams.dispatch import Dispatch, Dispatchable, Limits
 from cairn.streams.envelope import position_key, text

@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cairn.commands.jobs import JobRequest, load_job, submit_job
+from cairn.commands.jobs.job import JobRequest, load_job, submit_job
 from cairn.commands.settings import ExecutionSettings, Settings
 from cairn.streams.connection import connect
 from cairn.streams.envelope import Envelope

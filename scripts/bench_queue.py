@@ -27,7 +27,7 @@ import httpx
 
 from cairn.projections import layout
 from cairn.projections.generations import current_space
-from cairn.projections.queue import NAME as QUEUE
+from cairn.projections.jobs.queue import NAME as QUEUE
 from cairn.streams.connection import connect
 from cairn.streams.keys import Keys
 from cairn.streams.server import free_port, start_server

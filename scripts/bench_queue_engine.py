@@ -50,9 +50,9 @@ from bench_children import Child, say, start_child, stop_children  # scripts/ is
 from bench_peer_runs import run_peers
 from bench_peers import LANES, PEERS
 
-from cairn.commands.jobs import JobRequest, submit_job
+from cairn.commands.jobs.job import JobRequest, submit_job
 from cairn.commands.settings import Settings
-from cairn.domain.job_types import ContractSettings
+from cairn.domain.jobs.kinds import ContractSettings
 from cairn.streams.connection import connect
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys

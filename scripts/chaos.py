@@ -34,10 +34,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from cairn.commands.jobs import JobRequest, submit_job
+from cairn.commands.jobs.job import JobRequest, submit_job
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
-from cairn.domain.job import TERMINAL
+from cairn.domain.jobs.job import TERMINAL
 from cairn.streams.connection import connect
 from cairn.streams.envelope import Envelope
 from cairn.streams.keys import Keys

@@ -1,6 +1,6 @@
 """The store on a Redis Cluster: `redis+cluster://[user:password@]host:port[,host:port...]/0`
 (`redis+clusters://` over TLS, certificates as the URL's `ssl_*` options say). Every driver error
-is translated to Cairn's as on one server (streams/connection.py).
+is translated to Cairn's as on one server (streams/driver.py).
 
 Every key of a partition carries its hash tag, so a script, a MULTI or a multi-key command on
 one partition runs in one slot. Reads that span partitions are the exception, and are split by
@@ -22,7 +22,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from cairn.domain.errors import InfrastructureError
-from cairn.streams.connection import CONNECT_TIMEOUT_S, HEALTH_CHECK_S, Client, _translated
+from cairn.streams.driver import CONNECT_TIMEOUT_S, HEALTH_CHECK_S, Client, translated
 
 POLL_S = 0.01  # how often a blocking group read over several slots looks again
 
@@ -35,7 +35,7 @@ class StoreCluster(RedisCluster):
         try:
             return await super().execute_command(*args, **kwargs)
         except RedisError as e:
-            raise _translated(e) from e
+            raise translated(e) from e
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
         return StoreClusterPipeline(self, transaction)  # type: ignore[abstract]
@@ -104,7 +104,7 @@ class StoreClusterPipeline(ClusterPipeline):
         try:
             return await super().execute(raise_on_error, allow_redirections)
         except RedisError as e:
-            raise _translated(e) from e
+            raise translated(e) from e
 
 
 def _by_slot(streams: Any) -> list[dict[Any, Any]]:

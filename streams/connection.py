@@ -1,5 +1,6 @@
-"""Making Redis clients: one place, so every process gets the same connection class, and
-every driver error is translated into Cairn's own here, once, for every caller."""
+"""Making Redis clients: one place, so every process gets the same connection class (one
+server here, a cluster in cluster.py), each raising Cairn's errors (driver.py), never the
+driver's."""
 
 from __future__ import annotations
 
@@ -11,47 +12,18 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection, SSLConnection
 from redis.commands.core import AsyncScript
-from redis.exceptions import (
-    ClusterDownError,
-    NoPermissionError,
-    NoScriptError,
-    ReadOnlyError,
-    RedisError,
-    ResponseError,
-    TryAgainError,
+from redis.exceptions import NoScriptError, RedisError
+
+from cairn.domain.errors import InfrastructureError
+from cairn.streams.cluster import connect_cluster
+from cairn.streams.driver import (
+    CONNECT_TIMEOUT_S,
+    HEALTH_CHECK_S,
+    Call,
+    Client,
+    translate,
+    translated,
 )
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from cairn.domain.errors import InfrastructureError, StoreUnavailable
-
-Call = tuple[Sequence[Any], Sequence[Any]]  # a script call's keys and arguments
-Client = aioredis.Redis  # what the other layers name; they never import redis themselves
-# Errors after which the same call may succeed shortly: the server is down, restarting,
-# loading its AOF (BusyLoadingError is a ConnectionError), stalled, or failing over.
-PASSING = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, TryAgainError, ClusterDownError)
-PASSING_REPLIES = ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY")
-# NO READ TIMEOUT: it costs a timer per command (a fifth of a no-op job's client CPU), and a
-# stalled server is waited out (its callers resume when it does); TCP keepalive finds a peer
-# that is gone for good. Connecting is bounded.
-CONNECT_TIMEOUT_S = 5.0
-HEALTH_CHECK_S = 10  # a connection idle this long is pinged before use: no stale ones
-
-
-def translate(error: BaseException) -> BaseException:
-    """The Cairn error for a driver error (others are returned as they are)."""
-    if isinstance(error, PASSING) or (
-        isinstance(error, ResponseError) and str(error).startswith(PASSING_REPLIES)
-    ):
-        translated: InfrastructureError = StoreUnavailable(f"the store is unavailable: {error}")
-    elif isinstance(error, NoScriptError):
-        return error  # handled where scripts are called (run_script_calls, AsyncScript)
-    elif isinstance(error, RedisError):
-        translated = InfrastructureError(f"the store refused a command: {error}")
-    else:
-        return error
-    translated.__cause__ = error
-    return translated
 
 
 class StoreClient(aioredis.Redis):
@@ -63,7 +35,7 @@ class StoreClient(aioredis.Redis):
         try:
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         except RedisError as e:
-            raise _translated(e) from e
+            raise translated(e) from e
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         return StorePipeline(self.connection_pool, self.response_callbacks, transaction,
@@ -75,19 +47,7 @@ class StorePipeline(Pipeline):
         try:
             return await super().execute(raise_on_error)
         except RedisError as e:
-            raise _translated(e) from e
-
-
-def _translated(error: RedisError) -> BaseException:
-    """Only outages, refusals by the server's ACL (NOPERM: the user may not run that command or
-    touch that key) and unexpected replies are translated; the replies streams/ acts on
-    (NOGROUP, BUSYGROUP, NOSCRIPT) stay ResponseErrors for it to read."""
-    always = ReadOnlyError | TryAgainError | NoPermissionError  # replies translated all the same
-    if isinstance(error, ResponseError) and not isinstance(error, always):
-        message = str(error)
-        if not message.startswith(PASSING_REPLIES):
-            return error
-    return translate(error)
+            raise translated(e) from e
 
 
 class PackedConnection(Connection):
@@ -144,8 +104,6 @@ def connect(url: str, max_connections: int | None = None) -> Client:
     hiredis packer. No call is retried by the driver: a write that may have landed is retried
     (or not) by the caller, which knows whether it is idempotent."""
     if url.split("://", 1)[0] in CLUSTER_SCHEMES:
-        from cairn.streams.cluster import connect_cluster
-
         return connect_cluster(url, max_connections)
     options: dict[str, Any] = {
         "max_connections": max_connections,

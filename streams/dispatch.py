@@ -16,7 +16,7 @@ import orjson
 from redis.exceptions import RedisError, ResponseError
 
 from cairn.domain.errors import InfrastructureError
-from cairn.streams.connection import Client
+from cairn.streams.driver import Client
 from cairn.streams.envelope import text
 from cairn.streams.groups import ensure_group
 from cairn.streams.keys import Keys

@@ -14,7 +14,7 @@ import orjson
 
 from cairn.domain.errors import CairnError
 from cairn.streams.archive import Archive, ArchivedEvent, default_archive
-from cairn.streams.connection import Client
+from cairn.streams.driver import Client
 from cairn.streams.envelope import position_key, text
 from cairn.streams.keys import Keys
 

@@ -8,7 +8,7 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from cairn.domain.errors import InfrastructureError
-from cairn.streams.connection import Client
+from cairn.streams.driver import Client
 from cairn.streams.envelope import Envelope, decode_entry, text
 
 

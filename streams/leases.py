@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from importlib import resources
 
-from cairn.streams.connection import Client, run_script_calls
+from cairn.streams.connection import run_script_calls
+from cairn.streams.driver import Client
 
 HOLD_LUA = resources.files("cairn.streams").joinpath("hold_lease.lua").read_text()
 RELEASE_LUA = resources.files("cairn.streams").joinpath("release_lease.lua").read_text()

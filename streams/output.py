@@ -14,7 +14,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from cairn.domain.errors import InfrastructureError, ValidationFailed
-from cairn.streams.connection import Client
+from cairn.streams.driver import Client
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
 

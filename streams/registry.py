@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from cairn.streams.connection import Client
+from cairn.streams.driver import Client
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
 

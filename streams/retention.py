@@ -17,7 +17,8 @@ from redis.exceptions import ResponseError
 
 from cairn.domain.errors import InfrastructureError
 from cairn.streams.archive import MARKER, Archive, ArchivedAggregate, ArchivedEvent, Segment
-from cairn.streams.connection import Client, run_script_calls
+from cairn.streams.connection import run_script_calls
+from cairn.streams.driver import Client
 from cairn.streams.envelope import position_key, text
 from cairn.streams.keys import Keys
 from cairn.streams.store import READ_LUA

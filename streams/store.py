@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from cairn.domain.errors import InfrastructureError, VersionConflict
 from cairn.streams.archive import MARKER, Archive, default_archive
 from cairn.streams.connection import run_script_calls
+from cairn.streams.driver import Client
 from cairn.streams.envelope import (
     Envelope,
     decode_entry,
@@ -293,6 +294,16 @@ class EventStore:
         except RedisError as e:
             raise InfrastructureError(f"read of command {command_id} failed: {e}") from e
         return None if record is None else _parse_record(record, duplicate=True)
+
+
+async def log_ends(client: Client, keys: Keys, partitions: Sequence[int]) -> dict[int, str]:
+    """Each partition log's last entry id ("0-0" for an empty log), in one round trip."""
+    async with client.pipeline(transaction=False) as pipe:
+        for p in partitions:
+            pipe.xrevrange(keys.log(p), count=1)
+        replies = await pipe.execute()
+    ends = zip(partitions, replies, strict=True)
+    return {p: text(entries[0][0]) if entries else "0-0" for p, entries in ends}
 
 
 def merge_positions(live: list[Envelope], archived: list[Envelope]) -> list[Envelope]:

@@ -1,67 +1,79 @@
-"""The layers show in the imports: each layer lists what it may import (the standard library
-aside), so a new dependency across layers is a decision, not an accident. The domain is pure;
-streams knows nothing of tasks or jobs; only streams talks to Redis; the edges (api, worker)
-write through commands; only the processes' entry point (api/cli) starts a worker."""
+"""The layers and areas are import-linter contracts in pyproject.toml, run by scripts/test. These
+tests show that the contracts hold on the tree and bite: each deliberate violation, made in a
+copy of the tree, breaks its contract, and the report names the import that broke it."""
 
 from __future__ import annotations
 
-import ast
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-C = "cairn."
-ALLOWED: dict[str, set[str]] = {
-    # croniter: cron maths for schedules (domain/cron.py); pure Python, no I/O.
-    "domain": {C + "domain", "msgspec", "pydantic", "yaml", "croniter"},
-    "streams": {C + "streams", C + "domain.errors", "redis", "hiredis", "orjson", "msgspec"},
-    "commands": {C + "commands", C + "domain", C + "streams", "msgspec", "orjson"},
-    "projections": {C + "projections", C + "commands", C + "domain", C + "streams", "msgspec",
-                    "orjson"},
-    # hvac: Vault secrets (worker/secrets.py), imported only when a vault:// reference is used.
-    "worker": {C + "worker", C + "commands", C + "domain", C + "streams", "orjson", "msgspec",
-               "hvac"},
-    # prometheus_client: GET /metrics (api/metrics.py).
-    "api": {C + "api", C + "commands", C + "domain", C + "projections", C + "streams",
-            "starlette", "uvicorn", "h11", "pydantic", "orjson", "msgspec", "prometheus_client"},
-}  # fmt: skip
-# The processes' entry point starts every process, so it may import each of them.
-ENTRY_POINTS = {"api/cli": {C + "worker"}}
+LAYERS = ("domain", "streams", "commands", "projections", "api", "worker")
+LINT = Path(sys.executable).with_name("lint-imports")
 
 
-def imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
+def lint(tree: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """lint-imports with the project's contracts, over `tree` (a copy laid out as the installed
+    `cairn`) when given, else over the installed package."""
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)  # its `cairn.domain` ... come before the installed ones
+    return subprocess.run(
+        [str(LINT), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
 
 
-def allowed(name: str, rules: set[str]) -> bool:
-    if name.split(".")[0] in sys.stdlib_module_names or name == "__future__":
-        return True
-    return any(name == rule or name.startswith(rule + ".") for rule in rules)
+def test_the_tree_keeps_every_contract() -> None:
+    done = lint()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout
 
 
-@pytest.mark.parametrize("package", sorted(ALLOWED))
-def test_each_layer_imports_only_what_it_may(package: str) -> None:
-    for path in sorted((ROOT / package).rglob("*.py")):
-        where = path.relative_to(ROOT).as_posix()
-        rules = set(ALLOWED[package])
-        for prefix, extra in ENTRY_POINTS.items():
-            if where.startswith(prefix + "/"):
-                rules |= extra
-        for name in imports(path):
-            assert allowed(name, rules), f"{where} imports {name}"
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tree")
+    for layer in LAYERS:
+        shutil.copytree(ROOT / layer, root / "cairn" / layer,
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    return root
 
 
-def test_the_rules_bite() -> None:
-    assert not allowed("redis.asyncio", ALLOWED["projections"])
-    assert not allowed("cairn.projections.board", ALLOWED["worker"])
-    assert not allowed("cairn.domain.task", ALLOWED["streams"])
-    assert allowed("cairn.domain.errors", ALLOWED["streams"])
-    assert allowed("asyncio", ALLOWED["domain"])
+VIOLATIONS = [
+    # (file, the line added, the contract that breaks, what the report names)
+    ("domain/errors.py", "import redis", "The domain is pure", "cairn.domain.errors -> redis"),
+    ("domain/tasks/task.py", "from cairn.domain.planning import imports",
+     "No circles", ".tasks -> .planning"),
+    ("streams/keys.py", "from cairn.streams import store", "No circles",
+     "No cycles are allowed in cairn.streams"),
+    ("worker/daemon.py", "from cairn.projections.tasks import board", "Layers",
+     "cairn.worker.daemon -> cairn.projections.tasks.board"),
+    ("api/dashboard/board.py", "from cairn.worker import daemon", "Only the processes'",
+     "cairn.api.dashboard.board -> cairn.worker.daemon"),
+    ("streams/store.py", "from cairn.domain.tasks import task", "streams knows nothing",
+     "cairn.streams.store -> cairn.domain.tasks.task"),
+    ("commands/runner.py", "import starlette", "no web", "cairn.commands.runner -> starlette"),
+    ("domain/limits.py", "from cairn.commands import runner", "Layers",
+     "cairn.domain.limits -> cairn.commands.runner"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "line", "contract", "named"), VIOLATIONS)
+def test_a_violation_breaks_its_contract(
+    tree: Path, path: str, line: str, contract: str, named: str
+) -> None:
+    target = tree / "cairn" / path
+    before = target.read_text()
+    target.write_text(before + f"\n{line}  # noqa\n")
+    try:
+        done = lint(tree)
+    finally:
+        target.write_text(before)
+    assert done.returncode != 0, done.stdout
+    broken = done.stdout.split("Broken contracts", 1)[-1]
+    assert contract in broken and named in broken, done.stdout

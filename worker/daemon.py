@@ -14,18 +14,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cairn.commands import runs
-from cairn.commands.held import Held, Stage
-from cairn.commands.jobs import load_jobs
+from cairn.commands.jobs import claims
+from cairn.commands.jobs.held import Held, Stage
+from cairn.commands.jobs.job import load_jobs
 from cairn.commands.settings import Settings
-from cairn.domain.contract import WorkerDefaults
-from cairn.domain.dispatch import eligible, run_order_key
 from cairn.domain.errors import CairnError, DomainError, InfrastructureError, StaleLease
-from cairn.domain.job import Job
-from cairn.domain.job_attempts import RetryPolicy
+from cairn.domain.jobs.attempts import RetryPolicy
+from cairn.domain.jobs.contract import WorkerDefaults
+from cairn.domain.jobs.dispatch import eligible, run_order_key
+from cairn.domain.jobs.job import Job
 from cairn.streams.artifacts import FileArtifactStore
-from cairn.streams.connection import Client
 from cairn.streams.dispatch import Dispatch, Message
+from cairn.streams.driver import Client
 from cairn.streams.keys import Keys
 from cairn.streams.lifetime import wait_for_stop
 from cairn.streams.output import OutputStream
@@ -186,7 +186,7 @@ class Worker:
         deadline = time.monotonic() + self.config.lease_s / 2
         for attempt in range(10_000):
             try:
-                return await runs.claim_job(
+                return await claims.claim_job(
                     self.store, message.job_id, self.config.worker_id, self.settings.flags,
                     known, lease_ms=int(self.config.lease_s * 1000),
                     command_id=f"claim:{message.signature}:{message.id}", retrying=attempt > 0,

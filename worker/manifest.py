@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 
 from cairn.domain.errors import CairnError
-from cairn.domain.manifest import ManifestSource
+from cairn.domain.jobs.manifest import ManifestSource
 
 SNIFF_BYTES = 8192  # a NUL within these marks a binary file
 

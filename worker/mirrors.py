@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cairn.domain.repositories import Remote
+from cairn.domain.jobs.repositories import Remote
 from cairn.worker.gitops import Git, GitFailed
 from cairn.worker.workspace import remove_tree
 

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cairn.domain.branches import Branches
-from cairn.domain.job_events import PublishOutcome
-from cairn.domain.publishing import Evidence, commit_message, verification_gate
+from cairn.domain.jobs.branches import Branches
+from cairn.domain.jobs.events import PublishOutcome
+from cairn.domain.jobs.publishing import Evidence, commit_message, verification_gate
 from cairn.worker.gitops import STDERR_KEPT, Git, GitFailed
 
 _URL = re.compile(r"https?://\S+")

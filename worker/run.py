@@ -1,32 +1,27 @@
 """One attempt of a job on this worker, in stages: prepare (workspace, checkout, branches,
 skills, context), execute (the steps, worker/steps.py), publish (commit, push, PR). Each
-stage reports what it does through the job's fenced writes (commands/held.py); artifacts
+stage reports what it does through the job's fenced writes (commands/jobs/held.py); artifacts
 go to the artifact store as they are made and their events out with the next write."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cairn.commands.held import Held
-from cairn.commands.import_plans import submit_plan_from_file
-from cairn.commands.proposals import submit_proposals_from_file
-from cairn.commands.settings import Settings
-from cairn.domain.branches import Branches, resolve_branches
-from cairn.domain.contract import WorkerDefaults
+from cairn.commands.jobs.held import Held
+from cairn.commands.planning.import_plans import submit_plan_from_file
+from cairn.commands.planning.proposals import submit_proposals_from_file
 from cairn.domain.errors import CairnError, ValidationFailed
-from cairn.domain.job import Job
-from cairn.domain.job_events import JobArtifactAdded, JobBranchResolved, JobPublished
-from cairn.domain.publishing import pr_body, pr_title
-from cairn.domain.repositories import resolve_repository
-from cairn.streams.artifacts import ArtifactStore, StoredArtifact
-from cairn.streams.output import OutputStream
+from cairn.domain.jobs.branches import Branches, resolve_branches
+from cairn.domain.jobs.events import JobBranchResolved, JobPublished
+from cairn.domain.jobs.job import Job
+from cairn.domain.jobs.publishing import pr_body, pr_title
+from cairn.domain.jobs.repositories import resolve_repository
+from cairn.worker.attempt import Attempt, RunTools, worker_token
 from cairn.worker.failures import Cancelled, StageFailed
 from cairn.worker.gitops import Git, GitFailed, askpass_env
 from cairn.worker.mirrors import Mirrors
@@ -36,55 +31,18 @@ from cairn.worker.redaction import Redactor
 from cairn.worker.secrets import resolve_secrets
 from cairn.worker.skills import SkillNotFound, SkillRef, materialize_skills
 from cairn.worker.steps import Steps
-from cairn.worker.workspace import Workspace, make_workspace, remove_workspace
+from cairn.worker.workspace import make_workspace
 
 log = logging.getLogger("cairn.worker")
-TOKEN_VARIABLES = ("GH_TOKEN", "GITHUB_TOKEN")  # the worker's own, when a job names none
 EXCLUDED = (".cairn/", ".agents/", ".claude/", ".gemini/")  # never committed
 
 
-@dataclass(frozen=True)
-class RunTools:
-    """What every run on this worker shares."""
-
-    settings: Settings
-    defaults: WorkerDefaults
-    output: OutputStream
-    artifacts: ArtifactStore
-    cancel_grace_s: float = 5.0
-
-    @property
-    def mirrors_root(self) -> Path:
-        return Path(self.settings.data_dir) / "mirrors"
-
-    @property
-    def skills_cache(self) -> Path:
-        return Path(self.settings.data_dir) / "skills"
-
-
-class JobRun:
+class JobRun(Attempt):
     """One attempt of one job; `stage(name)` runs a stage and returns (outcome, detail)."""
 
     def __init__(self, job: Job, held: Held, tools: RunTools) -> None:
-        self.job, self.held, self.tools = job, held, tools
-        self.execution = tools.settings.execution
-        self.workspace: Workspace | None = None
-        self.redactor = Redactor(env=os.environ)
-        self.git: Git | None = None
-        self.branches: Branches | None = None
-        self.start_commit: str | None = None
-        self.remote_url: str | None = None  # origin's, as prepare set it
-        self.skills: list[SkillRef] = []
-        self.publish_token: str | None = None
+        super().__init__(job, held, tools)
         self.steps: Steps | None = None
-        self.summary = ""
-        self.publish_outcome: str | None = None
-        self.started = asyncio.get_running_loop().time()
-
-    @property
-    def task(self) -> dict[str, Any]:
-        task: dict[str, Any] = self.job.normalized.get("task") or {}
-        return task
 
     def waits(self, stage: str) -> bool:
         """Whether a stage may take a while (so what led up to it is written first)."""
@@ -109,7 +67,7 @@ class JobRun:
         if self.job.job_type != "task":
             return {"workspace": str(self.workspace.root)}
         secrets = await self._secrets()
-        token = secrets.get("repo") or _worker_token()
+        token = secrets.get("repo") or worker_token()
         self.publish_token = secrets.get("publish") or token
         self.redactor = Redactor([v for v in (*secrets.values(), token) if v], env=os.environ)
         ws = self.workspace
@@ -144,15 +102,6 @@ class JobRun:
         return {"repository": remote.display, "default_branch": checkout.default_branch,
                 "head": checkout.head, "mirror_reused": checkout.fetched,
                 "checkout_s": round(checkout.seconds, 3)}  # fmt: skip
-
-    def git_for_sources(self) -> Git:
-        """Git for a manifest job's sources (no checkout of its own): the worker's token."""
-        assert self.workspace is not None
-        token = _worker_token()
-        if token:
-            self.redactor = Redactor([token], env=os.environ)
-        env = minimal_env(self.workspace.home, extra=askpass_env(self.workspace.home, token))
-        return Git(env=env, redact=self.redactor.redact)
 
     async def _secrets(self) -> dict[str, str]:
         auth = self.job.normalized.get("auth") or {}
@@ -316,41 +265,6 @@ class JobRun:
             "publish": publish_record, "duration_s": round(loop_now - self.started, 3),
         }  # fmt: skip
 
-    # ---- artifacts ------------------------------------------------------------------------
-
-    async def add_file(self, path: str, source: Path) -> StoredArtifact:
-        """Store a file as an artifact; its event goes out with the next write."""
-        stored = await asyncio.to_thread(
-            self.tools.artifacts.put_file, self.job.id, self.job.attempt, path, source
-        )
-        self.held.hold_back([self._added(stored)])
-        return stored
-
-    async def add_json(self, path: str, document: Any) -> StoredArtifact:
-        text = self.redactor.redact(json.dumps(document, indent=2, default=str))
-        stored = await asyncio.to_thread(
-            self.tools.artifacts.put_bytes, self.job.id, self.job.attempt, path, text.encode()
-        )
-        self.held.hold_back([self._added(stored)])
-        return stored
-
-    def _added(self, stored: StoredArtifact) -> JobArtifactAdded:
-        return JobArtifactAdded(
-            epoch=self.held.epoch, name=stored.name,
-            ref=f"/api/queue/jobs/{self.job.id}/artifacts/{stored.path}", size=stored.size,
-            sha256=stored.sha256, path=stored.path, content_type=stored.content_type,
-            truncated=stored.truncated,
-        )  # fmt: skip
-
-    def close(self) -> None:
-        if self.workspace is not None and not self.execution.keep_workspaces:
-            remove_workspace(self.workspace)
-
-
-def _worker_token() -> str | None:
-    return next((os.environ[v] for v in TOKEN_VARIABLES if os.environ.get(v)), None)
-
-
 def _error(code: str, message: str) -> dict[str, Any]:
     return {"code": code, "message": message}
 
@@ -360,4 +274,4 @@ def _git_error(error: GitFailed) -> dict[str, Any]:
             "stderr": error.stderr[-2000:]}  # fmt: skip
 
 
-__all__ = ["Cancelled", "JobRun", "RunTools", "StageFailed"]
+__all__ = ["Attempt", "Cancelled", "JobRun", "RunTools", "StageFailed"]

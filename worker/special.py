@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cairn.domain.manifest import ManifestSource
-from cairn.domain.repositories import resolve_repository
+from cairn.domain.jobs.manifest import ManifestSource
+from cairn.domain.jobs.repositories import resolve_repository
+from cairn.worker.attempt import Attempt
 from cairn.worker.container import DOCKER_ENV, container_argv, run_container
 from cairn.worker.failures import Cancelled, StageFailed
 from cairn.worker.gitops import Git, GitFailed
@@ -17,11 +18,8 @@ from cairn.worker.manifest import SourceUnavailable, build_index, source_label, 
 from cairn.worker.mirrors import Mirrors
 from cairn.worker.process import Limits, minimal_env
 
-if TYPE_CHECKING:
-    from cairn.worker.run import JobRun
 
-
-async def run_container_job(run: JobRun, container: dict[str, Any]) -> dict[str, Any]:
+async def run_container_job(run: Attempt, container: dict[str, Any]) -> dict[str, Any]:
     """The task's container as the one step: its env values reach docker only through the
     environment; cancel and timeouts also `docker kill` it."""
     assert run.workspace is not None
@@ -55,7 +53,7 @@ async def run_container_job(run: JobRun, container: dict[str, Any]) -> dict[str,
     return {"container": container["image"], "exit_status": result.exit_status}
 
 
-async def run_manifest_job(run: JobRun) -> dict[str, Any]:
+async def run_manifest_job(run: Attempt) -> dict[str, Any]:
     """Index each source's text files (a repository through the mirror cache, or a local
     path where local repositories are allowed) into an artifact, with its counts."""
     assert run.workspace is not None

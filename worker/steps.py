@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cairn.domain.contract import resolve_runtime
 from cairn.domain.errors import CairnError
-from cairn.domain.job_events import JobStepFinished, JobStepStarted
-from cairn.domain.publishing import Evidence, step_evidence
-from cairn.worker.adapters import build_invocation, parse_usage
+from cairn.domain.jobs.contract import resolve_runtime
+from cairn.domain.jobs.events import JobStepFinished, JobStepStarted
+from cairn.domain.jobs.publishing import Evidence, step_evidence
+from cairn.worker.agents.adapters import build_invocation, parse_usage
+from cairn.worker.agents.prompts import compose_prompt
+from cairn.worker.attempt import Attempt
 from cairn.worker.failures import Cancelled, StageFailed
 from cairn.worker.live import LiveOutput
 from cairn.worker.process import LaunchFailed, Limits, ProcessResult, minimal_env, run_process
-from cairn.worker.prompts import compose_prompt
 from cairn.worker.special import run_container_job, run_manifest_job
-
-if TYPE_CHECKING:
-    from cairn.worker.run import JobRun
 
 PAUSE_POLL_S = 0.5
 LIMITS = {
@@ -44,7 +42,7 @@ class PlannedStep:
 class Steps:
     """The steps of one attempt, and what they left: changed paths, diff stat, evidence."""
 
-    def __init__(self, run: JobRun) -> None:
+    def __init__(self, run: Attempt) -> None:
         self.run = run
         task = run.task
         given = task.get("steps") or []

@@ -19,16 +19,16 @@ from cairn.api.cli.backup import progress_printer
 from cairn.api.cli.store import keys_of, open_client
 from cairn.commands.settings import Settings
 from cairn.domain.errors import ValidationFailed
-from cairn.domain.job import TERMINAL
-from cairn.domain.task_states import Status
+from cairn.domain.jobs.job import TERMINAL
+from cairn.domain.tasks.states import Status
 from cairn.projections import layout
-from cairn.projections.board import NAME as BOARD
-from cairn.projections.board import BoardProjection
 from cairn.projections.generations import current_space
-from cairn.projections.queue import NAME as QUEUE
-from cairn.projections.queue import QueueProjection
+from cairn.projections.jobs.queue import NAME as QUEUE
+from cairn.projections.jobs.queue import QueueProjection
+from cairn.projections.tasks.board import NAME as BOARD
+from cairn.projections.tasks.board import BoardProjection
 from cairn.streams.archive import Archive, default_archive
-from cairn.streams.connection import Client
+from cairn.streams.driver import Client
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
 

@@ -15,7 +15,7 @@ import orjson
 from cairn.api.cli.store import keys_of, open_client
 from cairn.commands.settings import Settings
 from cairn.domain.errors import NotFound, ValidationFailed
-from cairn.domain.task_spec import parse_model
+from cairn.domain.tasks.spec import parse_model
 from cairn.streams.store import EventStore
 
 ACTOR = "cli"
@@ -47,12 +47,12 @@ def _json_file(path: str) -> Any:
 
 
 def templates(settings: Settings, args: argparse.Namespace) -> int:
-    from cairn.api.templates import template_view
-    from cairn.commands.templates import load_template, save_template
-    from cairn.domain.pipelines import PIPELINES
-    from cairn.domain.template_inputs import expand
-    from cairn.domain.templates import TemplateBody, resolve
-    from cairn.projections.templates import Templates
+    from cairn.api.planning.templates import template_view
+    from cairn.commands.planning.templates import load_template, save_template
+    from cairn.domain.planning.template_inputs import expand
+    from cairn.domain.planning.templates import TemplateBody, resolve
+    from cairn.domain.tasks.pipelines import PIPELINES
+    from cairn.projections.planning.templates import Templates
 
     async def work(store: EventStore) -> Any:
         catalog = Templates(store.redis, store.keys)
@@ -90,10 +90,10 @@ def _input(text: str) -> tuple[str, Any]:
 
 
 def schedules(settings: Settings, args: argparse.Namespace) -> int:
-    from cairn.api.schedules import schedule_view
-    from cairn.commands import schedules as commands
-    from cairn.domain.schedules import ScheduleInput
-    from cairn.projections.schedules import Schedules
+    from cairn.api.planning.schedules import schedule_view
+    from cairn.commands.planning import schedules as commands
+    from cairn.domain.planning.schedules import ScheduleInput
+    from cairn.projections.planning.schedules import Schedules
 
     async def work(store: EventStore) -> Any:
         contract = settings.contract()

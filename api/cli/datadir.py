@@ -18,7 +18,8 @@ import orjson
 
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
-from cairn.streams.connection import Client, connect
+from cairn.streams.connection import connect
+from cairn.streams.driver import Client
 
 RECORD_FILE = "up.json"
 

@@ -17,9 +17,9 @@ from cairn.domain.errors import CairnError, ValidationFailed
 
 
 def import_prd(settings: Settings, args: argparse.Namespace) -> int:
-    from cairn.commands.imports import commit_import, preview_import
-    from cairn.domain.import_preview import MAX_PRD_CHARS, ImportRequest
-    from cairn.domain.task_spec import parse_model
+    from cairn.commands.planning.imports import commit_import, preview_import
+    from cairn.domain.planning.preview import MAX_PRD_CHARS, ImportRequest
+    from cairn.domain.tasks.spec import parse_model
     from cairn.streams.store import EventStore
 
     path = Path(args.file)

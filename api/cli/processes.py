@@ -96,7 +96,7 @@ def run_scheduler(settings: Settings, args: argparse.Namespace) -> int:
 def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     import socket
 
-    from cairn.worker.adapters import worker_defaults
+    from cairn.worker.agents.adapters import worker_defaults
     from cairn.worker.daemon import Worker, WorkerConfig
     from cairn.worker.probe import parse_capabilities, probe_capabilities
 

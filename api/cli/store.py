@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from cairn.api.cli.datadir import find_store, open_store
 from cairn.commands.settings import Settings
-from cairn.streams.connection import Client
+from cairn.streams.driver import Client
 from cairn.streams.keys import Keys
 
 

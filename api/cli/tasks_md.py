@@ -12,11 +12,11 @@ from pathlib import Path
 from cairn.api.cli.store import keys_of, open_client
 from cairn.commands.runner import id_for_key
 from cairn.commands.settings import Settings
-from cairn.commands.tasks import create_task, load_tasks, transition_task, update_task
+from cairn.commands.tasks.task import create_task, load_tasks, transition_task, update_task
 from cairn.domain.errors import CairnError
-from cairn.domain.task_spec import TaskPatch, TaskSpec, parse_model
-from cairn.domain.task_states import Flags
-from cairn.domain.tasks_md import (
+from cairn.domain.tasks.spec import TaskPatch, TaskSpec, parse_model
+from cairn.domain.tasks.states import Flags
+from cairn.domain.tasks.tasks_md import (
     RowPlan,
     TasksFile,
     depends_on,
@@ -24,10 +24,10 @@ from cairn.domain.tasks_md import (
     plan_sync,
     render_tasks_md,
 )
-from cairn.projections.board import NAME as BOARD
-from cairn.projections.board import Board
 from cairn.projections.positions import PositionWatcher
-from cairn.streams.connection import Client
+from cairn.projections.tasks.board import NAME as BOARD
+from cairn.projections.tasks.board import Board
+from cairn.streams.driver import Client
 from cairn.streams.envelope import now_rfc3339, text
 from cairn.streams.store import EventStore
 

@@ -15,10 +15,10 @@ from starlette.responses import Response
 
 from cairn.api.audit import partitions_of
 from cairn.api.context import context, event_view
-from cairn.api.dashboard.live import log_ends
 from cairn.api.dashboard.render import page_for, render, templates
 from cairn.api.roles import AUDITOR
 from cairn.streams.envelope import Envelope, decode_entry, position_key, text
+from cairn.streams.store import log_ends
 
 PAGE = 100
 SCAN = 5_000  # log entries looked at for one filtered page, at most
@@ -126,7 +126,9 @@ async def read_page(
 async def _newest(request: Request, partitions: list[int]) -> str | None:
     """The newest entry id of the logs read, taken before they are: the live rows go on from
     it, so nothing written while the page is made is missed (a repeat is dropped by id)."""
-    ids = [end for end in (await log_ends(request, partitions)).values() if end != "0-0"]
+    ctx = context(request)
+    ends = await log_ends(ctx.client, ctx.keys, partitions)
+    ids = [end for end in ends.values() if end != "0-0"]
     return max(ids, key=position_key) if ids else "0-0"
 
 

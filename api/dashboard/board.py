@@ -1,6 +1,6 @@
-"""The board (`/tasks`): a column per state of one project, and the moves, runs, retries and
-cancels its cards offer. Reads the board and queue read models; writes through the same
-commands as the task routes of the API."""
+"""The board (`/tasks`): a column per state of one project, its cards with their last run and
+the moves they offer. Reads the board and queue read models; the cards' actions are in
+task_actions.py."""
 
 from __future__ import annotations
 
@@ -11,27 +11,20 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cairn.api.context import actor, context, path_id
+from cairn.api.context import context
 from cairn.api.dashboard.render import (
-    FieldErrors,
-    Form,
-    action,
-    done,
     page,
     render,
-    safe_next,
     wait_for_writes,
 )
-from cairn.commands.task_runs import cancel_task, request_task_run, retry_task
-from cairn.commands.tasks import transition_task
-from cairn.domain.errors import CairnError, NotFound
-from cairn.domain.job import Job
+from cairn.domain.errors import NotFound
+from cairn.domain.jobs.job import Job
 from cairn.domain.priority import PRIORITY_NAMES
-from cairn.domain.task import Task
-from cairn.domain.task_spec import NAME_PATTERN
-from cairn.domain.task_states import CLAIM_GUARDED, Flags, Status, allowed_targets
-from cairn.projections.board import NAME as BOARD
-from cairn.projections.board import card
+from cairn.domain.tasks.spec import NAME_PATTERN
+from cairn.domain.tasks.states import CLAIM_GUARDED, Flags, Status, allowed_targets
+from cairn.domain.tasks.task import Task
+from cairn.projections.tasks.board import NAME as BOARD
+from cairn.projections.tasks.board import card
 
 COLUMN_CAP = 50  # cards shown per column before "Show all"
 STATUS_NAMES = {
@@ -114,70 +107,3 @@ async def board_page(request: Request) -> Response:
     project = project_of(request)
     view = await board_view(request, project, request.query_params.get("all", ""))
     return await render(request, "board.html", {**view, "move_errors": {}})
-
-
-async def _board_with_error(request: Request, form: Form, error: CairnError) -> Response:
-    """A refused move or run, shown at its card (the board of the task's project), or on the
-    task's page when it came from there."""
-    task_id = str(request.path_params["task_id"])
-    came_from = safe_next(form.get("next"))
-    if came_from.startswith("/tasks/task-"):
-        from cairn.api.dashboard.task_pages import task_page_with_error
-
-        return await task_page_with_error(request, task_id, error, form)
-    task = (await context(request).board.get_tasks([task_id])).get(task_id)
-    project = task.project if task else "default"
-    view = await board_view(request, project)
-    errors = {task_id: FieldErrors(error)}
-    return await render(request, "board.html", {**view, "move_errors": errors}, error.status)
-
-
-@action(on_error=_board_with_error)
-async def move_task(request: Request, form: Form) -> Response:
-    ctx = context(request)
-    task_id = path_id(request, "task")
-    result = await transition_task(
-        ctx.store, task_id, form.get("to"), ctx.settings.flags, actor=actor(request),
-        reason=form.get("reason").strip()[:2000], force=form.checked("force"),
-    )  # fmt: skip
-    return done(request, _back(form, result.position), "moved")
-
-
-@action(on_error=_board_with_error)
-async def run_task(request: Request, form: Form) -> Response:
-    """Run now, as POST /api/v2/tasks/{id}/run: queue a run whatever the column."""
-    ctx = context(request)
-    result, job_id = await request_task_run(
-        ctx.store, path_id(request, "task"), ctx.settings.contract(), ctx.settings.flags,
-        actor=actor(request), force=True,
-    )  # fmt: skip
-    if form.get("next") == "run":
-        return done(request, f"/queue/{job_id}?min_position={result.position}", "queued")
-    return done(request, _back(form, result.position), "queued")
-
-
-@action(on_error=_board_with_error)
-async def retry(request: Request, form: Form) -> Response:
-    ctx = context(request)
-    result = await retry_task(
-        ctx.store, path_id(request, "task"), ctx.settings.flags, actor=actor(request)
-    )
-    return done(request, _back(form, result.position), "retried")
-
-
-@action(on_error=_board_with_error)
-async def cancel(request: Request, form: Form) -> Response:
-    ctx = context(request)
-    result = await cancel_task(
-        ctx.store, path_id(request, "task"), ctx.settings.flags, actor=actor(request)
-    )
-    return done(request, _back(form, result.position), "cancelled")
-
-
-def _back(form: Form, position: str) -> str:
-    """The page the form came from, told to wait for the write."""
-    target = safe_next(form.get("next"))
-    path, _, fragment = target.partition("#")
-    if position:
-        path += ("&" if "?" in path else "?") + f"min_position={position}"
-    return path + (f"#{fragment}" if fragment else "")

@@ -7,7 +7,7 @@ from typing import Any
 
 from cairn.api import metrics
 from cairn.api.context import Context
-from cairn.domain.dispatch import eligible
+from cairn.domain.jobs.dispatch import eligible
 from cairn.projections.catalog import all_projections
 
 

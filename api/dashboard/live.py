@@ -16,10 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from cairn.api.context import context, is_id_of
+from cairn.api.dashboard.audit import audit_filter, render_row
 from cairn.api.dashboard.render import stream_for
 from cairn.api.problems import problem
 from cairn.api.roles import AUDITOR, VIEWER, allows
 from cairn.streams.envelope import Envelope, decode_entry, text
+from cairn.streams.store import log_ends
 
 BLOCK_MS = 4_000  # one blocking read: under the client's read timeout (redis-py's 5 s default)
 KEEP_ALIVE_S = 15.0  # a comment line this often keeps proxies from closing a quiet stream
@@ -60,8 +62,6 @@ def scope_of(request: Request) -> Scope | None:
         )  # fmt: skip
         return Scope([keys.partition_of_id(aggregate)], related, each=name == "job")
     if name == "audit":
-        from cairn.api.dashboard.audit import audit_filter, render_row
-
         found = audit_filter(request)
         return Scope(found.partitions, found.matches, True, render_row, found.select)
     return None
@@ -87,7 +87,7 @@ async def live_events(request: Request) -> Response:
         positions = dict.fromkeys(scope.partitions, since)
         hello: dict[int, str] = {}
     else:
-        positions = await log_ends(request, scope.partitions)
+        positions = await log_ends(ctx.client, ctx.keys, scope.partitions)
         hello = dict(positions)
 
     async def events() -> AsyncIterator[bytes]:
@@ -131,17 +131,6 @@ async def live_events(request: Request) -> Response:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-
-
-async def log_ends(request: Request, partitions: list[int]) -> dict[int, str]:
-    """Each partition log's last entry id: the stream follows from there."""
-    ctx = context(request)
-    async with ctx.client.pipeline(transaction=False) as pipe:
-        for p in partitions:
-            pipe.xrevrange(ctx.keys.log(p), count=1)
-        replies = await pipe.execute()
-    ends = zip(partitions, replies, strict=True)
-    return {p: text(entries[0][0]) if entries else "0-0" for p, entries in ends}
 
 
 def _message(partition: int, event: Envelope, row: RowRenderer | None) -> bytes:

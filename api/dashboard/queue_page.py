@@ -13,13 +13,14 @@ from starlette.responses import Response
 
 from cairn.api.context import context
 from cairn.api.dashboard.render import FieldErrors, page, render, wait_for_writes
-from cairn.api.queue import ListQuery, live_capabilities
-from cairn.domain.dispatch import missing_capabilities
+from cairn.api.jobs.queue import ListQuery, live_capabilities
 from cairn.domain.errors import ValidationFailed
-from cairn.domain.job import Job, JobSource, JobStatus
-from cairn.domain.job_types import JOB_TYPES, PUBLISH_MODES, RUNTIMES
-from cairn.domain.task_spec import parse_model
-from cairn.projections.queue import NAME as QUEUE
+from cairn.domain.jobs.dispatch import missing_capabilities
+from cairn.domain.jobs.job import Job, JobSource, JobStatus
+from cairn.domain.jobs.kinds import PUBLISH_MODES, RUNTIMES
+from cairn.domain.jobs.registry import JOB_TYPES
+from cairn.domain.tasks.spec import parse_model
+from cairn.projections.jobs.queue import NAME as QUEUE
 
 PAGE_SIZES = (25, 50, 100)
 STAGES = ("prepare", "execute", "publish")

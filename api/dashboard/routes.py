@@ -8,7 +8,6 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from cairn.api import tasks as _tasks  # noqa: F401  (registers the task_id convertor)
 from cairn.api.dashboard import (
     audit,
     board,
@@ -17,11 +16,13 @@ from cairn.api.dashboard import (
     queue_page,
     run_page,
     submit,
+    task_actions,
     task_pages,
     telemetry,
     workers_page,
 )
 from cairn.api.dashboard.render import PACKAGE
+from cairn.api.tasks import routes as _tasks  # noqa: F401  (registers the task_id convertor)
 
 
 async def home(request: Request) -> Response:
@@ -42,10 +43,10 @@ ROUTES: list[BaseRoute] = [
     Route(TASK, task_pages.task_page, methods=["GET"]),
     Route(TASK + "/history", task_pages.history_page, methods=["GET"]),
     Route(TASK + "/edit", task_pages.edit, methods=["POST"]),
-    Route(TASK + "/move", board.move_task, methods=["POST"]),
-    Route(TASK + "/run", board.run_task, methods=["POST"]),
-    Route(TASK + "/retry", board.retry, methods=["POST"]),
-    Route(TASK + "/cancel", board.cancel, methods=["POST"]),
+    Route(TASK + "/move", task_actions.move_task, methods=["POST"]),
+    Route(TASK + "/run", task_actions.run_task, methods=["POST"]),
+    Route(TASK + "/retry", task_actions.retry, methods=["POST"]),
+    Route(TASK + "/cancel", task_actions.cancel, methods=["POST"]),
     Route(TASK + "/dependencies", task_pages.add_blocker, methods=["POST"]),
     Route(TASK + "/dependencies/{dep_id}/remove", task_pages.remove_blocker, methods=["POST"]),
     # The queue and runs

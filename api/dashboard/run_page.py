@@ -13,7 +13,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from cairn.api import runs
 from cairn.api.context import actor, context, event_view, path_id
 from cairn.api.dashboard.render import (
     FieldErrors,
@@ -25,9 +24,10 @@ from cairn.api.dashboard.render import (
     stream,
     wait_for_writes,
 )
-from cairn.api.queue import live_capabilities
-from cairn.api.run_views import artifact_view, publish_view, step_view
-from cairn.commands.jobs import (
+from cairn.api.jobs import runs
+from cairn.api.jobs.queue import live_capabilities
+from cairn.api.jobs.run_views import artifact_view, publish_view, step_view
+from cairn.commands.jobs.job import (
     add_operator_message,
     cancel_job,
     pause_job,
@@ -35,12 +35,12 @@ from cairn.commands.jobs import (
     resubmit_job,
     resume_job,
 )
-from cairn.domain.dispatch import missing_capabilities
 from cairn.domain.errors import CairnError, NotFound
-from cairn.domain.job import ACTIVE, RESUBMITTABLE, TERMINAL, Job, JobSource, JobStatus
-from cairn.domain.job_controls import MAX_MESSAGE, MESSAGEABLE, PAUSABLE
-from cairn.domain.task_spec import parse_model
-from cairn.projections.queue import NAME as QUEUE
+from cairn.domain.jobs.controls import MAX_MESSAGE, MESSAGEABLE, PAUSABLE
+from cairn.domain.jobs.dispatch import missing_capabilities
+from cairn.domain.jobs.job import ACTIVE, RESUBMITTABLE, TERMINAL, Job, JobSource, JobStatus
+from cairn.domain.tasks.spec import parse_model
+from cairn.projections.jobs.queue import NAME as QUEUE
 
 PATCH_CAP = 200_000  # bytes of a patch shown in the page; the whole file is a download
 EVENTS_SHOWN = 500

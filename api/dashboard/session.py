@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from cairn.api.auth import TokenRecord, find_token, hash_token
 from cairn.api.context import context
-from cairn.streams.connection import Client
+from cairn.streams.driver import Client
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
 

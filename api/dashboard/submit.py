@@ -15,9 +15,9 @@ from starlette.responses import Response
 from cairn.api.context import actor, context
 from cairn.api.dashboard.render import FieldErrors, Form, action, done, page, render
 from cairn.api.dashboard.run_page import job_or_404
-from cairn.api.queue import SubmitBody, UpdateBody
-from cairn.api.quick_runs import QuickRunBody, quick_run_payload
-from cairn.commands.jobs import (
+from cairn.api.jobs.queue import SubmitBody, UpdateBody
+from cairn.api.jobs.quick_runs import QuickRunBody, quick_run_payload
+from cairn.commands.jobs.job import (
     JobRequest,
     promote_quick_run,
     submit_job,
@@ -25,9 +25,10 @@ from cairn.commands.jobs import (
     update_job,
 )
 from cairn.domain.errors import CairnError, InvalidTransition, ValidationFailed
-from cairn.domain.job import Job, JobStatus
-from cairn.domain.job_types import PUBLISH_MODES, RUNTIMES, normalize_job, refusal
-from cairn.domain.task_spec import parse_model
+from cairn.domain.jobs.job import Job, JobStatus
+from cairn.domain.jobs.kinds import PUBLISH_MODES, RUNTIMES, refusal
+from cairn.domain.jobs.registry import normalize_job
+from cairn.domain.tasks.spec import parse_model
 
 MAX_STEP_ROWS = 50
 STEP_FIELDS = ("id", "title", "instructions", "skill")

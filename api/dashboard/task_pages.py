@@ -25,8 +25,8 @@ from cairn.api.dashboard.render import (
     wait_for_writes,
 )
 from cairn.api.roles import AUDITOR
-from cairn.api.tasks import CreateBody, PatchBody
-from cairn.commands.tasks import (
+from cairn.api.tasks.routes import CreateBody, PatchBody
+from cairn.commands.tasks.task import (
     add_dependency,
     create_task,
     fold_task,
@@ -35,11 +35,11 @@ from cairn.commands.tasks import (
 )
 from cairn.domain.errors import CairnError, NotFound, ValidationFailed
 from cairn.domain.priority import PRIORITY_NAMES
-from cairn.domain.task_spec import TaskPatch, TaskSpec, TaskType, parse_model
-from cairn.domain.task_states import RESOLVED, Status
-from cairn.projections.board import NAME as BOARD
-from cairn.projections.board import card
-from cairn.projections.queue import NAME as QUEUE
+from cairn.domain.tasks.spec import TaskPatch, TaskSpec, TaskType, parse_model
+from cairn.domain.tasks.states import RESOLVED, Status
+from cairn.projections.jobs.queue import NAME as QUEUE
+from cairn.projections.tasks.board import NAME as BOARD
+from cairn.projections.tasks.board import card
 
 TASK_TYPES = [(t.value, t.value.replace("_", " ")) for t in TaskType]
 PRIORITIES = [(str(v), f"{name} ({v})") for name, v in

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from cairn.api.context import context
 from cairn.api.dashboard.render import page, render
-from cairn.api.queue import metric_group
+from cairn.api.jobs.queue import metric_group
 
 WIDTH, BAR_H, GAP, LABEL_W = 480, 18, 6, 150
 SERIES_W, SERIES_H = 480, 150

@@ -16,7 +16,7 @@ from cairn.api.dashboard.render import FieldErrors, Form, action, done, page, re
 from cairn.api.roles import ADMIN
 from cairn.api.workers import PauseBody
 from cairn.domain.errors import CairnError
-from cairn.domain.task_spec import parse_model
+from cairn.domain.tasks.spec import parse_model
 from cairn.streams.registry import Registry
 
 MODES = (

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from cairn.commands.held import Held
-from cairn.commands.jobs import JobRequest, load_job, submit_job
-from cairn.commands.runs import claim_job
+from cairn.commands.jobs.claims import claim_job
+from cairn.commands.jobs.held import Held
+from cairn.commands.jobs.job import JobRequest, load_job, submit_job
 from cairn.commands.settings import Settings
-from cairn.commands.tasks import create_task, transition_task
-from cairn.domain.job_attempts import RetryPolicy
-from cairn.domain.task_spec import TaskSpec
-from cairn.domain.task_states import Flags
+from cairn.commands.tasks.task import create_task, transition_task
+from cairn.domain.jobs.attempts import RetryPolicy
+from cairn.domain.tasks.spec import TaskSpec
+from cairn.domain.tasks.states import Flags
 from cairn.streams.archive import MARKER, Archive
 from cairn.streams.keys import Keys
 from cairn.streams.server import EmbeddedServer

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from cairn.commands.jobs import JobRequest, submit_job
+from cairn.commands.jobs.job import JobRequest, submit_job
 from cairn.commands.settings import Settings
 from cairn.projections.catalog import all_projections
 from cairn.projections.rebuild import rebuild

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cairn.commands.schedules import load_schedule
-from cairn.commands.templates import load_template
+from cairn.commands.planning.schedules import load_schedule
+from cairn.commands.planning.templates import load_template
 from cairn.streams.keys import Keys
 from cairn.streams.server import EmbeddedServer
 from cairn.streams.store import EventStore

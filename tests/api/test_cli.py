@@ -16,9 +16,9 @@ import pytest
 
 from cairn.api.cli.datadir import hold_data_dir
 from cairn.api.cli.main import build_parser
-from cairn.commands.tasks import create_task, transition_task
-from cairn.domain.task_spec import TaskSpec
-from cairn.domain.task_states import Flags
+from cairn.commands.tasks.task import create_task, transition_task
+from cairn.domain.tasks.spec import TaskSpec
+from cairn.domain.tasks.states import Flags
 from cairn.streams.keys import Keys
 from cairn.streams.server import EmbeddedServer, free_port
 from cairn.streams.store import EventStore

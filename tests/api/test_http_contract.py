@@ -11,7 +11,7 @@ import pytest
 
 from cairn.api.auth import BearerAuth
 from cairn.domain.errors import InfrastructureError
-from cairn.projections.board import Board
+from cairn.projections.tasks.board import Board
 
 TASK = {"title": "t", "task_type": "feature", "priority": "high"}
 

@@ -121,7 +121,7 @@ async def test_no_dependencies_on_an_unknown_task_is_404(api: httpx.AsyncClient)
 async def test_an_unexpected_error_is_logged_without_the_request(
     api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cairn.projections.board import Board
+    from cairn.projections.tasks.board import Board
 
     async def broken(self: Board, project: str) -> list[Any]:
         raise RuntimeError(f"boom while reading {project}")

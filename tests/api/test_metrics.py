@@ -22,7 +22,7 @@ from cairn.api import metrics as api_metrics
 from cairn.api.app import create_app
 from cairn.api.auth import create_token, store_token
 from cairn.api.cli.logs import JsonFormatter, configure_logging
-from cairn.commands.jobs import JobRequest, submit_job
+from cairn.commands.jobs.job import JobRequest, submit_job
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
 from cairn.projections.catalog import all_projections

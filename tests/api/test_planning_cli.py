@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cairn.commands.tasks import load_tasks
+from cairn.commands.tasks.task import load_tasks
 from cairn.streams.keys import Keys
 from cairn.streams.server import EmbeddedServer
 from cairn.streams.store import EventStore
 from tests.api.test_cli import cairn
-from tests.domain.prd_samples import ACCOUNTS
+from tests.domain.planning.prd_samples import ACCOUNTS
 
 
 async def test_import_prd_prints_the_preview_and_commits(

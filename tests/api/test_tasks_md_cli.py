@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from cairn.commands.tasks import create_task, load_task, load_tasks, update_task
-from cairn.domain.task_spec import TaskPatch, TaskSpec
-from cairn.projections.board import Board
+from cairn.commands.tasks.task import create_task, load_task, load_tasks, update_task
+from cairn.domain.tasks.spec import TaskPatch, TaskSpec
+from cairn.projections.tasks.board import Board
 from cairn.streams.keys import Keys
 from cairn.streams.server import EmbeddedServer
 from cairn.streams.store import EventStore

@@ -37,8 +37,7 @@ def test_the_charts_show_what_the_queue_did(page: Page, cairn: Cairn) -> None:
 def test_the_timeline_counts_by_the_minute_of_each_event() -> None:
     from collections import Counter
 
-    from cairn.domain.job import evolve
-    from cairn.domain.job_events import (
+    from cairn.domain.jobs.events import (
         JobCancelled,
         JobClaimed,
         JobEvent,
@@ -46,7 +45,8 @@ def test_the_timeline_counts_by_the_minute_of_each_event() -> None:
         JobSubmitted,
         JobSucceeded,
     )
-    from cairn.projections.queue import count_timeline
+    from cairn.domain.jobs.job import evolve
+    from cairn.projections.jobs.queue import count_timeline
 
     counts: Counter[tuple[str, str]] = Counter()
     submitted = JobSubmitted(project="p", job_type="noop", submitted_type="noop", source="queue",

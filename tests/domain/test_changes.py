@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 
 from cairn.domain.changes import changes_from
 from cairn.domain.errors import ValidationFailed
-from cairn.domain.job import Job, decide_update
-from cairn.domain.job import evolve as evolve_job
-from cairn.domain.job_events import JobChanges, JobUpdated, job_event_from
-from cairn.domain.task import Task
-from cairn.domain.task import decide_update as decide_task_update
-from cairn.domain.task import evolve as evolve_task
-from cairn.domain.task_events import TaskChanges, TaskUpdated, task_event_from
-from cairn.domain.task_spec import TaskPatch, TaskType
+from cairn.domain.jobs.events import JobChanges, JobUpdated, job_event_from
+from cairn.domain.jobs.job import Job, decide_update
+from cairn.domain.jobs.job import evolve as evolve_job
+from cairn.domain.tasks.events import TaskChanges, TaskUpdated, task_event_from
+from cairn.domain.tasks.spec import TaskPatch, TaskType
+from cairn.domain.tasks.task import Task
+from cairn.domain.tasks.task import decide_update as decide_task_update
+from cairn.domain.tasks.task import evolve as evolve_task
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8),

@@ -14,7 +14,8 @@ from cairn.domain.credentials import (
     redact_credentials,
 )
 from cairn.domain.errors import ValidationFailed
-from cairn.domain.job_types import ContractSettings, normalize_job
+from cairn.domain.jobs.kinds import ContractSettings
+from cairn.domain.jobs.registry import normalize_job
 from cairn.domain.limits import MAX_DEPTH
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cairn.domain.decision import Decision, events_for
-from cairn.domain.job_events import JobCancelled, JobEvent
-from cairn.domain.task_events import TaskEvent, TaskRunRequested
+from cairn.domain.jobs.events import JobCancelled, JobEvent
+from cairn.domain.tasks.events import TaskEvent, TaskRunRequested
 
 
 def test_events_for_gives_an_aggregates_events_typed_and_refuses_another_kind() -> None:

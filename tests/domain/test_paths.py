@@ -6,7 +6,7 @@ import pytest
 
 from cairn.domain.errors import ValidationFailed
 from cairn.domain.paths import join_path
-from cairn.domain.task_spec import TaskPatch, parse_model
+from cairn.domain.tasks.spec import TaskPatch, parse_model
 
 
 def test_paths_read_as_a_person_writes_them() -> None:

@@ -9,8 +9,8 @@ import msgspec
 import pytest
 
 from cairn.domain.errors import CorruptStream, UnknownEvent
-from cairn.domain.job_events import JOB_EVENTS, JobClaimed, job_event_from
-from cairn.domain.task_events import TASK_EVENTS, TaskRunStarted, task_event_from
+from cairn.domain.jobs.events import JOB_EVENTS, JobClaimed, job_event_from
+from cairn.domain.tasks.events import TASK_EVENTS, TaskRunStarted, task_event_from
 from cairn.domain.upcast import decode_event
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from cairn.commands.jobs import JobRequest, load_job, submit_job
+from cairn.commands.jobs.job import JobRequest, load_job, submit_job
 from cairn.commands.settings import Settings
-from cairn.domain.job import Job
+from cairn.domain.jobs.job import Job
 from cairn.streams.envelope import Envelope
 from cairn.streams.keys import Keys
 from cairn.streams.server import EmbeddedServer

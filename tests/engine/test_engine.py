@@ -8,9 +8,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 from cairn.commands.settings import Settings
-from cairn.commands.tasks import add_dependency, create_task, load_tasks, transition_task
-from cairn.domain.task_spec import TaskSpec
-from cairn.domain.task_states import Flags
+from cairn.commands.tasks.task import add_dependency, create_task, load_tasks, transition_task
+from cairn.domain.tasks.spec import TaskSpec
+from cairn.domain.tasks.states import Flags
 from cairn.streams.dispatch import Dispatch
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore

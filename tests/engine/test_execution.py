@@ -15,9 +15,15 @@ from typing import Any
 
 import pytest
 
-from cairn.commands.jobs import add_operator_message, cancel_job, load_job, pause_job, resume_job
+from cairn.commands.jobs.job import (
+    add_operator_message,
+    cancel_job,
+    load_job,
+    pause_job,
+    resume_job,
+)
 from cairn.commands.settings import Settings
-from cairn.domain.job import Job
+from cairn.domain.jobs.job import Job
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore
 from tests.engine.conftest import Engine, log_events, submit, wait_for

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from cairn.commands.import_plans import request_agent_plan
-from cairn.commands.imports import load_import
-from cairn.commands.jobs import JobRequest, load_job, submit_quick_run
+from cairn.commands.jobs.job import JobRequest, load_job, submit_quick_run
+from cairn.commands.planning.import_plans import request_agent_plan
+from cairn.commands.planning.imports import load_import
 from cairn.commands.settings import Settings
-from cairn.commands.tasks import create_task, load_task
-from cairn.domain.import_preview import ImportRequest
-from cairn.domain.task_spec import TaskSpec
+from cairn.commands.tasks.task import create_task, load_task
+from cairn.domain.planning.preview import ImportRequest
+from cairn.domain.tasks.spec import TaskSpec
 from cairn.streams.keys import Keys
 from cairn.streams.output import OutputStream
 from cairn.streams.store import EventStore

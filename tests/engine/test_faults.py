@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from cairn.commands.jobs import cancel_job, load_job, resubmit_job
+from cairn.commands.jobs.job import cancel_job, load_job, resubmit_job
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
-from cairn.domain.job import TERMINAL
-from cairn.streams.connection import Client, connect
+from cairn.domain.jobs.job import TERMINAL
+from cairn.streams.connection import connect
+from cairn.streams.driver import Client
 from cairn.streams.keys import Keys
 from cairn.streams.registry import Registry
 from cairn.streams.server import EmbeddedServer, start_server

@@ -3,11 +3,11 @@ its parallelism hint ready or in progress at once: checked from the log."""
 
 from __future__ import annotations
 
-from cairn.commands.imports import commit_import
+from cairn.commands.planning.imports import commit_import
 from cairn.commands.settings import Settings
-from cairn.commands.tasks import load_tasks
-from cairn.domain.import_preview import ImportRequest
-from cairn.domain.task_states import Flags
+from cairn.commands.tasks.task import load_tasks
+from cairn.domain.planning.preview import ImportRequest
+from cairn.domain.tasks.states import Flags
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore
 from tests.engine.conftest import Engine, log_events, wait_for

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cairn.commands.schedules import create_schedule, load_schedule
+from cairn.commands.planning.schedules import create_schedule, load_schedule
 from cairn.commands.settings import Settings
-from cairn.domain.job_types import ContractSettings
-from cairn.domain.schedules import Schedule, ScheduleInput, moment
+from cairn.domain.jobs.kinds import ContractSettings
+from cairn.domain.planning.schedules import Schedule, ScheduleInput, moment
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore

@@ -9,11 +9,11 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from cairn.domain.task import Task, evolve
-from cairn.domain.task_events import task_event_from
+from cairn.domain.tasks.events import task_event_from
+from cairn.domain.tasks.task import Task, evolve
 from cairn.projections import layout
-from cairn.projections.board import NAME, card_member
 from cairn.projections.generations import current_space
+from cairn.projections.tasks.board import NAME, card_member
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore

@@ -9,20 +9,20 @@ from typing import Any
 
 import msgspec
 
-from cairn.commands.held import Held
-from cairn.commands.jobs import JobRequest, cancel_job, load_job, resubmit_job, submit_job
-from cairn.commands.runs import claim_job, expire_lease
+from cairn.commands.jobs.claims import claim_job, expire_lease
+from cairn.commands.jobs.held import Held
+from cairn.commands.jobs.job import JobRequest, cancel_job, load_job, resubmit_job, submit_job
 from cairn.commands.settings import Settings
-from cairn.domain.dispatch import run_order_key, signature
 from cairn.domain.errors import CairnError
-from cairn.domain.job import TERMINAL, Job, evolve
-from cairn.domain.job_attempts import RetryPolicy
-from cairn.domain.job_events import job_event_from
-from cairn.domain.task_states import Flags
+from cairn.domain.jobs.attempts import RetryPolicy
+from cairn.domain.jobs.dispatch import run_order_key, signature
+from cairn.domain.jobs.events import job_event_from
+from cairn.domain.jobs.job import TERMINAL, Job, evolve
+from cairn.domain.tasks.states import Flags
 from cairn.projections import layout
 from cairn.projections.generations import current_space
-from cairn.projections.queue import NAME, decode_job, facets, member
-from cairn.streams.connection import Client
+from cairn.projections.jobs.queue import NAME, decode_job, facets, member
+from cairn.streams.driver import Client
 from cairn.streams.envelope import text
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
-from cairn.commands.tasks import add_dependency, create_task, transition_task
+from cairn.commands.tasks.task import add_dependency, create_task, transition_task
 from cairn.domain.errors import DomainError
-from cairn.domain.task_spec import TaskSpec
-from cairn.domain.task_states import Flags, Status
+from cairn.domain.tasks.spec import TaskSpec
+from cairn.domain.tasks.states import Flags, Status
 from cairn.streams.store import EventStore
 
 STATUSES = [s.value for s in Status]

@@ -17,10 +17,10 @@ import redis.asyncio as aioredis
 
 from cairn.api.audit import follow_log, format_event, replay_lines
 from cairn.commands.settings import Settings
-from cairn.commands.tasks import create_task, transition_task
+from cairn.commands.tasks.task import create_task, transition_task
 from cairn.domain.errors import InfrastructureError, VersionConflict
-from cairn.domain.task_spec import TaskSpec
-from cairn.domain.task_states import Flags
+from cairn.domain.tasks.spec import TaskSpec
+from cairn.domain.tasks.states import Flags
 from cairn.projections.catalog import all_projections
 from cairn.projections.rebuild import rebuild
 from cairn.streams import retention

@@ -17,9 +17,10 @@ import pytest
 import redis
 
 from cairn.domain.errors import CairnError
-from cairn.projections.board import BoardProjection
 from cairn.projections.rebuild import rebuild
-from cairn.streams.connection import Client, connect
+from cairn.projections.tasks.board import BoardProjection
+from cairn.streams.connection import connect
+from cairn.streams.driver import Client
 from cairn.streams.keys import Keys
 from cairn.streams.server import EmbeddedServer, LocalCluster, start_cluster
 from cairn.streams.store import EventStore, NewEvent, StreamWrite

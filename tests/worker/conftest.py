@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cairn.domain.repositories import Remote
+from cairn.domain.jobs.repositories import Remote
 from cairn.worker.gitops import Git
 
 REAL_GIT = shutil.which("git")

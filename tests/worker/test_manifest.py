@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cairn.domain.manifest import ManifestSource
+from cairn.domain.jobs.manifest import ManifestSource
 from cairn.worker.manifest import (
     IndexCounts,
     IndexRecord,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cairn.domain.repositories import Remote
+from cairn.domain.jobs.repositories import Remote
 from cairn.worker.gitops import Git, GitFailed
 from cairn.worker.mirrors import Mirrors
 from tests.worker.conftest import GitCalls, Seeded, make_remote, run_git

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from cairn.domain.branches import Branches, resolve_branches
-from cairn.domain.publishing import Evidence
+from cairn.domain.jobs.branches import Branches, resolve_branches
+from cairn.domain.jobs.publishing import Evidence
 from cairn.worker.gitops import Git, askpass_env
 from cairn.worker.mirrors import Mirrors
 from cairn.worker.publish import Outcome, PublishContext, PublishResult, publish

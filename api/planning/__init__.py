@@ -1,0 +1,1 @@
+"""Planning: PRD import, proposals, templates and schedules routes."""

@@ -1,0 +1,115 @@
+"""A board task's runs: run now (and the scheduler's runs of ready tasks), retry, cancel.
+A run's job and its task are written in one append."""
+
+from __future__ import annotations
+
+from cairn.commands.jobs.job import load_job
+from cairn.commands.planning.templates import load_template
+from cairn.commands.runner import CommandResult, Plan, id_for_key, run_command, writes
+from cairn.commands.tasks.task import load_task, load_tasks
+from cairn.domain.errors import CairnError, DomainError, NotFound, ValidationFailed
+from cairn.domain.jobs.kinds import ContractSettings
+from cairn.domain.jobs.registry import normalize_job
+from cairn.domain.jobs.runs import (
+    decide_cancel_task,
+    decide_retry,
+    decide_run_request,
+    decide_unrunnable,
+    run_request,
+    run_submission,
+)
+from cairn.domain.planning.templates import steps_for_run, template_slug, uses_template
+from cairn.domain.tasks.states import Flags
+from cairn.domain.tasks.task import Task
+from cairn.streams.store import EventStore, Meta
+
+
+async def request_task_run(
+    store: EventStore,
+    task_id: str,
+    contract: ContractSettings,
+    flags: Flags,
+    *,
+    actor: str,
+    force: bool = False,
+) -> tuple[CommandResult, str]:
+    """Queue a run (job, source board) of a task and link it, in one append; a task that has
+    an active run returns that run. A spec that does not make a valid job blocks the task
+    (scheduler) or is refused (run now)."""
+    task = await load_task(store, task_id)
+    if task.active_job_id is not None:
+        return CommandResult(task_id, task.version, "", duplicate=True), task.active_job_id
+    job_id = id_for_key(store.keys, "job", task.project, f"run:{task_id}:{len(task.run_ids)}")
+    # The task's template as saved (else its built-in), read only when the run takes its steps.
+    stored = await load_template(store, template_slug(task)) if uses_template(task) else None
+    try:
+        steps = steps_for_run(task, stored) if uses_template(task) else None
+        job_type, payload = run_request(task, steps=steps)
+        submission = run_submission(task, normalize_job(job_type, payload, contract))
+    except (DomainError, ValidationFailed) as error:
+        if not force:
+            await _block(store, task, error, actor)
+        raise
+
+    first: list[Task] = [task]
+    run: dict[str, str] = {}
+
+    async def plan() -> Plan:
+        # The task as read above first; read again only after a conflict.
+        current = first.pop() if first else await load_task(store, task_id)
+        decision = decide_run_request(current, job_id, submission, flags, force=force)
+        run["id"] = job_id if decision else current.active_job_id or job_id
+        return Plan(
+            writes=writes(decision, {task_id: current.version}), subject_version=current.version
+        )
+
+    result = await run_command(store, task_id, plan, meta=Meta(actor=actor))
+    return result, run["id"]
+
+
+async def _block(store: EventStore, task: Task, error: CairnError, actor: str) -> None:
+    first: list[Task] = [task]
+
+    async def plan() -> Plan:
+        current = first.pop() if first else await load_task(store, task.id)
+        return Plan(
+            writes=writes(decide_unrunnable(current, error), {task.id: current.version}),
+            subject_version=current.version,
+        )
+
+    await run_command(store, task.id, plan, meta=Meta(actor=actor))
+
+
+async def retry_task(store: EventStore, task_id: str, flags: Flags, *, actor: str) -> CommandResult:
+    """A blocked task (say, its run dead-lettered) goes back to ready; the scheduler runs it."""
+
+    async def plan() -> Plan:
+        task = await load_task(store, task_id)
+        blockers = await load_tasks(store, task.blocked_by)
+        decision = decide_retry(task, blockers, flags)
+        return Plan(writes=writes(decision, {task_id: task.version}), subject_version=task.version)
+
+    return await run_command(store, task_id, plan, meta=Meta(actor=actor))
+
+
+async def cancel_task(
+    store: EventStore, task_id: str, flags: Flags, *, actor: str
+) -> CommandResult:
+    """Cancel a task and its active run together."""
+
+    async def plan() -> Plan:
+        task = await load_task(store, task_id)
+        tasks = {task_id: task, **await load_tasks(store, task.blocks)}
+        run = None
+        if task.active_job_id:
+            try:
+                run = await load_job(store, task.active_job_id)
+            except NotFound:
+                run = None
+        decision = decide_cancel_task(task, run, tasks, flags)
+        versions = {i: t.version for i, t in tasks.items()}
+        if run is not None:
+            versions[run.id] = run.version
+        return Plan(writes=writes(decision, versions), subject_version=task.version)
+
+    return await run_command(store, task_id, plan, meta=Meta(actor=actor))

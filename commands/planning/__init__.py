@@ -1,0 +1,1 @@
+"""Planning: PRD imports and their plans, proposals, templates and schedules."""

@@ -1,0 +1,2 @@
+"""Planning: PRD import (parsing, markers, the planner, graphs, previews, the ImportJob),
+proposals, templates and schedules."""

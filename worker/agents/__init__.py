@@ -1,0 +1,1 @@
+"""Agents: what the worker knows of each agent CLI (its command line, its prompt)."""

@@ -1,0 +1,240 @@
+"""Command lines per runtime: how each agent CLI runs one prompt without a person at the
+keyboard, what it needs from the environment to sign in, and the usage it reports.
+
+Flags as documented (checked 2026-11):
+- codex: `codex exec` (https://developers.openai.com/codex/cli/reference#codex-exec and
+  https://developers.openai.com/codex/noninteractive): --json prints JSON lines, a
+  `turn.completed` event carrying usage; --sandbox read-only|workspace-write|danger-full-access;
+  --skip-git-repo-check; -m/--model; -c/--config key=value (`model_reasoning_effort="high"`);
+  `-` as the prompt reads it from stdin. Auth: OPENAI_API_KEY, CODEX_API_KEY,
+  CODEX_ACCESS_TOKEN, and CODEX_HOME where a `codex login` keeps its auth.json
+  (https://developers.openai.com/codex/auth, .../docs/config-file/environment-variables).
+- claude: `claude --print` (https://code.claude.com/docs/en/cli-reference, .../headless):
+  --output-format stream-json needs --verbose and ends with a `result` line holding usage and
+  total_cost_usd; --permission-mode acceptEdits|bypassPermissions|default|plan; --model;
+  --effort low|medium|high|xhigh|max (https://code.claude.com/docs/en/model-config); the
+  prompt is read from stdin when none is given. Auth: ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN,
+  CLAUDE_CODE_OAUTH_TOKEN (https://code.claude.com/docs/en/env-vars).
+- gemini: `gemini --prompt` (https://geminicli.com/docs/cli/headless/,
+  https://geminicli.com/docs/cli/cli-reference): --approval-mode default|auto_edit|yolo|plan;
+  --output-format stream-json ends with a `result` event whose stats hold input_tokens and
+  output_tokens (json: stats.models.<model>.tokens.prompt/candidates); -m/--model; piped stdin
+  runs headless too. No effort flag: thinking budgets live in settings.json
+  (https://geminicli.com/docs/cli/generation-settings), so an effort is ignored. Auth:
+  GEMINI_API_KEY, GOOGLE_API_KEY, GOOGLE_GENAI_USE_VERTEXAI, GOOGLE_CLOUD_PROJECT,
+  GOOGLE_CLOUD_LOCATION, GOOGLE_APPLICATION_CREDENTIALS
+  (https://geminicli.com/docs/get-started/authentication).
+- shell: `bash -lc -- <command>`: the step's instructions are the command.
+
+The agent runs with these variables (and the files they name, such as CODEX_HOME's auth.json)
+in reach: the sandbox of each CLI is what keeps the agent's own commands from reading them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from cairn.commands.settings import ExecutionSettings
+from cairn.domain.errors import CairnError
+from cairn.domain.jobs.contract import ResolvedRuntime, WorkerDefaults
+
+AGENT_RUNTIMES = ("codex", "claude", "gemini")
+AUTH_ENV: dict[str, tuple[str, ...]] = {
+    "codex": ("OPENAI_API_KEY", "CODEX_API_KEY", "CODEX_ACCESS_TOKEN", "CODEX_HOME"),
+    "claude": ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI",
+               "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION", "GOOGLE_APPLICATION_CREDENTIALS"),
+    "shell": (),
+}  # fmt: skip
+# One argument may hold 128 KiB on Linux (MAX_ARG_STRLEN); a longer prompt goes through stdin,
+# as does one that starts with '-' and would read as an option.
+MAX_ARGUMENT_BYTES = 100_000
+_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+\[\]-]{0,199}")
+_EFFORT = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+class NoAdapter(CairnError):
+    """No command line for the job's runtime on this worker."""
+
+    code = "no_runtime"
+
+
+class InvalidRuntimeSetting(CairnError):
+    """A model or effort that cannot be passed to the CLI as given."""
+
+    code = "invalid_runtime_setting"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    argv: list[str]
+    auth_env: tuple[str, ...]  # names passed through from the worker's environment
+    structured: bool  # output is JSON lines (or one JSON document) that parse_usage reads
+    stdin: bytes | None = None  # the prompt, when it does not fit an argument
+
+
+def build_invocation(
+    runtime: ResolvedRuntime, prompt: str, settings: ExecutionSettings
+) -> Invocation:
+    """The command line that runs `prompt` with `runtime`; model and effort flags only when
+    set (else the CLI picks its own default)."""
+    mode = runtime.mode
+    if mode == "universal":
+        raise NoAdapter(
+            "this universal job reached the worker without a runtime: the worker has no "
+            "runtime of its own; start it with a runtime capability (codex, claude or gemini) "
+            "or give the task a runtime.mode"
+        )
+    model, effort = _checked(runtime)
+    as_argument = len(prompt.encode()) <= MAX_ARGUMENT_BYTES and not prompt.startswith("-")
+    stdin = None if as_argument else prompt.encode()
+    if mode == "shell":
+        argv = ["bash", "-lc", "--", prompt] if as_argument else ["bash", "-ls"]
+        return Invocation(argv, AUTH_ENV["shell"], structured=False, stdin=stdin)
+    if mode == "codex":
+        argv = ["codex", "exec", "--json", "--sandbox", settings.codex_sandbox,
+                "--skip-git-repo-check"]  # fmt: skip
+        argv += ["--model", model] if model else []
+        argv += ["--config", f'model_reasoning_effort="{effort}"'] if effort else []
+        argv.append(prompt if as_argument else "-")
+    elif mode == "claude":
+        argv = ["claude", "--print", "--output-format", "stream-json", "--verbose",
+                "--permission-mode", settings.claude_permission_mode]  # fmt: skip
+        argv += ["--model", model] if model else []
+        argv += ["--effort", effort] if effort else []
+        argv += [prompt] if as_argument else []
+    elif mode == "gemini":
+        argv = ["gemini", "--approval-mode", settings.gemini_approval_mode,
+                "--output-format", "stream-json"]  # fmt: skip
+        argv += ["--model", model] if model else []
+        argv += ["--prompt", prompt] if as_argument else []
+    else:
+        known = ", ".join((*AGENT_RUNTIMES, "shell"))
+        raise NoAdapter(f"runtime {mode!r} has no command line on this worker; known: {known}")
+    return Invocation(argv, AUTH_ENV[mode], structured=True, stdin=stdin)
+
+
+def _checked(runtime: ResolvedRuntime) -> tuple[str | None, str | None]:
+    # Each goes into its own argument; these rules keep one from reading as an option or
+    # breaking out of the TOML string codex's --config takes.
+    if runtime.model is not None and not _MODEL.fullmatch(runtime.model):
+        raise InvalidRuntimeSetting(
+            f"model {runtime.model[:40]!r} is not a model name: letters, digits and . _ : / @ + "
+            "[ ] -, starting with a letter or digit, at most 200"
+        )
+    if runtime.effort is not None and not _EFFORT.fullmatch(runtime.effort):
+        raise InvalidRuntimeSetting(
+            f"effort {runtime.effort[:40]!r} is not an effort level such as low, medium or high"
+        )
+    # gemini has no effort flag (see the module's doc): the effort is dropped, not refused.
+    return runtime.model, runtime.effort if runtime.mode != "gemini" else None
+
+
+def worker_defaults(
+    capabilities: Iterable[str],
+    *,
+    model: str | None = None,
+    effort: str | None = None,
+    env: Mapping[str, str],
+) -> WorkerDefaults:
+    """A worker's defaults, read once at its start: its runtime for universal jobs (the first
+    agent runtime among its capabilities), and per runtime a model and an effort, from
+    `cairn worker --model/--effort` (for all its runtimes), else CAIRN_<RUNTIME>_MODEL and
+    CAIRN_<RUNTIME>_EFFORT."""
+    runtimes = [cap for cap in capabilities if cap in AGENT_RUNTIMES]
+    models, efforts = {}, {}
+    for runtime in runtimes:
+        name = runtime.upper()
+        if chosen := model or env.get(f"CAIRN_{name}_MODEL") or None:
+            models[runtime] = chosen
+        if chosen := effort or env.get(f"CAIRN_{name}_EFFORT") or None:
+            efforts[runtime] = chosen
+    return WorkerDefaults(mode=runtimes[0] if runtimes else None, models=models, efforts=efforts)
+
+
+def parse_usage(mode: str, output: str) -> dict[str, Any] | None:
+    """Tokens in and out (and the cost in USD when reported) from a CLI's structured output:
+    codex's `turn.completed` events, claude's `result` line, gemini's `result` event or JSON
+    document. None when the output says nothing about usage; never raises on odd output."""
+    if mode == "codex":
+        turns = [e.get("usage") for e in _json_lines(output) if e.get("type") == "turn.completed"]
+        usages = [u for u in turns if isinstance(u, dict)]
+        if not usages:
+            return None
+        return _usage(sum(_int(u.get("input_tokens")) for u in usages),
+                      sum(_int(u.get("output_tokens")) for u in usages))  # fmt: skip
+    if mode == "claude":
+        results = [e for e in _json_lines(output) if e.get("type") == "result"]
+        results = results or [d for d in [_json_document(output)] if d.get("type") == "result"]
+        if not results or not isinstance(usage := results[-1].get("usage"), dict):
+            return None
+        # input_tokens leaves out what was read from or written to the prompt cache.
+        read = sum(_int(usage.get(key)) for key in ("input_tokens", "cache_read_input_tokens",
+                                                    "cache_creation_input_tokens"))  # fmt: skip
+        cost = results[-1].get("total_cost_usd")
+        return _usage(read, _int(usage.get("output_tokens")), cost)
+    if mode == "gemini":
+        results = [e for e in _json_lines(output) if e.get("type") == "result"]
+        if results and isinstance(stats := results[-1].get("stats"), dict):
+            return _usage(_int(stats.get("input_tokens")), _int(stats.get("output_tokens")))
+        tokens = _gemini_tokens(_json_document(output))
+        if not tokens:
+            return None
+        return _usage(sum(_int(t.get("prompt")) for t in tokens),
+                      sum(_int(t.get("candidates")) for t in tokens))  # fmt: skip
+    return None
+
+
+def _gemini_tokens(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """stats.models.<model>.tokens of each model the run used."""
+    stats = document.get("stats")
+    models = stats.get("models") if isinstance(stats, dict) else None
+    if not isinstance(models, dict):
+        return []
+    tokens = [model.get("tokens") for model in models.values() if isinstance(model, dict)]
+    return [t for t in tokens if isinstance(t, dict)]
+
+
+def _usage(tokens_in: int, tokens_out: int, cost: Any = None) -> dict[str, Any]:
+    usage: dict[str, Any] = {"tokens_in": tokens_in, "tokens_out": tokens_out}
+    if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0:
+        usage["cost_usd"] = float(cost)
+    return usage
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _json_lines(output: str) -> list[dict[str, Any]]:
+    """The JSON objects among the lines (stderr's lines are mixed in and skipped)."""
+    found = []
+    for line in output.splitlines():
+        line = line.strip()
+        if line.startswith("{") and line.endswith("}"):
+            try:
+                value = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                found.append(value)
+    return found
+
+
+def _json_document(output: str) -> dict[str, Any]:
+    """One JSON object printed over many lines, with whatever stderr printed around it."""
+    start, end = output.find("{"), output.rfind("}")
+    while 0 <= start < end:
+        try:
+            value = orjson.loads(output[start : end + 1])
+        except orjson.JSONDecodeError:
+            start = output.find("\n{", start + 1)
+            start = start + 1 if start >= 0 else -1
+            continue
+        return value if isinstance(value, dict) else {}
+    return {}
