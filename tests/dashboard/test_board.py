@@ -37,7 +37,10 @@ def test_keyboard_only_create_a_task_and_move_it_to_ready(page: Page, cairn: Cai
     page.keyboard.press("n")  # New task
     page.wait_for_url(f"**/tasks/new?project={project}")
     title = unique("Typed without a mouse ")
-    page.keyboard.type(title)  # the title field has the focus
+    # The title field has the focus (autofocus) once the page is up: typing before that loses
+    # the first keys, as it would for a person.
+    expect(page.locator("input[name=title]")).to_be_focused()
+    page.keyboard.type(title)
     page.keyboard.press("Enter")
     page.wait_for_url(f"**/tasks?project={project}*")
     new = page.locator(".card", has_text=title)
@@ -63,6 +66,7 @@ def test_drag_and_drop_moves_a_card_and_a_refused_move_says_why(page: Page, cair
     page.goto(f"{cairn.base}/tasks?project={project}")
     card(page, task["id"]).drag_to(page.locator("#col-ready"))
     expect(page.locator("#col-ready")).to_contain_text("Drag me")
+    expect(card(page, task["id"])).to_be_focused()  # the move is done: the board refreshed
     # ready -> done is not in the table: the server's reason and the allowed moves show at
     # the card, and nothing moved.
     card(page, task["id"]).drag_to(page.locator("#col-done"))
