@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cairn.api.context import Context, context, json_response
+from cairn.api.jobs.queue import usage_group
 from cairn.api.problems import problem
 from cairn.domain.errors import InfrastructureError, VersionConflict
 from cairn.projections import layout
@@ -237,10 +238,24 @@ async def gather(ctx: Context) -> list[Metric]:
         family = CounterMetricFamily(name, what)
         family.add_metric([], totals.get(field, 0))
         families.append(family)
+    families += usage_families(totals)
     alive = GaugeMetricFamily("cairn_workers_alive", "Workers whose heartbeat is current")
     alive.add_metric([], sum(1 for w in workers if not w.get("stale")))
     families.append(alive)
     return families
+
+
+def usage_families(totals: dict[str, int]) -> list[Metric]:
+    """Agents' tokens and cost, by runtime (the queue's usage counters)."""
+    tokens = CounterMetricFamily("cairn_agent_tokens", "Tokens the agents' steps used, by "
+                                 "runtime and kind (in, cached, out)", labels=["runtime", "kind"])
+    cost = CounterMetricFamily("cairn_agent_cost_usd", "What the agents' steps cost, by runtime "
+                               "(the steps that reported or were priced)", labels=["runtime"])
+    for runtime, usage in sorted(usage_group(totals, "usage_runtime").items()):
+        for kind in ("in", "cached", "out"):
+            tokens.add_metric([runtime, kind], usage[f"tokens_{kind}"])
+        cost.add_metric([runtime], usage["cost_usd"])
+    return [tokens, cost]
 
 
 async def metrics(request: Request) -> Response:

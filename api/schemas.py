@@ -35,6 +35,12 @@ NULLABLE_INTEGER: JsonSchema = {"type": ["integer", "null"]}
 NULLABLE_OBJECT: JsonSchema = {"type": ["object", "null"]}
 STRINGS: JsonSchema = {"type": "array", "items": STRING}
 COUNTS: JsonSchema = {"type": "object", "additionalProperties": INTEGER}
+# Tokens and cost: a step's, or a sum of steps (a job's, a runtime's, a project's).
+USAGE: JsonSchema = _object(
+    {"tokens_in": INTEGER, "tokens_out": INTEGER},
+    tokens_cached=INTEGER, cost_usd={"type": ["number", "null"]}, model=STRING, steps=INTEGER,
+    steps_without_cost=INTEGER,
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ def components() -> dict[str, JsonSchema]:
                 {"blockers": {"type": "array", "items": blocker}, "waiting_on": STRINGS,
                  "can_move_to_ready": BOOLEAN},
                 blocked=_object({"reason": OBJECT, "to_unblock": STRING}),
+                usage={"anyOf": [{"type": "null"}, USAGE]},  # a task's: over all its runs
             ),
         ]
     }  # fmt: skip
@@ -215,9 +222,13 @@ def _run_detail() -> dict[str, JsonSchema]:
         {"index": INTEGER, "stepId": STRING, "status": STRING, "durationMs": INTEGER,
          "files": INTEGER, "insertions": INTEGER, "deletions": INTEGER},
         title=NULLABLE_STRING, startedAt=NULLABLE_STRING, finishedAt=NULLABLE_STRING,
-        exitStatus=NULLABLE_INTEGER, usage=NULLABLE_OBJECT, error=NULLABLE_OBJECT,
+        exitStatus=NULLABLE_INTEGER, usage={"anyOf": [{"type": "null"}, USAGE]},
+        error=NULLABLE_OBJECT, env=STRINGS,
+        agent={"anyOf": [{"type": "null"}, _object(
+            {"cli": STRING}, version=NULLABLE_STRING, signin=STRING)]},
     )  # fmt: skip
     return {
+        "usage": {"anyOf": [{"type": "null"}, USAGE]},
         "steps": {"type": "array", "items": step},
         "paused": BOOLEAN,
         "operatorMessages": {"type": "array", "items": ref("OperatorMessage")},

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cairn.domain.errors import ValidationFailed
 from cairn.domain.jobs.kinds import ContractSettings
@@ -35,6 +38,11 @@ class ExecutionSettings:
     vault_addr: str | None = None
     artifact_max_bytes: int = 50 * 1024 * 1024
     output_max_entries: int = 20_000  # per job, in the live output stream
+    # More variables an agent gets from the worker's environment, by name (CAIRN_AGENT_ENV).
+    agent_env: tuple[str, ...] = ()
+    # model -> {"in", "cached", "out"}: USD per million tokens (CAIRN_PRICES), for the CLIs
+    # that report no cost of their own.
+    prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +144,8 @@ class Settings:
                     number("CAIRN_ARTIFACT_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
                 ),
                 output_max_entries=int(number("CAIRN_OUTPUT_MAX_ENTRIES", 20_000, minimum=100)),
+                agent_env=_agent_env(env.get("CAIRN_AGENT_ENV") or "", errors),
+                prices=_prices(env.get("CAIRN_PRICES") or "", errors),
             ),
         )
         try:
@@ -147,3 +157,45 @@ class Settings:
         if errors:
             raise ValidationFailed("the configuration is not valid", errors)
         return settings
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def _agent_env(raw: str, errors: list[dict[str, str]]) -> tuple[str, ...]:
+    """`NAME,NAME`: variables an agent may also read. Cairn's own never: they hold the store's
+    address and password."""
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    bad = [n for n in names if not _NAME.fullmatch(n)]
+    ours = [n for n in names if n.upper().startswith("CAIRN_")]
+    if bad:
+        errors.append({"path": "CAIRN_AGENT_ENV", "reason": f"not a variable name: {bad[0]!r}"})
+    if ours:
+        errors.append({"path": "CAIRN_AGENT_ENV", "reason": f"{ours[0]} is Cairn's own; an "
+                       "agent never gets CAIRN_ variables"})  # fmt: skip
+    return tuple(dict.fromkeys(n for n in names if n not in bad and n not in ours))
+
+
+def _prices(raw: str, errors: list[dict[str, str]]) -> dict[str, dict[str, float]]:
+    """A JSON object, inline or in the file it names: {"model": {"in": 1.25, "cached": 0.125,
+    "out": 10}}, USD per million tokens."""
+    if not raw.strip():
+        return {}
+    reason = "must be a JSON object {model: {in, cached, out}} (USD per million tokens), or " \
+             "the path of a file holding one"  # fmt: skip
+    try:
+        text = raw if raw.lstrip().startswith("{") else Path(raw).read_text()
+        table: Any = json.loads(text)
+    except (OSError, ValueError) as e:
+        errors.append({"path": "CAIRN_PRICES", "reason": f"{reason}: {e}"})
+        return {}
+    prices: dict[str, dict[str, float]] = {}
+    for model, price in table.items() if isinstance(table, dict) else [(None, None)]:
+        if not isinstance(model, str) or not isinstance(price, dict) or not price or any(
+            k not in ("in", "cached", "out") or isinstance(v, bool) or
+            not isinstance(v, int | float) or v < 0 for k, v in price.items()
+        ):  # fmt: skip
+            errors.append({"path": f"CAIRN_PRICES.{model}", "reason": reason})
+            return {}
+        prices[model] = {k: float(v) for k, v in price.items()}
+    return prices

@@ -15,6 +15,7 @@ from cairn.streams.connection import connect
 from cairn.streams.keys import Keys
 from cairn.streams.server import EmbeddedServer, start_server
 from cairn.streams.store import EventStore
+from tests.agents.model_server import ModelServer
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +53,12 @@ def keys(settings: Settings) -> Keys:
 @pytest.fixture
 def store(client: aioredis.Redis, keys: Keys) -> EventStore:
     return EventStore(client, keys)
+
+
+@pytest.fixture(scope="session")
+def model_server() -> Iterator[ModelServer]:
+    """The scripted model server the real agent CLIs talk to (a script per marker, so tests
+    share it)."""
+    srv = ModelServer().start()
+    yield srv
+    srv.stop()

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from cairn.domain.jobs.events import JobArtifactAdded
 from cairn.domain.jobs.job import Job
 from cairn.streams.artifacts import ArtifactStore, StoredArtifact
 from cairn.streams.output import OutputStream
+from cairn.worker.agents.signin import AgentFound
 from cairn.worker.gitops import Git, askpass_env
 from cairn.worker.process import minimal_env
 from cairn.worker.redaction import Redactor
@@ -37,6 +39,7 @@ class RunTools:
     output: OutputStream
     artifacts: ArtifactStore
     cancel_grace_s: float = 5.0
+    agents: Mapping[str, AgentFound] = field(default_factory=dict)  # found at the worker's start
 
     @property
     def mirrors_root(self) -> Path:

@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +31,7 @@ from cairn.streams.lifetime import wait_for_stop
 from cairn.streams.output import OutputStream
 from cairn.streams.registry import Registry
 from cairn.streams.store import EventStore
+from cairn.worker.agents.signin import AgentFound
 from cairn.worker.failures import Cancelled, StageFailed
 from cairn.worker.run import JobRun, RunTools
 
@@ -50,6 +51,7 @@ class WorkerConfig:
     block_ms: int = 500
     defaults: WorkerDefaults = field(default_factory=WorkerDefaults)  # model/effort per runtime
     cancel_grace_s: float = 5.0  # after SIGTERM to a cancelled agent, SIGKILL
+    agents: Mapping[str, AgentFound] = field(default_factory=dict)  # the CLIs found at start
 
 
 @dataclass
@@ -78,7 +80,7 @@ class Worker:
             output=OutputStream(client, self.keys, execution.output_max_entries),
             artifacts=FileArtifactStore(Path(settings.data_dir) / "artifacts",
                                         execution.artifact_max_bytes),
-            cancel_grace_s=config.cancel_grace_s,
+            cancel_grace_s=config.cancel_grace_s, agents=config.agents,
         )  # fmt: skip
         self.holding: dict[str, Holding] = {}
         self.started = time.time()
@@ -297,7 +299,8 @@ class Worker:
             recorded = True
         except StageFailed as failed:
             recorded = await self._report(
-                holding, held.fail(failed.stage, failed.error, retryable=failed.retryable)
+                holding, held.fail(failed.stage, failed.error, retryable=failed.retryable,
+                                   retry_after_s=failed.retry_after_s)
             )
         except Cancelled as cancelled:
             recorded = await self._report(holding, held.cancelled(stage, cancelled.where))

@@ -1,6 +1,7 @@
 """A step's output on its way out: redacted as it comes, written whole to the step's log file
-(cut with a marker past the artifact cap), and sent live, batched, to the job's output stream.
-The live stream is for watching; the log file is the record."""
+(cut with a marker past the artifact cap; its bytes as the CLI printed them), and sent live,
+batched and without terminal escapes, to the job's output stream. The live stream is for
+watching; the log file is the record."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from cairn.domain.errors import CairnError
 from cairn.streams.lifetime import wait_for_stop
 from cairn.streams.output import OutputChunk, OutputStream
 from cairn.worker.redaction import Redactor
+from cairn.worker.terminal import EscapeStripper
 
 log = logging.getLogger("cairn.worker")
 BATCH_S = 0.3  # a batch goes out at least this often while output comes
@@ -27,6 +29,7 @@ class LiveOutput:
                  redactor: Redactor, max_bytes: int) -> None:  # fmt: skip
         self.stream, self.job_id, self.step = stream, job_id, step
         self.redact = redactor.stream()
+        self.readable = EscapeStripper()
         self.max_bytes = max_bytes
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
@@ -39,7 +42,7 @@ class LiveOutput:
         self._wake = asyncio.Event()
         self._closing = False
         self._sender = asyncio.create_task(self._send_batches())
-        self.tail = ""  # the last 256 KB: an error's log tail, usage from a cut log
+        self.tail = ""  # the last 256 KB, without escapes: an error's log tail, a cut log's end
 
     async def feed(self, chunk: str) -> None:
         """Take a chunk of raw output (it is redacted here, before it goes anywhere)."""
@@ -52,7 +55,7 @@ class LiveOutput:
 
     async def close(self) -> None:
         """Flush what is held back, send the last batch, close the log file."""
-        self._emit(self.redact.flush())
+        self._emit(self.redact.flush(), final=True)
         self._closing = True
         self._wake.set()
         with contextlib.suppress(asyncio.CancelledError):
@@ -61,8 +64,8 @@ class LiveOutput:
             self._file.write(f"\n[cairn: log cut at {self.max_bytes} of {self._seen} bytes]\n")
         self._file.close()
 
-    def _emit(self, text: str) -> None:
-        if not text:
+    def _emit(self, text: str, final: bool = False) -> None:
+        if not text and not final:
             return
         data = text.encode()
         self._seen += len(data)
@@ -73,9 +76,12 @@ class LiveOutput:
             self._written += len(part.encode())
         if len(data) > room:
             self._cut = True
-        self.tail = (self.tail + text)[-TAIL_CHARS:]
-        self._pending.append(text)
-        self._pending_bytes += len(data)
+        shown = self.readable.feed(text) + (self.readable.flush() if final else "")
+        if not shown:
+            return
+        self.tail = (self.tail + shown)[-TAIL_CHARS:]
+        self._pending.append(shown)
+        self._pending_bytes += len(shown.encode())
         if self._pending_bytes >= BATCH_BYTES:
             self._wake.set()
 

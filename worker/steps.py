@@ -1,11 +1,13 @@
 """The execute stage: one runtime invocation per step, in order, stopping at the first
 failure. Before each step the worker honours a cancel or a pause and hands over the operator's
 messages; each step's output goes live to the job's output stream and whole to its log; what
-it changed is a patch. Cairn decides the outcome from exit statuses, never from the text."""
+it changed is a patch. Cairn decides the outcome from exit statuses and the CLI's structured
+result (worker/agents/failures.py), never from the agent's words."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,12 +15,16 @@ from cairn.domain.errors import CairnError
 from cairn.domain.jobs.contract import resolve_runtime
 from cairn.domain.jobs.events import JobStepFinished, JobStepStarted
 from cairn.domain.jobs.publishing import Evidence, step_evidence
-from cairn.worker.agents.adapters import build_invocation, parse_usage
+from cairn.worker.agents.clis import CLIS
+from cairn.worker.agents.environment import prepare_home, step_env
+from cairn.worker.agents.failures import Failure, Watch, classify
+from cairn.worker.agents.invocation import build_invocation
 from cairn.worker.agents.prompts import compose_prompt
+from cairn.worker.agents.usage import codex_model, parse_usage
 from cairn.worker.attempt import Attempt
 from cairn.worker.failures import Cancelled, StageFailed
 from cairn.worker.live import LiveOutput
-from cairn.worker.process import LaunchFailed, Limits, ProcessResult, minimal_env, run_process
+from cairn.worker.process import LaunchFailed, Limits, ProcessResult, run_process
 from cairn.worker.special import run_container_job, run_manifest_job
 
 PAUSE_POLL_S = 0.5
@@ -133,9 +139,11 @@ class Steps:
         except CairnError as e:
             refused = {"code": e.code, "message": e.message, "step": step.step_id}
             raise StageFailed("execute", refused, retryable=False) from e
-        env = minimal_env(run.workspace.home, passthrough=invocation.auth_env)
+        mode = runtime.mode or ""
+        prepare_home(mode, run.workspace.home, os.environ)
+        env, passed = step_env(mode, run.workspace.home, os.environ, run.execution.agent_env)
         started = JobStepStarted(epoch=held.epoch, index=step.index, step_id=step.step_id,
-                                 title=step.title)  # fmt: skip
+                                 title=step.title, env=passed, agent=self._agent(mode))  # fmt: skip
         await held.write(lambda job: [started])
         log_path = run.workspace.artifacts / "logs" / "steps" / f"step-{step.index}.log"
         live = LiveOutput(run.tools.output, run.job.id, step.index, log_path, run.redactor,
@@ -143,16 +151,27 @@ class Steps:
         execution = run.execution
         limits = Limits(step_s=execution.step_timeout_s, idle_s=execution.idle_timeout_s,
                         deadline=run.started + execution.job_timeout_s)  # fmt: skip
+        watch = Watch(mode)
+        seen: list[Failure] = []  # a failure the output showed before the CLI gave up
+
+        async def on_output(chunk: str) -> None:
+            await live.feed(chunk)
+            if not seen and (found := watch.feed(chunk)) is not None:
+                seen.append(found)
+
+        async def should_stop() -> bool:
+            return bool(seen) or await held.cancel_requested()
+
+        launch_error: str | None = None
         try:
-            result = await run_process(
-                invocation.argv, cwd=run.workspace.repo, env=env, on_output=live.feed,
-                limits=limits, should_stop=held.cancel_requested,
-                grace_s=run.tools.cancel_grace_s, stdin=invocation.stdin,
+            result: ProcessResult | None = await run_process(
+                invocation.argv, cwd=run.workspace.repo, env=env, on_output=on_output,
+                limits=limits, should_stop=should_stop, grace_s=run.tools.cancel_grace_s,
+                stdin=invocation.stdin,
             )  # fmt: skip
         except LaunchFailed as e:
-            result = None
-            await live.feed(f"{e.message}\n")
-            launch_error = e.message
+            result, launch_error = None, self._missing_cli(mode, e.message)
+            await live.feed(f"{launch_error}\n")
         finally:
             await live.close()
         await run.add_file(f"logs/steps/step-{step.index}.log", log_path)
@@ -162,14 +181,17 @@ class Steps:
         patch_path.parent.mkdir(parents=True, exist_ok=True)
         patch_path.write_text(run.redactor.redact(diff.patch))
         await run.add_file(f"patches/steps/step-{step.index}.patch", patch_path)
-        outcome, error = _outcome(result, step, len(self.plan), live.tail[-4000:])
-        if result is None:
-            error = {"code": "cli_missing", "message": launch_error, "step": step.step_id,
-                     "retry": "another worker may have the CLI"}  # fmt: skip
-        self._note_evidence(step, runtime.mode, prompt, result)
-        # The CLI reports usage at its end: from the tail when the log was cut at its cap.
+        # The CLI reports usage and its result at its end: from the tail when the log was cut.
         text = live.tail if live.cut else log_path.read_text(errors="replace")
-        usage = parse_usage(runtime.mode, text)
+        failure = seen[0] if seen else None
+        if failure is None and result is not None and result.stopped is None and mode in CLIS:
+            failure = classify(mode, result.exit_status, run.redactor.redact(text))
+        outcome, error = _outcome(result, step, len(self.plan), live.tail[-4000:], failure)
+        if result is None:
+            error = {"code": "cli_missing", "message": launch_error, "step": step.step_id}
+        self._note_evidence(step, mode, prompt, result if failure is None else None)
+        usage = parse_usage(mode, text, model=runtime.model or self._codex_model(mode),
+                            prices=execution.prices)  # fmt: skip
         finished = JobStepFinished(
             epoch=held.epoch, index=step.index, step_id=step.step_id, outcome=outcome,
             exit_status=result.exit_status if result else None,
@@ -180,8 +202,33 @@ class Steps:
         if outcome == "cancelled":
             raise Cancelled({"stage": "execute", "step": step.step_id, "index": step.index})
         if error is not None:
-            raise StageFailed("execute", error, retryable=True)
+            retryable = failure.retryable if failure else result is not None
+            raise StageFailed("execute", error, retryable=retryable,
+                              retry_after_s=failure.retry_after_s if failure else None)
         return current
+
+    def _agent(self, mode: str) -> dict[str, Any] | None:
+        """The agent as the step's event records it: CLI, version, how it signed in."""
+        found = self.run.tools.agents.get(mode)
+        if found is None:
+            return None
+        return {"cli": found.cli.binary, "version": found.version,
+                "signin": found.signin.kind or "none"}  # fmt: skip
+
+    def _missing_cli(self, mode: str, reason: str) -> str:
+        cli = CLIS.get(mode)
+        if cli is None:
+            return reason
+        return (f"the {mode} CLI is not installed on this worker ({reason}): install "
+                f"{cli.spec} with `cairn agents install {mode}`, or run the job on a worker "
+                "that has it")  # fmt: skip
+
+    def _codex_model(self, mode: str) -> str | None:
+        """The model codex runs when none is asked for: the job's config.toml's."""
+        if mode != "codex" or self.run.workspace is None:
+            return None
+        config = self.run.workspace.home / ".codex" / "config.toml"
+        return codex_model(config.read_text()) if config.is_file() else None
 
     def _note_evidence(self, step: PlannedStep, mode: str, command: str,
                        result: ProcessResult | None) -> None:  # fmt: skip
@@ -209,12 +256,18 @@ class Steps:
         await run.add_file("changes.patch", path)
 
 
-def _outcome(result: ProcessResult | None, step: PlannedStep, count: int,
-             tail: str) -> tuple[str, dict[str, Any] | None]:  # fmt: skip
+def _outcome(result: ProcessResult | None, step: PlannedStep, count: int, tail: str,
+             failure: Failure | None = None) -> tuple[str, dict[str, Any] | None]:  # fmt: skip
     """The step's outcome and, when it failed, the error for the job's outcome."""
     where = f"step {step.index}/{count} ({step.step_id})"
     if result is None:
         return "failed", None
+    if failure is not None:  # the CLI's own result (or what it printed) says what went wrong
+        return "failed", {"code": failure.code, "step": step.step_id, "index": step.index,
+                          "exit_status": result.exit_status,
+                          "message": f"{where}: {failure.message}",
+                          "retry": "retried" if failure.retryable else "not retried",
+                          "log_tail": tail[-2000:]}  # fmt: skip
     if result.stopped == "cancelled":
         return "cancelled", None
     if result.stopped is not None:

@@ -9,7 +9,17 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cairn.api.cli import acl, archive, backup, catalog, planning, processes, reading, tokens
+from cairn.api.cli import (
+    acl,
+    agents,
+    archive,
+    backup,
+    catalog,
+    planning,
+    processes,
+    reading,
+    tokens,
+)
 from cairn.api.cli.logs import configure_logging
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
@@ -145,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_commands(command)
     archive.add_commands(command)
     acl.add_commands(command)
+    agents.add_commands(command)
     redis_cli = command(
         "redis-cli", reading.redis_cli, "run redis-cli against the store, e.g. XRANGE KEY - +"
     )

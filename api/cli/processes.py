@@ -96,16 +96,20 @@ def run_scheduler(settings: Settings, args: argparse.Namespace) -> int:
 def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     import socket
 
-    from cairn.worker.agents.adapters import worker_defaults
+    from cairn.worker.agents.invocation import worker_defaults
     from cairn.worker.daemon import Worker, WorkerConfig
-    from cairn.worker.probe import parse_capabilities, probe_capabilities
+    from cairn.worker.probe import agents_bin, parse_capabilities, probe_capabilities, report
 
-    if args.capabilities:
-        capabilities = parse_capabilities(args.capabilities)
-    else:
-        capabilities = probe_capabilities()
-        found = ", ".join(capabilities) or "none"
-        logging.getLogger("cairn.worker").info("probed PATH, capabilities: %s", found)
+    # The CLIs `cairn agents install` put in the data dir come first, for the probe and for
+    # every step (their PATH is the worker's).
+    os.environ["PATH"] = f"{agents_bin(settings.data_dir)}{os.pathsep}{os.environ.get('PATH', '')}"
+    probed, agents = probe_capabilities(os.environ)
+    capabilities = parse_capabilities(args.capabilities) if args.capabilities else probed
+    log = logging.getLogger("cairn.worker")
+    for line in report(capabilities, agents, probed=not args.capabilities):
+        log.info("%s", line)
+    if not args.capabilities:
+        log.info("probed PATH, capabilities: %s", ", ".join(capabilities) or "none")
     if not capabilities:
         raise CairnError(
             "no capabilities: --capabilities names none; pass at least one (say, noop)"
@@ -124,6 +128,7 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
         defaults=worker_defaults(
             capabilities, model=args.model or None, effort=args.effort or None, env=os.environ
         ),
+        agents=agents,
     )
 
     async def run() -> None:

@@ -384,6 +384,24 @@ def duration(start: str | None, end: str | None) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
 
 
+def usage_text(usage: dict[str, Any] | None) -> str:
+    """Tokens and cost as a person reads them: `3,600 in (600 cached) · 120 out · $0.0110`;
+    a cost never guessed: `no price` when some step had none."""
+    if not usage:
+        return ""
+    cached = usage.get("tokens_cached") or 0
+    parts = [f"{usage.get('tokens_in', 0):,} in" + (f" ({cached:,} cached)" if cached else ""),
+             f"{usage.get('tokens_out', 0):,} out"]  # fmt: skip
+    cost = usage.get("cost_usd")
+    if cost is not None:
+        parts.append(f"${cost:,.4f}")
+    if cost is None or usage.get("steps_without_cost"):
+        parts.append("no price" if cost is None else f"{usage['steps_without_cost']} step(s) "
+                     "without a price")  # fmt: skip
+    return " · ".join(parts)
+
+
 templates.env.filters.update(
-    ago=ago, iso=iso, short_id=short_id, pretty_json=pretty_json, duration=duration
+    ago=ago, iso=iso, short_id=short_id, pretty_json=pretty_json, duration=duration,
+    usage=usage_text,
 )

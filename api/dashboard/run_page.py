@@ -39,6 +39,7 @@ from cairn.domain.errors import CairnError, NotFound
 from cairn.domain.jobs.controls import MAX_MESSAGE, MESSAGEABLE, PAUSABLE
 from cairn.domain.jobs.dispatch import missing_capabilities
 from cairn.domain.jobs.job import ACTIVE, RESUBMITTABLE, TERMINAL, Job, JobSource, JobStatus
+from cairn.domain.jobs.kinds import AGENT_RUNTIMES
 from cairn.domain.tasks.spec import parse_model
 from cairn.projections.jobs.queue import NAME as QUEUE
 
@@ -133,6 +134,7 @@ async def run_view(request: Request, job: Job) -> dict[str, Any]:
         "facts": facts(job),
         "failure": failure(job),
         "missing": missing,
+        "agent_runtimes": AGENT_RUNTIMES,
         "steps": [step_view(s) for s in job.steps],
         "publish": publish_view(job.publish) if job.publish else None,
         "artifacts": artifacts,

@@ -34,6 +34,7 @@ from cairn.commands.tasks.task import (
     update_task,
 )
 from cairn.domain.errors import CairnError, NotFound, ValidationFailed
+from cairn.domain.jobs.usage import sum_usage
 from cairn.domain.priority import PRIORITY_NAMES
 from cairn.domain.tasks.spec import TaskPatch, TaskSpec, TaskType, parse_model
 from cairn.domain.tasks.states import RESOLVED, Status
@@ -138,6 +139,7 @@ async def task_view(request: Request, task_id: str) -> dict[str, Any]:
         "task": view,
         "blocks": [related[i] for i in task.blocks if i in related],
         "runs": [runs[i] for i in reversed(task.run_ids) if i in runs],
+        "usage": sum_usage(job.usage for job in runs.values()),
         "targets": move_targets(task.status, ctx.settings.flags),
         "priority_label": priority_label(task.priority),
         "status_names": STATUS_NAMES,

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from cairn.api.context import context
 from cairn.api.dashboard.render import page, render
-from cairn.api.jobs.queue import metric_group
+from cairn.api.jobs.queue import metric_group, usage_group
 
 WIDTH, BAR_H, GAP, LABEL_W = 480, 18, 6, 150
 SERIES_W, SERIES_H = 480, 150
@@ -112,5 +112,7 @@ async def telemetry_page(request: Request) -> Response:
         "publish_counts": publish,
         "time": over_time(timeline, now),
         "now": now.strftime("%H:%M UTC"),
+        "usage_runtime": usage_group(metrics, "usage_runtime"),
+        "usage_project": usage_group(metrics, "usage_project"),
     }
     return await render(request, "telemetry.html", page_data)

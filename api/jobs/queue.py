@@ -334,8 +334,24 @@ def metric_group(metrics: dict[str, int], prefix: str) -> dict[str, int]:
     return {k.split("|", 1)[1]: v for k, v in sorted(metrics.items()) if k.startswith(prefix + "|")}
 
 
+def usage_group(metrics: dict[str, int], prefix: str) -> dict[str, dict[str, Any]]:
+    """The usage counters `prefix|<name>|<field>` (a runtime's, a project's) by name: tokens
+    in, cached and out, steps, and the cost in USD of the steps that had one."""
+    found: dict[str, dict[str, Any]] = {}
+    for key, value in metric_group(metrics, prefix).items():
+        name, _, field = key.rpartition("|")
+        found.setdefault(name, {"tokens_in": 0, "tokens_cached": 0, "tokens_out": 0,
+                                "cost_usd": 0.0, "steps": 0, "steps_without_cost": 0})
+        if field == "cost_musd":
+            found[name]["cost_usd"] = round(value / 1_000_000, 6)
+        elif field in found[name]:
+            found[name][field] = value
+    return found
+
+
 async def get_telemetry(request: Request) -> Response:
-    """Volume by job type (legacy included), failures by runtime and stage, publish outcomes."""
+    """Volume by job type (legacy included), failures by runtime and stage, publish outcomes,
+    tokens and cost by runtime and by project."""
     metrics = await context(request).queue.metrics()
     publish = metric_group(metrics, "publish")
     total = sum(publish.values())
@@ -350,6 +366,8 @@ async def get_telemetry(request: Request) -> Response:
             "publishOutcomeRates": {k: round(v / total, 4) for k, v in publish.items()}
             if total
             else {},
+            "usageByRuntime": usage_group(metrics, "usage_runtime"),
+            "usageByProject": usage_group(metrics, "usage_project"),
         }
     )
 

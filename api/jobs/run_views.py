@@ -19,6 +19,7 @@ def run_detail(job: Job) -> dict[str, Any]:
         "pauseReason": job.pause_reason,
         "operatorMessages": job.operator_messages,
         "artifacts": [artifact_view(a) for a in job.artifacts],
+        "usage": job.usage,
     }
 
 
@@ -37,6 +38,8 @@ def step_view(step: dict[str, Any]) -> dict[str, Any]:
         "deletions": step.get("deletions", 0),
         "usage": step.get("usage"),
         "error": step.get("error"),
+        "env": step.get("env", []),
+        "agent": step.get("agent"),
     }
 
 

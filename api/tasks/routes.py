@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Annotated, Any
 
@@ -48,6 +49,7 @@ from cairn.commands.tasks.task import (
     update_task,
 )
 from cairn.domain.errors import NotFound
+from cairn.domain.jobs.usage import sum_usage
 from cairn.domain.limits import MAX_PAGE_BYTES, MAX_PAGE_ITEMS, MAX_REASON
 from cairn.domain.priority import parse_priority
 from cairn.domain.tasks.spec import KEEPS_A_VALUE, PRIORITY_SCHEMA, Name, TaskPatch, TaskSpec
@@ -184,7 +186,10 @@ async def post_task(request: Request) -> Response:
 async def get_task(request: Request) -> Response:
     read_query(request, _Query)
     task = await _task_or_404(request, path_id(request, "task"))
-    return json_response(await _card(request, task))
+    view, runs = await asyncio.gather(_card(request, task),
+                                      context(request).queue.get_jobs(task.run_ids))  # fmt: skip
+    view["usage"] = sum_usage(job.usage for job in runs.values())  # every run's, every attempt's
+    return json_response(view)
 
 
 @idempotent

@@ -132,14 +132,16 @@ class Held:
 
         return await self.write(succeeded)
 
-    async def fail(self, stage: str, error: dict[str, Any], *, retryable: bool) -> Job:
-        """The failed stage and the attempt's failure: re-queued with backoff, dead-lettered,
-        or failed for good (a pending cancel wins)."""
+    async def fail(self, stage: str, error: dict[str, Any], *, retryable: bool,
+                   retry_after_s: float | None = None) -> Job:  # fmt: skip
+        """The failed stage and the attempt's failure: re-queued with backoff (at least
+        `retry_after_s`), dead-lettered, or failed for good (a pending cancel wins)."""
 
         def failed(job: Job) -> list[JobEvent]:
             closing = self._closing((stage, "failed", {"error": error}))
             outcome = decide_fail(job, self.epoch, error, datetime.now(UTC), self.policy,
-                                  stage=stage, retryable=retryable)  # fmt: skip
+                                  stage=stage, retryable=retryable,
+                                  retry_after_s=retry_after_s)  # fmt: skip
             return [*closing, *outcome]
 
         return await self.write(failed)

@@ -68,9 +68,11 @@ def decide_fail(
     *,
     stage: str | None = None,
     retryable: bool = True,
+    retry_after_s: float | None = None,
 ) -> list[JobEvent]:
-    """A failed attempt: retried after a backoff while attempts remain, else dead-lettered
-    (retryable) or failed (not retryable). A pending cancel wins over a retry."""
+    """A failed attempt: retried after a backoff (or the delay a rate-limiting vendor asked
+    for, if longer) while attempts remain, else dead-lettered (retryable) or failed (not
+    retryable). A pending cancel wins over a retry."""
     check_lease(job, epoch)
     if job.status == JobStatus.CANCEL_REQUESTED:
         return [
@@ -78,7 +80,8 @@ def decide_fail(
             cancelled_as_requested(job),
         ]
     if retryable and job.attempt < job.max_attempts:
-        retry_at = now + timedelta(seconds=policy.delay(job.attempt))
+        delay = max(policy.delay(job.attempt), retry_after_s or 0.0)
+        retry_at = now + timedelta(seconds=delay)
         return [JobFailed(epoch=epoch, error=error, stage=stage, retry_at=_rfc3339(retry_at))]
     events: list[JobEvent] = [JobFailed(epoch=epoch, error=error, stage=stage, retryable=retryable)]
     if retryable:

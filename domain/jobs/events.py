@@ -143,6 +143,10 @@ class JobStepStarted(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
     index: int
     step_id: str
     title: str | None = None
+    # The names of the environment variables the agent got from the worker (never a value),
+    # and the agent: its CLI, version and the sign-in it used (`api key`, `login`, `gateway`).
+    env: list[str] = []
+    agent: dict[str, Any] | None = None
 
 
 class JobStepFinished(JobEvent, frozen=True, kw_only=True, omit_defaults=True):

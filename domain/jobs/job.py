@@ -42,6 +42,7 @@ from cairn.domain.jobs.events import (
 )
 from cairn.domain.jobs.kinds import NormalizedJob
 from cairn.domain.jobs.steps import step_finished, step_started
+from cairn.domain.jobs.usage import add_usage
 
 
 class JobStatus(StrEnum):
@@ -102,6 +103,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     pause_reason: str | None = None
     operator_messages: list[dict[str, Any]] = []  # {id: the event's version, text, ts}
     artifacts: list[dict[str, Any]] = []
+    usage: dict[str, Any] | None = None  # tokens and cost over every step of every attempt
     outcome: dict[str, Any] | None = None
     warnings: list[str] = []
     resubmitted_from: str | None = None
@@ -220,7 +222,8 @@ def _apply(s: Job, e: JobEvent, ts: str) -> Job:
         case JobStepStarted():
             return replace(s, steps=step_started(s.steps, e, ts))
         case JobStepFinished():
-            return replace(s, steps=step_finished(s.steps, e, ts))
+            usage = add_usage(s.usage, e.usage)
+            return replace(s, steps=step_finished(s.steps, e, ts), usage=usage)
         case JobPublished():
             return replace(s, publish={**_fact(e), "attempt": s.attempt})
         case JobPaused(reason=reason):

@@ -19,6 +19,7 @@ from cairn.domain.paths import join_path
 Runtime = Literal["codex", "gemini", "claude", "universal", "shell"]
 PublishMode = Literal["none", "branch", "pr"]
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
+AGENT_RUNTIMES = ("claude", "codex", "gemini")  # the runtimes that are an agent CLI
 PUBLISH_MODES: tuple[str, ...] = get_args(PublishMode)
 
 

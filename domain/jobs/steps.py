@@ -17,6 +17,10 @@ def step_started(steps: list[Step], e: JobStepStarted, ts: str) -> list[Step]:
         "started_at": ts, "finished_at": None, "exit_status": None, "duration_ms": 0,
         "files": 0, "insertions": 0, "deletions": 0, "usage": None, "error": None,
     }  # fmt: skip
+    if e.env:
+        opened["env"] = e.env
+    if e.agent is not None:
+        opened["agent"] = e.agent
     return [*steps, opened]
 
 

@@ -25,6 +25,7 @@ from cairn.domain.jobs.events import (
     JobLeaseExpired,
     JobLegacySubmitted,
     JobStageFinished,
+    JobStepFinished,
     JobSubmitted,
     JobSucceeded,
     job_event_from,
@@ -228,6 +229,27 @@ def count_metrics(metrics: Counter[str], job: Job, event: Any) -> None:
     # Operators' totals (GET /metrics): attempts that end re-queued for another one.
     if isinstance(event, JobFailed | JobLeaseExpired) and event.retry_at is not None:
         metrics["retried"] += 1
+    if isinstance(event, JobStepFinished) and event.usage:
+        count_usage(metrics, f"usage_runtime|{runtime}", event.usage)
+        count_usage(metrics, f"usage_project|{job.project}", event.usage)
+
+
+USAGE_COUNTERS = ("tokens_in", "tokens_cached", "tokens_out")
+
+
+def count_usage(metrics: Counter[str], prefix: str, usage: dict[str, Any]) -> None:
+    """A step's tokens and cost into counters `<prefix>|<field>` (cost in micro-USD, as the
+    counters are integers); the steps without a cost are counted, never priced."""
+    for name in USAGE_COUNTERS:
+        value = usage.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            metrics[f"{prefix}|{name}"] += value
+    metrics[f"{prefix}|steps"] += 1
+    cost = usage.get("cost_usd")
+    if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0:
+        metrics[f"{prefix}|cost_musd"] += round(cost * 1_000_000)
+    else:
+        metrics[f"{prefix}|steps_without_cost"] += 1
 
 
 def timeline_key(space: Space, day: str) -> str:

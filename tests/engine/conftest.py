@@ -23,12 +23,15 @@ from cairn.streams.envelope import Envelope
 from cairn.streams.keys import Keys
 from cairn.streams.server import EmbeddedServer
 from cairn.streams.store import EventStore
+from tests.agents.clis import require_clis, template, vendor_env
+from tests.agents.model_server import ModelServer
 from tests.worker.conftest import Seeded, make_remote
 
 FAKE_CLI = """#!/bin/sh
 # A stand-in for an agent CLI: records its arguments, sleeps, exits as told. A worker runs it
 # with Cairn's minimal environment, so what it is told is written into the script itself.
 FAKE_CLI_LOG="{log}" FAKE_CLI_SLEEP="{sleep}" FAKE_CLI_EXIT="{exit}"
+[ "$1" = "--version" ] && {{ echo "fake 0.0.0"; exit 0; }}
 echo "$(basename "$0") $*" >> "$FAKE_CLI_LOG"
 sleep "$FAKE_CLI_SLEEP"
 exit "$FAKE_CLI_EXIT"
@@ -102,6 +105,25 @@ class Engine:
             str(lease),
             **env,
         )
+
+    def agent_worker(
+        self, name: str, runtime: str, server: ModelServer, *, capabilities: str | None = None,
+        vendor: bool = True, **env: str,
+    ) -> subprocess.Popen[bytes]:  # fmt: skip
+        """A worker with the real, pinned agent CLIs on its PATH (none of the fakes), a HOME of
+        its own, and what reaches the scripted server (`vendor`: the key and the endpoint). With
+        no `capabilities` it probes, as a worker given none does."""
+        bin_dir = require_clis()
+        home = self.tmp / f"home-{name}"
+        home.mkdir(exist_ok=True)
+        told = {
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(home),
+            f"CAIRN_{runtime.upper()}_HOME_TEMPLATE": str(template(self.tmp, runtime)),
+            **(vendor_env(runtime, server, home) if vendor else {}), **env,
+        }  # fmt: skip
+        argv = ["worker", "--id", name, "--lease", "5"]
+        argv += ["--capabilities", capabilities] if capabilities else []
+        return self.start(name, *argv, **told)
 
     def fake_path(self, name: str, *, sleep: str = "0", exit: str = "0") -> str:
         """A PATH whose fake CLIs (a folder of their own) sleep and exit as told."""

@@ -1,5 +1,5 @@
-"""Command lines per runtime, the precedence of models and efforts (task, then the worker's
-defaults, then the CLI's own), and the usage read from each CLI's structured output."""
+"""Command lines per runtime, and the precedence of models and efforts (task, then the worker's
+defaults, then the CLI's own)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,12 @@ from cairn.domain.jobs.contract import (
     resolve_runtime,
 )
 from cairn.domain.jobs.kinds import ContractSettings
-from cairn.worker.agents.adapters import (
-    AUTH_ENV,
+from cairn.worker.agents.invocation import (
     MAX_ARGUMENT_BYTES,
     InvalidRuntimeSetting,
     Invocation,
     NoAdapter,
     build_invocation,
-    parse_usage,
     worker_defaults,
 )
 
@@ -59,7 +57,7 @@ P = "Fix the failing test."
 def test_command_lines_per_runtime(runtime: ResolvedRuntime, argv: list[str]) -> None:
     invocation = build_invocation(runtime, P, SETTINGS)
     structured = runtime.mode != "shell"
-    assert invocation == Invocation(argv, AUTH_ENV[runtime.mode], structured, stdin=None)
+    assert invocation == Invocation(argv, structured, stdin=None)
 
 
 def test_the_execution_settings_choose_sandbox_permissions_and_approval() -> None:
@@ -97,7 +95,7 @@ def test_a_universal_job_without_a_runtime_is_refused_plainly() -> None:
 
 
 def test_an_unknown_runtime_is_refused_naming_the_known_ones() -> None:
-    with pytest.raises(NoAdapter, match=r"'aider' has no command line.*codex, claude, gemini"):
+    with pytest.raises(NoAdapter, match=r"'aider' has no command line.*claude, codex, gemini"):
         build_invocation(ResolvedRuntime("aider", None, None), P, SETTINGS)
 
 
@@ -160,91 +158,6 @@ def test_a_universal_job_runs_on_the_workers_first_agent_runtime() -> None:
 
 def test_a_worker_without_agent_runtimes_has_no_runtime_defaults() -> None:
     assert worker_defaults(["git", "noop"], model="m", env={}) == WorkerDefaults()
-
-
-CODEX = """\
-2026-11-30T10:00:00.120Z WARN codex_core::config: ignoring unknown key `theme`
-{"type":"thread.started","thread_id":"0199a213-81c0-7800-8aa1-bbab2a035a53"}
-{"type":"turn.started"}
-{"type":"item.completed","item":{"id":"item_0","type":"reasoning","text":"**Scanning**"}}
-{"type":"item.completed","item":{"id":"item_1","type":"command_execution","command":"bash -lc ls",\
-"aggregated_output":"README.md\\n","exit_code":0,"status":"completed"}}
-{"type":"item.completed","item":{"id":"item_2","type":"agent_message","text":"Done."}}
-{"type":"turn.completed","usage":{"input_tokens":24763,"cached_input_tokens":24448,\
-"output_tokens":122}}
-"""
-CLAUDE_RESULT = (
-    '{"type":"result","subtype":"success","is_error":false,"duration_ms":5321,'
-    '"duration_api_ms":4900,"num_turns":3,"result":"Fixed.","session_id":"5f1c",'
-    '"total_cost_usd":0.0421,"usage":{"input_tokens":12,"cache_creation_input_tokens":5120,'
-    '"cache_read_input_tokens":20480,"output_tokens":340,"service_tier":"standard"}}'
-)
-CLAUDE_STREAM = f"""\
-{{"type":"system","subtype":"init","cwd":"/w","session_id":"5f1c","model":"claude-sonnet-4-5"}}
-{{"type":"assistant","message":{{"role":"assistant","content":[{{"type":"text","text":"On it"}}],\
-"usage":{{"input_tokens":4,"output_tokens":12}}}},"session_id":"5f1c"}}
-{CLAUDE_RESULT}
-"""
-GEMINI_STREAM = """\
-{"type":"init","timestamp":"2026-11-30T10:00:00.000Z","session_id":"abc","model":"gemini-2.5-pro"}
-{"type":"message","timestamp":"2026-11-30T10:00:01.000Z","role":"assistant","content":"Done",\
-"delta":true}
-{"type":"result","timestamp":"2026-11-30T10:00:02.000Z","status":"success","stats":\
-{"total_tokens":1520,"input_tokens":1400,"output_tokens":120,"cached":0,"input":1400,\
-"duration_ms":3012,"tool_calls":1}}
-"""
-GEMINI_JSON = """\
-Loaded cached credentials.
-{
-  "session_id": "abc",
-  "response": "Done",
-  "stats": {
-    "models": {
-      "gemini-2.5-pro": {
-        "api": {"totalRequests": 2, "totalErrors": 0, "totalLatencyMs": 5053},
-        "tokens": {"input": 3676, "prompt": 24939, "candidates": 20, "total": 25113,
-                   "cached": 21263, "thoughts": 154, "tool": 0}
-      },
-      "gemini-2.5-flash": {"tokens": {"prompt": 1000, "candidates": 50, "total": 1050}}
-    },
-    "tools": {"totalCalls": 1}
-  }
-}
-"""
-
-
-@pytest.mark.parametrize(
-    ("mode", "output", "usage"),
-    [
-        ("codex", CODEX, {"tokens_in": 24763, "tokens_out": 122}),
-        ("codex", CODEX + CODEX.splitlines()[-1], {"tokens_in": 49526, "tokens_out": 244}),
-        ("claude", CLAUDE_STREAM, {"tokens_in": 25612, "tokens_out": 340, "cost_usd": 0.0421}),
-        ("claude", CLAUDE_RESULT, {"tokens_in": 25612, "tokens_out": 340, "cost_usd": 0.0421}),
-        ("gemini", GEMINI_STREAM, {"tokens_in": 1400, "tokens_out": 120}),
-        ("gemini", GEMINI_JSON, {"tokens_in": 25939, "tokens_out": 70}),
-        ("codex", CODEX.replace('"turn.completed"', '"turn.failed"'), None),
-        ("claude", '{"type":"result","usage":"lots"}', None),
-        ("claude", '{"type":"result","usage":{"input_tokens":"many","output_tokens":-3},'
-                   '"total_cost_usd":"free"}', {"tokens_in": 0, "tokens_out": 0}),
-        ("gemini", '{"stats": {"models": ["not", "a", "map"]}}', None),
-        ("shell", CODEX, None),
-    ],
-    ids=["codex", "codex-two-turns", "claude-stream", "claude-json", "gemini-stream",
-         "gemini-json", "codex-failed", "claude-odd-usage", "claude-odd-numbers", "gemini-odd",
-         "shell"],
-)  # fmt: skip
-def test_usage_from_each_clis_output(mode: str, output: str, usage: dict[str, Any] | None) -> None:
-    assert parse_usage(mode, output) == usage
-
-
-@pytest.mark.parametrize("mode", ["codex", "claude", "gemini"])
-@pytest.mark.parametrize(
-    "garbage",
-    ["", "plain text\nno json here", "{broken", "{}\n[]\n{", '{"type": 3}', "}{" * 1000,
-     "\x00\xff{\n\n}", '{"stats": null}'],
-)  # fmt: skip
-def test_usage_parsing_tolerates_garbage(mode: str, garbage: str) -> None:
-    assert parse_usage(mode, garbage) is None
 
 
 def test_the_worker_command_takes_a_model_and_an_effort() -> None:

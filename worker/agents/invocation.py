@@ -1,5 +1,5 @@
 """Command lines per runtime: how each agent CLI runs one prompt without a person at the
-keyboard, what it needs from the environment to sign in, and the usage it reports.
+keyboard.
 
 Flags as documented (checked 2026-11):
 - codex: `codex exec` (https://developers.openai.com/codex/cli/reference#codex-exec and
@@ -26,8 +26,7 @@ Flags as documented (checked 2026-11):
   (https://geminicli.com/docs/get-started/authentication).
 - shell: `bash -lc -- <command>`: the step's instructions are the command.
 
-The agent runs with these variables (and the files they name, such as CODEX_HOME's auth.json)
-in reach: the sandbox of each CLI is what keeps the agent's own commands from reading them.
+What each CLI signs in with and gets from the environment is in clis.py and environment.py.
 """
 
 from __future__ import annotations
@@ -35,22 +34,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import orjson
 
 from cairn.commands.settings import ExecutionSettings
 from cairn.domain.errors import CairnError
 from cairn.domain.jobs.contract import ResolvedRuntime, WorkerDefaults
+from cairn.worker.agents.clis import AGENT_RUNTIMES
 
-AGENT_RUNTIMES = ("codex", "claude", "gemini")
-AUTH_ENV: dict[str, tuple[str, ...]] = {
-    "codex": ("OPENAI_API_KEY", "CODEX_API_KEY", "CODEX_ACCESS_TOKEN", "CODEX_HOME"),
-    "claude": ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"),
-    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI",
-               "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION", "GOOGLE_APPLICATION_CREDENTIALS"),
-    "shell": (),
-}  # fmt: skip
 # One argument may hold 128 KiB on Linux (MAX_ARG_STRLEN); a longer prompt goes through stdin,
 # as does one that starts with '-' and would read as an option.
 MAX_ARGUMENT_BYTES = 100_000
@@ -73,7 +62,6 @@ class InvalidRuntimeSetting(CairnError):
 @dataclass(frozen=True)
 class Invocation:
     argv: list[str]
-    auth_env: tuple[str, ...]  # names passed through from the worker's environment
     structured: bool  # output is JSON lines (or one JSON document) that parse_usage reads
     stdin: bytes | None = None  # the prompt, when it does not fit an argument
 
@@ -95,7 +83,7 @@ def build_invocation(
     stdin = None if as_argument else prompt.encode()
     if mode == "shell":
         argv = ["bash", "-lc", "--", prompt] if as_argument else ["bash", "-ls"]
-        return Invocation(argv, AUTH_ENV["shell"], structured=False, stdin=stdin)
+        return Invocation(argv, structured=False, stdin=stdin)
     if mode == "codex":
         argv = ["codex", "exec", "--json", "--sandbox", settings.codex_sandbox,
                 "--skip-git-repo-check"]  # fmt: skip
@@ -116,7 +104,7 @@ def build_invocation(
     else:
         known = ", ".join((*AGENT_RUNTIMES, "shell"))
         raise NoAdapter(f"runtime {mode!r} has no command line on this worker; known: {known}")
-    return Invocation(argv, AUTH_ENV[mode], structured=True, stdin=stdin)
+    return Invocation(argv, structured=True, stdin=stdin)
 
 
 def _checked(runtime: ResolvedRuntime) -> tuple[str | None, str | None]:
@@ -155,86 +143,3 @@ def worker_defaults(
         if chosen := effort or env.get(f"CAIRN_{name}_EFFORT") or None:
             efforts[runtime] = chosen
     return WorkerDefaults(mode=runtimes[0] if runtimes else None, models=models, efforts=efforts)
-
-
-def parse_usage(mode: str, output: str) -> dict[str, Any] | None:
-    """Tokens in and out (and the cost in USD when reported) from a CLI's structured output:
-    codex's `turn.completed` events, claude's `result` line, gemini's `result` event or JSON
-    document. None when the output says nothing about usage; never raises on odd output."""
-    if mode == "codex":
-        turns = [e.get("usage") for e in _json_lines(output) if e.get("type") == "turn.completed"]
-        usages = [u for u in turns if isinstance(u, dict)]
-        if not usages:
-            return None
-        return _usage(sum(_int(u.get("input_tokens")) for u in usages),
-                      sum(_int(u.get("output_tokens")) for u in usages))  # fmt: skip
-    if mode == "claude":
-        results = [e for e in _json_lines(output) if e.get("type") == "result"]
-        results = results or [d for d in [_json_document(output)] if d.get("type") == "result"]
-        if not results or not isinstance(usage := results[-1].get("usage"), dict):
-            return None
-        # input_tokens leaves out what was read from or written to the prompt cache.
-        read = sum(_int(usage.get(key)) for key in ("input_tokens", "cache_read_input_tokens",
-                                                    "cache_creation_input_tokens"))  # fmt: skip
-        cost = results[-1].get("total_cost_usd")
-        return _usage(read, _int(usage.get("output_tokens")), cost)
-    if mode == "gemini":
-        results = [e for e in _json_lines(output) if e.get("type") == "result"]
-        if results and isinstance(stats := results[-1].get("stats"), dict):
-            return _usage(_int(stats.get("input_tokens")), _int(stats.get("output_tokens")))
-        tokens = _gemini_tokens(_json_document(output))
-        if not tokens:
-            return None
-        return _usage(sum(_int(t.get("prompt")) for t in tokens),
-                      sum(_int(t.get("candidates")) for t in tokens))  # fmt: skip
-    return None
-
-
-def _gemini_tokens(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """stats.models.<model>.tokens of each model the run used."""
-    stats = document.get("stats")
-    models = stats.get("models") if isinstance(stats, dict) else None
-    if not isinstance(models, dict):
-        return []
-    tokens = [model.get("tokens") for model in models.values() if isinstance(model, dict)]
-    return [t for t in tokens if isinstance(t, dict)]
-
-
-def _usage(tokens_in: int, tokens_out: int, cost: Any = None) -> dict[str, Any]:
-    usage: dict[str, Any] = {"tokens_in": tokens_in, "tokens_out": tokens_out}
-    if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0:
-        usage["cost_usd"] = float(cost)
-    return usage
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-def _json_lines(output: str) -> list[dict[str, Any]]:
-    """The JSON objects among the lines (stderr's lines are mixed in and skipped)."""
-    found = []
-    for line in output.splitlines():
-        line = line.strip()
-        if line.startswith("{") and line.endswith("}"):
-            try:
-                value = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(value, dict):
-                found.append(value)
-    return found
-
-
-def _json_document(output: str) -> dict[str, Any]:
-    """One JSON object printed over many lines, with whatever stderr printed around it."""
-    start, end = output.find("{"), output.rfind("}")
-    while 0 <= start < end:
-        try:
-            value = orjson.loads(output[start : end + 1])
-        except orjson.JSONDecodeError:
-            start = output.find("\n{", start + 1)
-            start = start + 1 if start >= 0 else -1
-            continue
-        return value if isinstance(value, dict) else {}
-    return {}
