@@ -40,6 +40,7 @@ def editing_claude(folder: Path, *, fail_step_2: bool = False) -> str:
     encoded = base64.b64encode(SECRET.encode()).decode()
     fail = 'case "$last" in *"Step 2/3"*) exit 3;; esac' if fail_step_2 else ""
     return f"""#!/bin/sh
+[ "$1" = "--version" ] && {{ echo "fake 0.0.0"; exit 0; }}
 for last; do :; done
 printf '%s\\n=====\\n' "$last" >> "{folder}/prompts.txt"
 echo "working on it"

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from cairn.worker.agents.clis import CLIS, AgentCli
 
-VERSION_TIMEOUT_S = 20.0
+VERSION_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -106,18 +109,30 @@ def find_agent(cli: AgentCli, env: Mapping[str, str]) -> AgentFound:
 
 
 def find_agents(env: Mapping[str, str]) -> dict[str, AgentFound]:
-    return {runtime: find_agent(cli, env) for runtime, cli in CLIS.items()}
+    """Every CLI's findings; their version probes side by side (a node CLI takes a second)."""
+    with ThreadPoolExecutor(len(CLIS)) as pool:
+        found = {runtime: pool.submit(find_agent, cli, env) for runtime, cli in CLIS.items()}
+        return {runtime: future.result() for runtime, future in found.items()}
 
 
 def _version(path: str, env: Mapping[str, str]) -> str | None:
+    """What `<cli> --version` prints, in a process group of its own: a CLI that hangs or
+    leaves children behind costs at most VERSION_TIMEOUT_S and leaves nothing running."""
     try:
-        done = subprocess.run([path, "--version"], capture_output=True, text=True,
-                              timeout=VERSION_TIMEOUT_S, env=dict(env),
-                              stdin=subprocess.DEVNULL, check=False)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
+        process = subprocess.Popen([path, "--version"], env=dict(env), text=True,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    except OSError:
         return None
-    lines = [line.strip() for line in done.stdout.splitlines() if line.strip()]
-    return lines[-1][:80] if done.returncode == 0 and lines else None
+    try:
+        out, _ = process.communicate(timeout=VERSION_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        out = None
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # what it started, even when it exited itself
+    process.wait()
+    lines = [line.strip() for line in (out or "").splitlines() if line.strip()]
+    return lines[-1][:80] if process.returncode == 0 and lines else None
 
 
 def _is_login(cli: AgentCli, path: Path) -> bool:
