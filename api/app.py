@@ -23,6 +23,7 @@ from cairn.api.openapi import Declarations, build_openapi
 from cairn.api.planning import imports, proposals, schedules, templates
 from cairn.api.problems import ProblemBoundary, handle_cairn_error, handle_http
 from cairn.api.roles import guard_routes
+from cairn.api.tasks import projects
 from cairn.api.tasks import routes as tasks
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
@@ -33,7 +34,9 @@ from cairn.streams.keys import Keys
 
 # The route modules, in the order their routes are matched; each declares its routes' roles,
 # bodies, queries and responses beside them.
-MODULES = (tasks, queue, runs, quick_runs, workers, imports, proposals, templates, schedules)
+MODULES = (
+    tasks, projects, queue, runs, quick_runs, workers, imports, proposals, templates, schedules,
+)
 
 
 def _declared(name: str) -> dict[str, Any]:

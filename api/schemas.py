@@ -136,14 +136,6 @@ def components() -> dict[str, JsonSchema]:
                 "flags": OBJECT,
             }
         ),
-        "Projects": _object(
-            {
-                "projects": {
-                    "type": "array",
-                    "items": _object({"project": STRING, "counts": COUNTS, "total": INTEGER}),
-                }
-            }
-        ),
         "Job": job,
         "JobPage": _object(
             {
@@ -223,7 +215,7 @@ def _run_detail() -> dict[str, JsonSchema]:
          "files": INTEGER, "insertions": INTEGER, "deletions": INTEGER},
         title=NULLABLE_STRING, startedAt=NULLABLE_STRING, finishedAt=NULLABLE_STRING,
         exitStatus=NULLABLE_INTEGER, usage={"anyOf": [{"type": "null"}, USAGE]},
-        error=NULLABLE_OBJECT, env=STRINGS,
+        error=NULLABLE_OBJECT, env=STRINGS, message=NULLABLE_STRING,
         agent={"anyOf": [{"type": "null"}, _object(
             {"cli": STRING}, version=NULLABLE_STRING, signin=STRING)]},
     )  # fmt: skip

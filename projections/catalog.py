@@ -9,11 +9,12 @@ from cairn.projections.planning.schedules import ScheduleProjection
 from cairn.projections.planning.templates import TemplateProjection
 from cairn.projections.projection import Projection
 from cairn.projections.tasks.board import BoardProjection
+from cairn.projections.tasks.projects import ProjectProjection
 
 
 def all_projections() -> dict[str, Projection]:
     return {
         "board": BoardProjection(), "queue": QueueProjection(), "imports": ImportProjection(),
         "proposals": ProposalProjection(), "templates": TemplateProjection(),
-        "schedules": ScheduleProjection(),
+        "schedules": ScheduleProjection(), "projects": ProjectProjection(),
     }  # fmt: skip

@@ -20,6 +20,7 @@ from cairn.worker.agents.environment import prepare_home, step_env
 from cairn.worker.agents.failures import Failure, Watch, classify
 from cairn.worker.agents.invocation import build_invocation
 from cairn.worker.agents.prompts import compose_prompt
+from cairn.worker.agents.replies import final_message
 from cairn.worker.agents.usage import codex_model, parse_usage
 from cairn.worker.attempt import Attempt
 from cairn.worker.failures import Cancelled, StageFailed
@@ -197,6 +198,7 @@ class Steps:
             exit_status=result.exit_status if result else None,
             duration_ms=int((result.duration_s if result else 0) * 1000), files=diff.files,
             insertions=diff.insertions, deletions=diff.deletions, usage=usage, error=error,
+            message=final_message(mode, run.redactor.redact(text)),
         )  # fmt: skip
         await held.write(lambda job: [finished])
         if outcome == "cancelled":

@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cairn.commands.settings import Settings
@@ -60,8 +60,24 @@ def install(settings: Settings, runtimes: list[str]) -> None:
 
 def show(settings: Settings) -> int:
     """Each runtime: the CLI found (the data dir's first), its version and its sign-in."""
-    bin_dir = agents_bin(settings.data_dir)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    for found in find_agents(env).values():
+    for found in find_agents(_env(settings, os.environ)).values():
         print(found.describe())
     return 0
+
+
+def agent_lines(settings: Settings, env: Mapping[str, str]) -> list[str]:
+    """Per runtime, in a few words: what a worker here would find."""
+    lines = []
+    for runtime, found in find_agents(_env(settings, env)).items():
+        if found.path is None:
+            lines.append(f"{runtime} not installed")
+        elif not found.signin.kind:
+            lines.append(f"{runtime} {found.version or ''} without a sign-in".replace("  ", " "))
+        else:
+            lines.append(f"{runtime} {found.version or ''} with {found.signin.kind}")
+    return lines
+
+
+def _env(settings: Settings, env: Mapping[str, str]) -> dict[str, str]:
+    bin_dir = agents_bin(settings.data_dir)
+    return {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}

@@ -15,6 +15,7 @@ from cairn.api.cli import (
     archive,
     backup,
     catalog,
+    everyday,
     planning,
     processes,
     reading,
@@ -156,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_commands(command)
     acl.add_commands(command)
     agents.add_commands(command)
+    everyday.add_commands(command)
     redis_cli = command(
         "redis-cli", reading.redis_cli, "run redis-cli against the store, e.g. XRANGE KEY - +"
     )

@@ -18,7 +18,9 @@ from types import FrameType
 
 from cairn.api.auth import check_admin_token, has_admin_token, new_token, store_token
 from cairn.api.cli.address import answers_health, api_url, check_port_free
+from cairn.api.cli.agents import agent_lines
 from cairn.api.cli.datadir import StoreTarget, hold_data_dir, open_store
+from cairn.api.cli.remote import write_cli_token
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
 from cairn.streams.keys import Keys
@@ -48,6 +50,9 @@ def supervise(settings: Settings, *, workers: int = 1) -> int:
         check_port_free(settings.host, settings.port)
         server: EmbeddedServer | None = None
         env = {**os.environ, PARENT_PID_VARIABLE: str(os.getpid())}
+        # One machine, its owner's repositories: a local path is a repository here (a shared
+        # worker sets CAIRN_ALLOW_LOCAL_REPOSITORIES=false, as it is by default elsewhere).
+        env.setdefault("CAIRN_ALLOW_LOCAL_REPOSITORIES", "true")
         try:
             if not settings.redis_url:
                 server = start_server(settings.data_dir)
@@ -56,11 +61,12 @@ def supervise(settings: Settings, *, workers: int = 1) -> int:
             held.record(api_url=url, redis_url=env["CAIRN_REDIS_URL"])
             hint = "is CAIRN_REDIS_URL right?" if server is None else "see its server.log"
             store = StoreTarget(env["CAIRN_REDIS_URL"], hint)
-            token = asyncio.run(_ensure_admin_token(store, settings))
+            token = asyncio.run(_ensure_tokens(store, settings))
             if token:
                 shown = f"cairn: created an admin token (shown once, stored hashed): {token}"
                 print(shown, flush=True)
-            return _supervise(_children(settings, workers), env, settings)
+            first = (lambda: print(next_steps(settings, env), flush=True)) if token else None
+            return _supervise(_children(settings, workers), env, settings, first)
         finally:
             if server is not None:
                 server.stop()
@@ -92,7 +98,8 @@ def _children(settings: Settings, workers: int) -> list[Child]:
     return children
 
 
-def _supervise(children: list[Child], env: dict[str, str], settings: Settings) -> int:
+def _supervise(children: list[Child], env: dict[str, str], settings: Settings,
+               when_up: Callable[[], None] | None = None) -> int:  # fmt: skip
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -108,6 +115,8 @@ def _supervise(children: list[Child], env: dict[str, str], settings: Settings) -
             return 0  # stopped while starting
         url = api_url(settings.host, settings.port)
         print(f"cairn: API on {url} (Ctrl-C stops)", flush=True)
+        if when_up is not None:
+            when_up()
         while not stopping:
             for child in children:
                 if child.process is not None and child.process.poll() is not None and not stopping:
@@ -160,6 +169,36 @@ def _terminate_all(processes: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def next_steps(settings: Settings, env: dict[str, str]) -> str:
+    """What a newcomer does next, said once, after the first start's token."""
+    url = api_url(settings.host, settings.port)
+    found = "; ".join(agent_lines(settings, env))
+    return "\n".join([
+        "cairn: next steps",
+        f"  1. open {url} and sign in with the token above",
+        "  2. give the worker an agent: `cairn agents install`, then sign one in (an API key "
+        "such as ANTHROPIC_API_KEY, or `claude /login`, `codex login`) and restart `cairn up`; "
+        f"found now: {found}",
+        "  3. create a project with a repository: `cairn projects create NAME --repository "
+        "PATH-OR-URL` (or Projects in the dashboard), then a task, and run it",
+    ])  # fmt: skip
+
+
+async def _ensure_tokens(store: StoreTarget, settings: Settings) -> str | None:
+    """The admin token (returned when created now) and this machine's CLI token (a fresh one
+    each start, replacing the last, left in the data directory for `cairn tasks` and such)."""
+    token = await _ensure_admin_token(store, settings)
+    client = await open_store(store)
+    try:
+        cli = new_token()
+        await store_token(client, Keys(settings.prefix, settings.partitions), cli, "cli",
+                          "operator")  # fmt: skip
+        write_cli_token(settings.data_dir, cli)
+    finally:
+        await client.aclose()
+    return token
 
 
 async def _ensure_admin_token(store: StoreTarget, settings: Settings) -> str | None:

@@ -39,6 +39,7 @@ def step_view(step: dict[str, Any]) -> dict[str, Any]:
         "usage": step.get("usage"),
         "error": step.get("error"),
         "env": step.get("env", []),
+        "message": step.get("message"),
         "agent": step.get("agent"),
     }
 

@@ -373,10 +373,6 @@ async def get_state_machine(request: Request) -> Response:
     return json_response(describe(context(request).settings.flags))
 
 
-async def get_projects(request: Request) -> Response:
-    return json_response({"projects": await context(request).board.projects()})
-
-
 CARD = {"200": ref("TaskCard"), "202": ref("CommandResult")}
 BODIES: dict[str, type[BaseModel]] = {
     "post_task": CreateBody,
@@ -397,7 +393,6 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "get_task_events": {"200": ref("Events")},
     "post_run": {"200": ref("TaskRun"), "201": ref("TaskRun")},
     "get_state_machine": {"200": ref("StateMachine")},
-    "get_projects": {"200": ref("Projects")},
 }  # fmt: skip
 
 
@@ -425,7 +420,6 @@ ROUTES = [
     Route(TASK + "/retry", post_retry, methods=["POST"]),
     Route(TASK + "/cancel", post_cancel, methods=["POST"], name="post_task_cancel"),
     Route("/api/v2/state-machine", get_state_machine, methods=["GET"]),
-    Route("/api/v2/projects", get_projects, methods=["GET"]),
 ]
 # The weakest role that may call each route (api/roles.py), by route name.
 ROLES: dict[str, str] = {
@@ -442,5 +436,4 @@ ROLES: dict[str, str] = {
     "post_retry": OPERATOR,
     "post_task_cancel": OPERATOR,
     "get_state_machine": VIEWER,
-    "get_projects": VIEWER,
 }

@@ -19,7 +19,7 @@ from cairn.domain.decision import events_for
 from cairn.domain.jobs.attempts import RetryPolicy, decide_lease_expired
 from cairn.domain.jobs.events import JobEvent
 from cairn.domain.jobs.job import Job, JobStatus, apply_events
-from cairn.domain.jobs.runs import (
+from cairn.domain.tasks.runs import (
     decide_claim_run,
 )
 from cairn.domain.tasks.states import Flags

@@ -35,7 +35,7 @@ from cairn.domain.jobs.job import (
 )
 from cairn.domain.jobs.kinds import ContractSettings
 from cairn.domain.jobs.registry import normalize_job
-from cairn.domain.jobs.runs import decide_promote_quick_run, decide_with_task, task_follows
+from cairn.domain.tasks.runs import decide_promote_quick_run, decide_with_task, task_follows
 from cairn.domain.tasks.states import Flags
 from cairn.streams.envelope import Envelope, now_rfc3339
 from cairn.streams.store import EventStore, Meta, StreamWrite

@@ -3,14 +3,19 @@ A run's job and its task are written in one append."""
 
 from __future__ import annotations
 
+import msgspec
+
 from cairn.commands.jobs.job import load_job
 from cairn.commands.planning.templates import load_template
 from cairn.commands.runner import CommandResult, Plan, id_for_key, run_command, writes
+from cairn.commands.tasks.projects import load_project
 from cairn.commands.tasks.task import load_task, load_tasks
 from cairn.domain.errors import CairnError, DomainError, NotFound, ValidationFailed
 from cairn.domain.jobs.kinds import ContractSettings
 from cairn.domain.jobs.registry import normalize_job
-from cairn.domain.jobs.runs import (
+from cairn.domain.planning.templates import steps_for_run, template_slug, uses_template
+from cairn.domain.tasks.project import ProjectSettings, with_project
+from cairn.domain.tasks.runs import (
     decide_cancel_task,
     decide_retry,
     decide_run_request,
@@ -18,7 +23,6 @@ from cairn.domain.jobs.runs import (
     run_request,
     run_submission,
 )
-from cairn.domain.planning.templates import steps_for_run, template_slug, uses_template
 from cairn.domain.tasks.states import Flags
 from cairn.domain.tasks.task import Task
 from cairn.streams.store import EventStore, Meta
@@ -40,11 +44,18 @@ async def request_task_run(
     if task.active_job_id is not None:
         return CommandResult(task_id, task.version, "", duplicate=True), task.active_job_id
     job_id = id_for_key(store.keys, "job", task.project, f"run:{task_id}:{len(task.run_ids)}")
+    # What the task leaves unset comes from its project's settings (then the install's).
+    project = await load_project(store, task.project)
+    settings = project.settings if project else ProjectSettings()
+    planned = task
+    if task.pipeline_template is None and settings.pipeline_template:
+        planned = msgspec.structs.replace(task, pipeline_template=settings.pipeline_template)
     # The task's template as saved (else its built-in), read only when the run takes its steps.
-    stored = await load_template(store, template_slug(task)) if uses_template(task) else None
+    stored = await load_template(store, template_slug(planned)) if uses_template(planned) else None
     try:
-        steps = steps_for_run(task, stored) if uses_template(task) else None
-        job_type, payload = run_request(task, steps=steps)
+        steps = steps_for_run(planned, stored) if uses_template(planned) else None
+        job_type, payload = run_request(planned, steps=steps)
+        payload = with_project(job_type, payload, settings)
         submission = run_submission(task, normalize_job(job_type, payload, contract))
     except (DomainError, ValidationFailed) as error:
         if not force:

@@ -309,7 +309,9 @@ def _check_rules(payload: TaskPayload, settings: ContractSettings) -> list[dict[
     errors: list[dict[str, str]] = []
     task = payload.task
     if payload.repository is None and settings.default_repository is None:
-        errors.append(_error("repository", f"required ({REPOSITORY_FORMS}); no default is set"))
+        errors.append(_error("repository", f"required ({REPOSITORY_FORMS}): give the job one, "
+                             "or (a board task) set its project's repository; no default is set "
+                             "(CAIRN_DEFAULT_REPOSITORY)"))  # fmt: skip
     bases = {task.publish.base_branch, task.publish.pr_base_branch} - {None}
     if len(bases) > 1:
         reason = "an alias of prBaseBranch, which names another branch; give one of them"

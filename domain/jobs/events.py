@@ -165,6 +165,7 @@ class JobStepFinished(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
     deletions: int = 0
     usage: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    message: str | None = None  # the agent's last words (redacted, cut), when it said some
 
 
 class PublishOutcome(StrEnum):

@@ -32,6 +32,8 @@ def step_finished(steps: list[Step], e: JobStepFinished, ts: str) -> list[Step]:
         "duration_ms": e.duration_ms, "files": e.files, "insertions": e.insertions,
         "deletions": e.deletions, "usage": e.usage, "error": e.error,
     }  # fmt: skip
+    if e.message is not None:
+        result["message"] = e.message
     for at in range(len(steps) - 1, -1, -1):
         if steps[at]["index"] == e.index and steps[at]["status"] == "running":
             return [*steps[:at], {**steps[at], **result}, *steps[at + 1 :]]

@@ -29,7 +29,9 @@ from cairn.domain.jobs.job import ACTIVE, TERMINAL, Job, JobStatus, apply_events
 from cairn.domain.jobs.job import evolve as evolve_job
 from cairn.domain.jobs.kinds import ContractSettings
 from cairn.domain.jobs.registry import normalize_job
-from cairn.domain.jobs.runs import (
+from cairn.domain.jobs.steps import step_label
+from cairn.domain.tasks.events import TaskEvent
+from cairn.domain.tasks.runs import (
     decide_cancel_task,
     decide_claim_run,
     decide_retry,
@@ -37,8 +39,6 @@ from cairn.domain.jobs.runs import (
     decide_with_task,
     run_submission,
 )
-from cairn.domain.jobs.steps import step_label
-from cairn.domain.tasks.events import TaskEvent
 from cairn.domain.tasks.spec import TaskSpec
 from cairn.domain.tasks.states import RESOLVED, Flags, Status
 from cairn.domain.tasks.task import Task, decide_create, decide_transition

@@ -24,7 +24,17 @@ from cairn.domain.jobs.events import (
 from cairn.domain.jobs.job import Job
 from cairn.domain.jobs.kinds import ContractSettings
 from cairn.domain.jobs.registry import normalize_job
-from cairn.domain.jobs.runs import (
+from cairn.domain.tasks.events import (
+    TaskCreated,
+    TaskEvent,
+    TaskRunFinished,
+    TaskRunRequested,
+    TaskRunStarted,
+    TaskStepCompleted,
+    TaskStepStarted,
+    TaskTransitioned,
+)
+from cairn.domain.tasks.runs import (
     decide_cancel_task,
     decide_claim_run,
     decide_promote_quick_run,
@@ -36,16 +46,6 @@ from cairn.domain.jobs.runs import (
     run_request,
     run_submission,
     task_follows,
-)
-from cairn.domain.tasks.events import (
-    TaskCreated,
-    TaskEvent,
-    TaskRunFinished,
-    TaskRunRequested,
-    TaskRunStarted,
-    TaskStepCompleted,
-    TaskStepStarted,
-    TaskTransitioned,
 )
 from cairn.domain.tasks.states import Flags
 from cairn.domain.tasks.task import Task
