@@ -17,14 +17,18 @@ from cairn.api.dashboard.render import (
     render,
     wait_for_writes,
 )
+from cairn.api.jobs.queue import live_capabilities
 from cairn.domain.errors import NotFound
+from cairn.domain.jobs.dispatch import missing_capabilities
 from cairn.domain.jobs.job import Job
+from cairn.domain.jobs.kinds import AGENT_RUNTIMES
 from cairn.domain.priority import PRIORITY_NAMES
 from cairn.domain.tasks.spec import NAME_PATTERN
 from cairn.domain.tasks.states import CLAIM_GUARDED, Flags, Status, allowed_targets
 from cairn.domain.tasks.task import Task
 from cairn.projections.tasks.board import NAME as BOARD
 from cairn.projections.tasks.board import card
+from cairn.projections.tasks.projects import Projects
 
 COLUMN_CAP = 50  # cards shown per column before "Show all"
 STATUS_NAMES = {
@@ -68,9 +72,11 @@ async def board_view(request: Request, project: str, show_all: str = "") -> dict
     }
     runs = await ctx.queue.get_jobs([t.run_ids[-1] for c in shown.values() for t in c if t.run_ids])
     flags = ctx.settings.flags
+    queued = [j for j in runs.values() if j.status == "queued"]
+    workers = await live_capabilities(request) if queued else []
     columns = [
         {"status": status, "name": STATUS_NAMES[status], "total": len(by_status[status]),
-         "cards": [card_view(t, by_id, runs, flags) for t in cards]}
+         "cards": [card_view(t, by_id, runs, flags, workers) for t in cards]}
         for status, cards in shown.items()
     ]  # fmt: skip
     names = [p["project"] for p in projects]
@@ -80,14 +86,31 @@ async def board_view(request: Request, project: str, show_all: str = "") -> dict
 
 
 def card_view(
-    task: Task, by_id: dict[str, Task], runs: dict[str, Job], flags: Flags
-) -> dict[str, Any]:
+    task: Task, by_id: dict[str, Task], runs: dict[str, Job], flags: Flags,
+    workers: list[list[str]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     view = card(task, by_id)
     last = runs.get(task.run_ids[-1]) if task.run_ids else None
     view["last_run"] = _run_summary(last) if last else None
+    view["cannot_start"] = (cannot_start(last, workers or [])
+                            if last is not None and last.status == "queued" else None)  # fmt: skip
     view["targets"] = move_targets(task.status, flags)
     view["priority_label"] = priority_label(task.priority)
     return view
+
+
+def cannot_start(job: Job, workers: list[list[str]]) -> str | None:
+    """Why a queued run waits for good, and what to do: no live worker has what it needs."""
+    missing = missing_capabilities(job.required_capabilities, workers)
+    if not missing:
+        return None
+    agents = [m for m in missing if m in AGENT_RUNTIMES]
+    if agents:
+        name = agents[0]
+        return (f"No worker has {name}: install it (`cairn agents install {name}`) and sign it "
+                f"in on a worker, or start a worker that has it.")  # fmt: skip
+    return (f"No worker has {', '.join(missing)}: start a worker with `cairn worker "
+            f"--capabilities {','.join(job.required_capabilities)}`.")  # fmt: skip
 
 
 def _run_summary(job: Job) -> dict[str, Any]:
@@ -106,4 +129,30 @@ async def board_page(request: Request) -> Response:
     await wait_for_writes(request, BOARD)
     project = project_of(request)
     view = await board_view(request, project, request.query_params.get("all", ""))
-    return await render(request, "board.html", {**view, "move_errors": {}})
+    steps = await getting_started(request) if view["total"] == 0 else None
+    return await render(request, "board.html", {**view, "move_errors": {}, "steps": steps})
+
+
+async def getting_started(request: Request) -> list[dict[str, Any]]:
+    """The first hour's three steps, each ticked once done: a project with a repository, a
+    worker that offers an agent, a task that ran."""
+    ctx = context(request)
+    projects, workers, ran = await asyncio.gather(
+        Projects(ctx.client, ctx.keys).all(), live_capabilities(request),
+        ctx.queue.list_jobs({"source": "board"}, None, 1),
+    )  # fmt: skip
+    with_repository = [p.name for p in projects if p.settings.repository]
+    agents = sorted({c for caps in workers for c in caps if c in AGENT_RUNTIMES})
+    return [
+        {"done": bool(with_repository), "title": "Create a project with a repository",
+         "how": "Projects, or `cairn projects create NAME --repository PATH-OR-URL`",
+         "link": "/projects",
+         "found": f"done: {', '.join(with_repository[:3])}" if with_repository else ""},
+        {"done": bool(agents), "title": "Give a worker an agent",
+         "how": "`cairn agents install`, then sign one in (an API key, or the CLI's own "
+                "login) and restart the worker; `cairn agents list` says what it finds",
+         "link": "/workers", "found": f"offered: {', '.join(agents)}" if agents else ""},
+        {"done": bool(ran[0]), "title": "Create a task and run it",
+         "how": "New task, then Run now on its card (or `cairn tasks create`, `cairn tasks run`)",
+         "link": "", "found": "a task ran" if ran[0] else ""},
+    ]  # fmt: skip

@@ -13,6 +13,7 @@ from cairn.api.dashboard import (
     board,
     live,
     login,
+    projects_page,
     queue_page,
     run_page,
     submit,
@@ -49,6 +50,11 @@ ROUTES: list[BaseRoute] = [
     Route(TASK + "/cancel", task_actions.cancel, methods=["POST"]),
     Route(TASK + "/dependencies", task_pages.add_blocker, methods=["POST"]),
     Route(TASK + "/dependencies/{dep_id}/remove", task_pages.remove_blocker, methods=["POST"]),
+    # Projects
+    Route("/projects", projects_page.projects_page, methods=["GET"]),
+    Route("/projects/new", projects_page.create, methods=["POST"]),
+    Route("/projects/{name}", projects_page.project_page, methods=["GET"]),
+    Route("/projects/{name}", projects_page.save, methods=["POST"]),
     # The queue and runs
     Route("/queue", queue_page.queue_page, methods=["GET"]),
     Route("/queue/new", submit.submit_page, methods=["GET"]),

@@ -5,6 +5,7 @@ as GET /api/v2/tasks/{id}/events does)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -34,13 +35,16 @@ from cairn.commands.tasks.task import (
     update_task,
 )
 from cairn.domain.errors import CairnError, NotFound, ValidationFailed
+from cairn.domain.jobs.repositories import check_repository
 from cairn.domain.jobs.usage import sum_usage
 from cairn.domain.priority import PRIORITY_NAMES
+from cairn.domain.tasks.project import ProjectSettings, setting_sources
 from cairn.domain.tasks.spec import TaskPatch, TaskSpec, TaskType, parse_model
 from cairn.domain.tasks.states import RESOLVED, Status
 from cairn.projections.jobs.queue import NAME as QUEUE
 from cairn.projections.tasks.board import NAME as BOARD
 from cairn.projections.tasks.board import card
+from cairn.projections.tasks.projects import Projects
 
 TASK_TYPES = [(t.value, t.value.replace("_", " ")) for t in TaskType]
 PRIORITIES = [(str(v), f"{name} ({v})") for name, v in
@@ -75,10 +79,12 @@ async def _new_form(
     request: Request, values: dict[str, Any], errors: FieldErrors, status: int
 ) -> Response:
     project = str(values.get("project") or "default")
-    picker = await _picker(request, project, set())
+    picker, settings = await asyncio.gather(_picker(request, project, set()),
+                                            _project_settings(request, project))  # fmt: skip
     page_data = {
         "values": values, "errors": errors, "task_types": TASK_TYPES, "priorities": PRIORITIES,
         "picker": picker, "project": project,
+        "repository_help": repository_help(request, project, settings),
     }  # fmt: skip
     return await render(request, "task_new.html", page_data, status)
 
@@ -102,6 +108,38 @@ def _create_data(form: Form) -> dict[str, Any]:
     return data
 
 
+def _repository(request: Request, form: Form) -> str | None:
+    """The form's repository for the task (None: its project's), checked as a job's would
+    be, so a wrong one is refused at its field and not when the task runs."""
+    given = form.get("repository").strip()
+    if not given:
+        return None
+    allow_local = context(request).settings.execution.allow_local_repositories
+    try:
+        return check_repository(given, allow_local=allow_local)
+    except ValueError as e:
+        raise ValidationFailed(f"repository: {e}", [{"path": "repository", "reason": str(e)}]
+                               ) from e  # fmt: skip
+
+
+async def _project_settings(request: Request, project: str) -> ProjectSettings:
+    ctx = context(request)
+    found = await Projects(ctx.client, ctx.keys).get(project)
+    return found.settings if found else ProjectSettings()
+
+
+def repository_help(request: Request, project: str, settings: ProjectSettings) -> str:
+    """What the repository field says: the project's, and the forms this server takes."""
+    local = context(request).settings.execution.allow_local_repositories
+    forms = "owner/repo, an https:// URL, git@host:path" + (
+        " or a local path" if local else "")  # fmt: skip
+    if settings.repository:
+        own = f"Empty: project {project}'s, {settings.repository}."
+    else:
+        own = f"Empty: project {project}'s, which has none yet (set it in Projects)."
+    return f"{own} Or this task's own: {forms}."
+
+
 def _priority(value: str) -> int | str:
     value = value.strip()
     return int(value) if re.fullmatch(r"-?[0-9]{1,7}", value) else value
@@ -117,7 +155,11 @@ async def _create_refused(request: Request, form: Form, error: CairnError) -> Re
 @action(on_error=_create_refused)
 async def create(request: Request, form: Form) -> Response:
     """As POST /api/v2/tasks: the body model, then the command."""
-    body = parse_model(CreateBody, _create_data(form))
+    data = _create_data(form)
+    repository = _repository(request, form)
+    if repository:
+        data["spec"] = {"repository": repository}
+    body = parse_model(CreateBody, data)
     spec = TaskSpec.model_validate(body.model_dump(exclude={"force"}))
     result = await create_task(context(request).store, spec, actor=actor(request))
     url = f"/tasks?project={spec.project}&min_position={result.position}#card-{result.id}"
@@ -132,14 +174,21 @@ async def task_view(request: Request, task_id: str) -> dict[str, Any]:
     task = (await ctx.board.get_tasks([task_id])).get(task_id)
     if task is None:
         raise NotFound(f"task {task_id} does not exist", task_id=task_id)
-    related = await ctx.board.get_tasks([*task.blocked_by, *task.blocks, *task.children_ids])
-    runs = await ctx.queue.get_jobs(task.run_ids)
+    related, runs, settings = await asyncio.gather(
+        ctx.board.get_tasks([*task.blocked_by, *task.blocks, *task.children_ids]),
+        ctx.queue.get_jobs(task.run_ids), _project_settings(request, task.project),
+    )  # fmt: skip
     view = card(task, related)
+    install = {"repository": ctx.settings.default_repository,
+               "runtime": ctx.settings.default_runtime,
+               "publish_mode": ctx.settings.default_publish_mode}  # fmt: skip
     return {
         "task": view,
         "blocks": [related[i] for i in task.blocks if i in related],
         "runs": [runs[i] for i in reversed(task.run_ids) if i in runs],
         "usage": sum_usage(job.usage for job in runs.values()),
+        "run_settings": setting_sources(task.spec, settings, install),
+        "repository_help": repository_help(request, task.project, settings),
         "targets": move_targets(task.status, ctx.settings.flags),
         "priority_label": priority_label(task.priority),
         "status_names": STATUS_NAMES,
@@ -166,6 +215,7 @@ def _values(task: dict[str, Any]) -> dict[str, Any]:
         "acceptance_criteria": "\n".join(task["acceptance_criteria"]),
         "context_files": "\n".join(task["context_files"]), "labels": " ".join(task["labels"]),
         "assignee": task["assignee"] or "", "expected_version": str(task["version"]),
+        "repository": str((task.get("spec") or {}).get("repository") or ""),
     }  # fmt: skip
 
 
@@ -201,6 +251,14 @@ async def edit(request: Request, form: Form) -> Response:
               "context_files", "labels")  # fmt: skip
     patch_data = {k: data[k] for k in fields}
     patch_data["assignee"] = data.get("assignee")
+    repository = _repository(request, form)
+    current = (await context(request).board.get_tasks([task_id])).get(task_id)
+    spec = dict(current.spec) if current else {}
+    if repository != spec.get("repository"):
+        spec.pop("repository", None)
+        if repository:
+            spec["repository"] = repository
+        patch_data["spec"] = spec
     version = form.get("expected_version")
     if version.isdigit():
         patch_data["expected_version"] = int(version)

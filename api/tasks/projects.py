@@ -69,13 +69,13 @@ async def get_projects(request: Request) -> Response:
 async def get_project(request: Request) -> Response:
     """One project; a name no task and no settings ever used is 404."""
     name = _name(request)
-    view = await _shown(request, name)
+    view = await project_shown(request, name)
     if view is None:
         raise NotFound(f"project {name} has no tasks and no settings", project=name)
     return json_response(view)
 
 
-async def _shown(request: Request, name: str) -> dict[str, Any] | None:
+async def project_shown(request: Request, name: str) -> dict[str, Any] | None:
     ctx = context(request)
     project, boards = await asyncio.gather(Projects(ctx.client, ctx.keys).get(name),
                                            ctx.board.projects())  # fmt: skip
@@ -101,7 +101,7 @@ async def _write(request: Request, *, create: bool) -> Response:
                               root="body")  # fmt: skip
     run = create_project if create else set_project
     result = await run(ctx.store, name, settings, actor=actor(request))
-    return await written(request, result, PROJECTS, lambda: _shown(request, name),
+    return await written(request, result, PROJECTS, lambda: project_shown(request, name),
                          201 if create else 200)  # fmt: skip
 
 

@@ -163,13 +163,25 @@ def card(task: Task, tasks: dict[str, Task]) -> dict[str, Any]:
     if task.status == Status.BLOCKED:
         reason = task.blocked_reason or {"code": "manual", "message": "blocked"}
         if waiting:
-            unblock = "finish or cancel " + ", ".join(w["id"] for w in waiting)
+            unblock = "finish or cancel " + ", ".join(
+                f"{tasks[w['id']].title!r}" if w["id"] in tasks else w["id"] for w in waiting)
+        elif _needs_repository(reason):
+            unblock = (f"give project {task.project} a repository (`cairn projects set "
+                       f"{task.project} --repository PATH-OR-URL`, or Projects in the "
+                       "dashboard) or give the task one, then retry it")  # fmt: skip
         elif doc["can_move_to_ready"]:
             unblock = "every blocker is resolved: it can now be moved to ready"
         else:
             unblock = "resolve the reason, then move it to ready"
         doc["blocked"] = {"reason": reason, "to_unblock": unblock}
     return doc
+
+
+def _needs_repository(reason: dict[str, Any]) -> bool:
+    """A run refused because nothing names its repository."""
+    errors = reason.get("errors")
+    return reason.get("code") == "invalid_spec" and isinstance(errors, list) and any(
+        isinstance(e, dict) and e.get("path") == "payload.repository" for e in errors)
 
 
 def task_view(task: Task) -> dict[str, Any]:
