@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from cairn.domain.errors import InfrastructureError, VersionConflict
 from cairn.streams.archive import MARKER, Archive, default_archive
 from cairn.streams.connection import run_script_calls
+from cairn.streams.correlation import current_correlation
 from cairn.streams.driver import Client
 from cairn.streams.envelope import (
     Envelope,
@@ -111,7 +112,9 @@ class EventStore:
         keys = [self.keys.log(partition), self.keys.command(partition, command_id or "-")]
         ttl = command_ttl_s or self.command_ttl_s
         args: list[Any] = ["1" if command_id else "0", ttl, len(writes), len(guards)]
-        corr = meta.correlation_id or command_id or ""
+        # The correlation of what this process does now (the API request, the job a worker
+        # runs), so an event says which request or run wrote it.
+        corr = meta.correlation_id or current_correlation.get() or command_id or ""
         ts = now_rfc3339()
         for write in writes:
             keys.append(self._stream_key(write.aggregate_id, partition))

@@ -234,7 +234,9 @@ class JobRun(Attempt):
             raise StageFailed("publish", {"code": "publish_failed", "message": str(
                 result.detail.get("reason") or "publishing failed"), **detail},
                 retryable=bool(result.detail.get("retryable", False)))  # fmt: skip
-        return "succeeded", detail
+        # A publish that published nothing (mode none, no changes) did not succeed at anything.
+        nothing = result.outcome in ("PUBLISH_DISABLED", "NO_CHANGES")
+        return ("skipped" if nothing else "succeeded"), detail
 
     def _commit_message(self, spec: dict[str, Any]) -> str | None:
         """The payload's message, else the one the agent wrote in .cairn (a pipeline's last

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from cairn.api.context import actor, context
 from cairn.api.dashboard.render import FieldErrors, Form, action, done, page, render
 from cairn.api.dashboard.run_page import job_or_404
-from cairn.api.jobs.queue import SubmitBody, UpdateBody
+from cairn.api.jobs.queue import SubmitBody, UpdateBody, live_capabilities
 from cairn.api.jobs.quick_runs import QuickRunBody, quick_run_payload
 from cairn.commands.jobs.job import (
     JobRequest,
@@ -26,7 +26,7 @@ from cairn.commands.jobs.job import (
 )
 from cairn.domain.errors import CairnError, InvalidTransition, ValidationFailed
 from cairn.domain.jobs.job import Job, JobStatus
-from cairn.domain.jobs.kinds import PUBLISH_MODES, RUNTIMES, refusal
+from cairn.domain.jobs.kinds import AGENT_RUNTIMES, PUBLISH_MODES, RUNTIMES, refusal
 from cairn.domain.jobs.registry import normalize_job
 from cairn.domain.tasks.spec import parse_model
 
@@ -167,12 +167,23 @@ def round_trips(payload: Any) -> bool:
     return payload_from(form_of(values_from(payload))) == payload
 
 
-def _defaults(request: Request) -> dict[str, Any]:
+async def _defaults(request: Request, *, suggest: bool = True) -> dict[str, Any]:
+    """The install's defaults, the runtimes a live worker runs now (the runtime preselected is
+    one of them: the install's when a worker has it), and whether local paths are taken."""
     contract = context(request).settings.contract()
+    workers = await live_capabilities(request)
+    live = [r for r in RUNTIMES if any(r in caps for caps in workers)]
+    agents = [r for r in live if r in AGENT_RUNTIMES]
+    runtime = contract.default_runtime
+    suggested = "" if runtime in live or not suggest else (agents or live or [""])[0]
     return {
         "repository": contract.default_repository,
-        "runtime": contract.default_runtime,
+        "runtime": runtime,
         "publish_mode": contract.default_publish_mode,
+        "live_runtimes": live,
+        "suggested_runtime": suggested,
+        "no_agent": not agents,
+        "local_repositories": contract.allow_local_repositories,
     }
 
 
@@ -189,7 +200,7 @@ async def _submit_form(
         steps.append({"title": "", "instructions": "", "skill": ""})
     page_data = {
         "values": {**values, "steps": steps}, "errors": errors, "quick": quick,
-        "quick_errors": quick_errors, "defaults": _defaults(request), **_choices(),
+        "quick_errors": quick_errors, "defaults": await _defaults(request), **_choices(),
     }  # fmt: skip
     return await render(request, "submit.html", page_data, status)
 
@@ -304,7 +315,7 @@ async def _edit_form(
 ) -> Response:
     steps = list(values.get("steps") or []) or [{"title": "", "instructions": "", "skill": ""}]
     page_data = {"job": job, "values": {**values, "steps": steps}, "errors": errors,
-                 "defaults": _defaults(request), "typed": _typed(job),
+                 "defaults": await _defaults(request, suggest=False), "typed": _typed(job),
                  **_choices()}  # fmt: skip
     return await render(request, "job_edit.html", page_data, status)
 

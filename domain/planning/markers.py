@@ -37,14 +37,17 @@ TYPE_WORDS = (
 
 
 def references(text: str) -> list[str]:
-    """What a line's markers name, in order. `after` counts only before a number, a key or a
-    quoted title: elsewhere it is common prose ("after sign-in the user sees...")."""
+    """What a line's markers name, in order. `after` in a sentence counts only before a number,
+    a key or a quoted title: elsewhere it is common prose ("after sign-in the user sees...").
+    As a line's label (`After: Charge on invoice finalization.`) it names as `Depends on:`
+    does."""
     found: list[str] = []
     for marker in _MARKER.finditer(text):
         rest = re.split(r"""[.;)\]](?=\s|$)|[;)]""", text[marker.end() :], maxsplit=1)[0]
         parts = [re.sub(r"(?i)^(on|upon)\s+", "", p.strip(" *_")) for p in _PART.findall(rest)]
         parts = [p for p in parts if p]
-        if marker[1].lower() == "after":
+        label = ":" in marker[0] and not text[: marker.start()].strip(" \t-*_>+")
+        if marker[1].lower() == "after" and not label:
             parts = parts[:1] if parts and _STRUCTURED.match(parts[0]) else []
         found += parts
     return found

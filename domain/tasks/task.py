@@ -251,11 +251,12 @@ def decide_transition(
     except ValueError:
         target = None
     if target is None or target not in allowed:
+        shown = to.value if isinstance(to, Status) else to  # a Status's repr is not for people
         raise InvalidTransition(
-            f"a task in {current.value} cannot move to {to!r}; allowed: "
+            f"a task in {current.value} cannot move to {shown!r}; allowed: "
             + (", ".join(t.value for t in allowed) or "none"),
             from_status=current.value,
-            to_status=to,
+            to_status=shown,
             allowed_targets=[t.value for t in allowed],
         )
     if target in CLAIM_GUARDED and not (by_claim or force):
@@ -267,8 +268,9 @@ def decide_transition(
     waiting = unresolved(task, tasks) if target in DEPENDENCY_GUARDED else []
     if waiting and not force:
         raise DependencyUnresolved(
-            f"{task.id} cannot enter {target.value}: "
-            + ", ".join(f"{w['id']} is {w['status']}" for w in waiting),
+            f"{task.title!r} cannot enter {target.value}: "
+            + ", ".join(f"{_title_of(w['id'], tasks)} is {w['status'].replace('_', ' ')}"
+                        for w in waiting),
             blockers=waiting,
         )
     blocked_reason = None
@@ -316,6 +318,17 @@ def decide_remove_dependency(task: Task, blocker_id: str) -> Decision:
         task.id: [TaskDependencyRemoved(blocker_id=blocker_id)],
         blocker_id: [TaskDependentRemoved(dependent_id=task.id)],
     }
+
+
+def _title_of(task_id: str, tasks: Mapping[str, Task]) -> str:
+    return repr(tasks[task_id].title) if task_id in tasks else task_id
+
+
+def can_move_to_ready(task: Task, tasks: Mapping[str, Task]) -> bool:
+    """Whether a move to ready would be taken now: the table allows it from the task's state
+    and no blocker is open."""
+    return Status.READY in allowed_targets(Status(task.status), Flags()) and not unresolved(
+        task, tasks)  # fmt: skip
 
 
 def can_become_ready(task: Task, tasks: Mapping[str, Task]) -> bool:

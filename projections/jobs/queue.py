@@ -24,7 +24,7 @@ from cairn.domain.jobs.events import (
     JobFailed,
     JobLeaseExpired,
     JobLegacySubmitted,
-    JobStageFinished,
+    JobPublished,
     JobStepFinished,
     JobSubmitted,
     JobSucceeded,
@@ -218,7 +218,7 @@ def count_metrics(metrics: Counter[str], job: Job, event: Any) -> None:
         case JobFailed():
             metrics[f"failed_runtime|{runtime}"] += 1
             metrics[f"failed_stage|{event.stage or 'unknown'}"] += 1
-        case JobStageFinished(stage="publish", outcome=outcome):
+        case JobPublished(outcome=outcome):  # what it published (PUBLISH_DISABLED: nothing)
             metrics[f"publish|{outcome}"] += 1
         case JobSucceeded():
             metrics[f"succeeded_runtime|{runtime}"] += 1

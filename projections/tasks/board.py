@@ -12,7 +12,7 @@ import msgspec
 from cairn.domain.priority import priority_sort_key
 from cairn.domain.tasks.events import task_event_from
 from cairn.domain.tasks.states import RESOLVED, Status
-from cairn.domain.tasks.task import Task, can_become_ready, evolve, unresolved
+from cairn.domain.tasks.task import Task, can_become_ready, can_move_to_ready, evolve, unresolved
 from cairn.projections import layout
 from cairn.projections.generations import Space, current_space, current_spaces
 from cairn.projections.projection import documents_by_id, fold_batch
@@ -159,7 +159,7 @@ def card(task: Task, tasks: dict[str, Task]) -> dict[str, Any]:
     ]  # fmt: skip
     waiting = unresolved(task, tasks)
     doc["waiting_on"] = [w["id"] for w in waiting]
-    doc["can_move_to_ready"] = can_become_ready(task, tasks)
+    doc["can_move_to_ready"] = can_move_to_ready(task, tasks)
     if task.status == Status.BLOCKED:
         reason = task.blocked_reason or {"code": "manual", "message": "blocked"}
         if waiting:
@@ -169,7 +169,7 @@ def card(task: Task, tasks: dict[str, Task]) -> dict[str, Any]:
             unblock = (f"give project {task.project} a repository (`cairn projects set "
                        f"{task.project} --repository PATH-OR-URL`, or Projects in the "
                        "dashboard) or give the task one, then retry it")  # fmt: skip
-        elif doc["can_move_to_ready"]:
+        elif can_become_ready(task, tasks):
             unblock = "every blocker is resolved: it can now be moved to ready"
         else:
             unblock = "resolve the reason, then move it to ready"

@@ -45,6 +45,7 @@ PHONE: ViewportSize = {"width": 390, "height": 844}
 # in its working directory, exits 1 when the prompt says FAIL. The prompt comes as the last
 # argument or on stdin.
 FAKE_CLI = """#!/bin/sh
+[ "$1" = "--version" ] && { echo "fake 0.0.0"; exit 0; }
 prompt="$*"
 if [ ! -t 0 ]; then prompt="$prompt $(cat)"; fi
 echo "$(basename "$0") started" >> "${FAKE_CLI_LOG:-/dev/null}"
@@ -136,6 +137,9 @@ def start_cairn(root: Path, port: int, **extra: str) -> Cairn:
         "CAIRN_DEFAULT_PUBLISH_MODE": "none",
         "CAIRN_RETRY_BASE_S": "0.5",
         "CAIRN_RETRY_CAP_S": "2",
+        # The fake CLIs sign in as the real ones do: the worker offers an agent that does.
+        "ANTHROPIC_API_KEY": "test-only", "OPENAI_API_KEY": "test-only",
+        "GEMINI_API_KEY": "test-only",
         **extra,
     })  # fmt: skip
     with (root / "up.log").open("ab") as log:

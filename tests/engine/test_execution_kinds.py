@@ -16,6 +16,7 @@ from cairn.commands.settings import Settings
 from cairn.commands.tasks.task import create_task, load_task
 from cairn.domain.planning.preview import ImportRequest
 from cairn.domain.tasks.spec import TaskSpec
+from cairn.projections.jobs.queue import Queue
 from cairn.streams.keys import Keys
 from cairn.streams.output import OutputStream
 from cairn.streams.store import EventStore
@@ -76,6 +77,15 @@ async def test_a_shell_quick_action_runs_on_a_local_repository_and_its_output_is
     text = "".join(e.text for e in entries)
     assert "shell says hi" in text and "1\n" in text
     assert job.publish and job.publish["outcome"] == "PUBLISH_DISABLED"
+    # It published nothing: its publish stage did not succeed at anything, and telemetry
+    # counts a disabled publish, not a success.
+    assert [s["status"] for s in job.stages if s["stage"] == "publish"] == ["skipped"]
+
+    async def counted() -> bool:
+        return (await Queue(store.redis, keys).metrics()).get("publish|PUBLISH_DISABLED") == 1
+
+    await wait_for(counted, timeout=10, what="the disabled publish counted")
+    assert "publish|succeeded" not in await Queue(store.redis, keys).metrics()
 
 
 async def test_a_container_job_runs_its_image_over_the_checkout(

@@ -53,6 +53,30 @@ def test_after_counts_only_before_a_reference() -> None:
     assert references('depends on #2, "Login form" and 3.1') == ["#2", '"Login form"', "3.1"]
 
 
+@pytest.mark.parametrize("line", ["After: Charge on invoice finalization.",
+                                  "- **After:** Charge on invoice finalization",
+                                  "Depends on: Charge on invoice finalization."])  # fmt: skip
+def test_a_line_labelled_after_names_a_title_as_depends_on_does(line: str) -> None:
+    assert references(line) == ["Charge on invoice finalization"]
+
+
+def test_a_labelled_after_makes_the_edge_in_a_plan() -> None:
+    document = """# Billing
+
+## Charge on invoice finalization
+
+Charge the card when the invoice is final.
+
+## Send the receipt
+
+After: Charge on invoice finalization.
+"""
+    tasks = plan_document(document, "fine").tasks
+    [receipt] = [t for t in tasks if t.title == "Send the receipt"]
+    [charge] = [t for t in tasks if t.title == "Charge on invoice finalization"]
+    assert list(receipt.depends_on) == [charge.key]
+
+
 def test_a_written_cycle_is_broken_with_a_warning_and_an_agent_cycle_refused() -> None:
     tasks = [PlanTask("a", "A", depends_on=("b",)), PlanTask("b", "B", depends_on=("a",))]
     graph = settle_graph(tasks, 4, break_cycles=True)
