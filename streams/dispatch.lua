@@ -1,8 +1,9 @@
 -- Put jobs on their signatures' dispatch streams, each unless that would break a rule.
 -- KEYS: 1 active (hash job -> dispatch record), 2 counts (hash), 3 signatures (set), 4 leader.
 -- ARGV: 1 max running (0 = no limit), 2 max per repository, 3 max per project, 4 leader token
---   ('' = no check), 5 number of jobs, then per job 8 values: stream key (in the dispatch
---   slot), job id, version, signature, repository ('' for none), project, priority, created.
+--   ('' = no check), 5 number of jobs, then per job 9 values: stream key (in the dispatch
+--   slot), job id, version, signature, repository ('' for none), project, priority, created,
+--   the project's own limit (0 = the max per project).
 -- Returns per job {'ok', message id} or {reason, detail}; a lost lead stops the batch.
 local function over(field, limit)
   limit = tonumber(limit)
@@ -10,7 +11,7 @@ local function over(field, limit)
 end
 local results = {}
 for i = 1, tonumber(ARGV[5]) do
-  local at = 6 + (i - 1) * 8
+  local at = 6 + (i - 1) * 9
   local stream, job, sig = ARGV[at], ARGV[at + 1], ARGV[at + 3]
   local repo, project = ARGV[at + 4], ARGV[at + 5]
   if ARGV[4] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[4] then
@@ -21,7 +22,7 @@ for i = 1, tonumber(ARGV[5]) do
     results[i] = {'limit', 'all'}
   elseif repo ~= '' and over('repo:' .. repo, ARGV[2]) then
     results[i] = {'limit', 'repository'}
-  elseif over('project:' .. project, ARGV[3]) then
+  elseif over('project:' .. project, tonumber(ARGV[at + 8]) > 0 and ARGV[at + 8] or ARGV[3]) then
     results[i] = {'limit', 'project'}
   else
     local id = redis.call('XADD', stream, '*', 'job', job, 'version', ARGV[at + 2],

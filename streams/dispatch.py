@@ -44,6 +44,7 @@ class Dispatchable:
     project: str
     priority: int
     created: str
+    project_limit: int = 0  # the project's own limit of runs at once (0: the install's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,7 @@ class Dispatch:
                            leader_token, len(jobs)]  # fmt: skip
         for j in jobs:
             args += [self.keys.dispatch(j.signature), j.job_id, j.version, j.signature,
-                     j.repository, j.project, j.priority, j.created]  # fmt: skip
+                     j.repository, j.project, j.priority, j.created, j.project_limit]  # fmt: skip
         replies = await self._call(self._dispatch, keys, args)
         return [(text(r[0]), text(r[1])) for r in replies]
 

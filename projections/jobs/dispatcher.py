@@ -8,12 +8,14 @@ job is dispatched twice (decision 0002).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from cairn.domain.jobs.dispatch import eligible, run_order_key
 from cairn.projections.generations import Space
 from cairn.projections.jobs.queue import Queue
+from cairn.projections.tasks.projects import Projects
 from cairn.streams.dispatch import Dispatch, Dispatchable, Limits
 from cairn.streams.store import EventStore
 
@@ -29,6 +31,7 @@ class Dispatcher:
     ) -> None:
         self.store, self.queue, self.dispatch = store, queue, dispatch
         self.limits, self.token = limits, token
+        self.projects = Projects(store.redis, store.keys)
         # The last round left work that may go soon without a new event: it skipped jobs the
         # read model showed out of date, or a limit held some (a settle frees it, silently).
         self.again = False
@@ -60,8 +63,11 @@ class Dispatcher:
         picks: list[Dispatchable] = []
         for sig, room in rooms.items():
             picks += await self._picks(sig, room, active, max(16, 2 * windows[sig]), spaces)
-        # Limits are counted in run order across signatures.
+        # Limits are counted in run order across signatures; a project may set its own.
         picks.sort(key=lambda d: run_order_key(d.priority, d.created, d.job_id))
+        limits = await self.projects.get_many(sorted({d.project for d in picks}))
+        picks = [replace(d, project_limit=limits[d.project].settings.concurrency or 0)
+                 if d.project in limits else d for d in picks]  # fmt: skip
         # One script call for the round; it checks the lead, activity and limits per job, in
         # run order, so work over a limit is skipped and waits with its place kept.
         outcomes = await self.dispatch.dispatch(picks, self.limits, self.token)

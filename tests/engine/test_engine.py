@@ -6,8 +6,10 @@ import asyncio
 import signal
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from cairn.commands.settings import Settings
+from cairn.commands.tasks.projects import set_project
 from cairn.commands.tasks.task import add_dependency, create_task, load_tasks, transition_task
 from cairn.domain.tasks.spec import TaskSpec
 from cairn.domain.tasks.states import Flags
@@ -108,6 +110,40 @@ async def test_repository_concurrency_limit_holds(
         elif e.type in {"job.succeeded", "job.failed", "job.lease_expired", "job.released"}:
             running[repo_of[e.agg]].discard(e.agg)
     assert overlap == 1
+
+
+async def test_a_projects_own_concurrency_holds_and_other_projects_are_not_held(
+    engine: Engine, store: EventStore, settings: Settings, keys: Keys
+) -> None:
+    await set_project(store, "narrow", {"concurrency": 1}, actor="test")
+    engine.projector()
+    engine.scheduler()
+    engine.worker("w", "noop", concurrency=4)
+    narrow = [await submit(store, settings, "noop", {"sleepMs": 300}, project="narrow")
+              for _ in range(4)]  # fmt: skip
+    wide = [await submit(store, settings, "noop", {"sleepMs": 300}, project="wide")
+            for _ in range(4)]  # fmt: skip
+    await wait_for(await jobs_settled(store, narrow + wide), timeout=60, what="8 jobs")
+
+    def most_at_once(ids: list[str], events: list[Any]) -> int:
+        running: set[str] = set()
+        most = 0
+        for e in events:
+            if e.agg in ids and e.type == "job.claimed":
+                running.add(e.agg)
+                most = max(most, len(running))
+            elif e.agg in ids and e.type in {"job.succeeded", "job.failed", "job.released"}:
+                running.discard(e.agg)
+        return most
+
+    # One project is one partition: its log is one total order.
+    partition = keys.partition_of("narrow")
+    narrow_log = [e for e in await log_events(store, keys) if keys.partition_of_id(e.agg) ==
+                  partition]  # fmt: skip
+    assert most_at_once(narrow, narrow_log) == 1
+    wide_log = [e for e in await log_events(store, keys)
+                if keys.partition_of_id(e.agg) == keys.partition_of("wide")]  # fmt: skip
+    assert most_at_once(wide, wide_log) > 1
 
 
 async def test_kill_9_mid_job_then_another_worker_finishes(
