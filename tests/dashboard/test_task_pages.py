@@ -84,7 +84,7 @@ def test_a_refused_move_on_the_task_page_names_what_is_allowed(page: Page, cairn
     page.click("form[action$='/move'] button:has-text('Move')")
     summary = page.locator("#error-summary")
     expect(summary).to_contain_text("cannot enter ready")
-    expect(summary).to_contain_text(f"{blocker['id']} is backlog")
+    expect(summary).to_contain_text("'Must finish first' is backlog")  # its title, not its id
     # Forced, it moves (and says so).
     page.select_option("#move-to", "ready")
     page.check("#move-force")

@@ -41,6 +41,26 @@ document.addEventListener("toggle", (event) => {
   if (event.target.matches?.("details") && !event.target.open) resumeDeferred();
 }, true);
 document.addEventListener("dragend", () => setTimeout(resumeDeferred, 0));
+// A form the person is filling in is not swapped under them: once it is sent (the page
+// changes) or put back as it was, the swap happens.
+document.addEventListener("change", () => setTimeout(() => { if (!anyEdited()) resumeDeferred(); }, 0), true);
+
+/** Whether a region holds a field changed from what the page gave it. */
+function edited(region) {
+  for (const field of region.querySelectorAll("input, select, textarea")) {
+    if (field.type === "hidden" || field.type === "submit") continue;
+    if (field.tagName === "SELECT") {
+      if ([...field.options].some((o) => o.selected !== o.defaultSelected)) return true;
+    } else if (field.type === "checkbox" || field.type === "radio") {
+      if (field.checked !== field.defaultChecked) return true;
+    } else if (field.value !== field.defaultValue) return true;
+  }
+  return false;
+}
+
+function anyEdited() {
+  return [...document.querySelectorAll("[data-region]")].some(edited);
+}
 
 function setStatus(state, text) {
   if (!status) return;
@@ -79,8 +99,8 @@ function swapRegions(fresh) {
   for (const next of fresh.querySelectorAll("[data-region]")) {
     const current = document.querySelector(`[data-region="${CSS.escape(next.dataset.region)}"]`);
     if (!current || current.innerHTML === next.innerHTML) continue;
-    if (current.querySelector("details[open]") || current.querySelector(".dragging") || current.dataset.hold) {
-      live.deferred = true; // a menu is open or a drag is on: swap once it is done
+    if (current.querySelector("details[open]") || current.querySelector(".dragging") || current.dataset.hold || edited(current)) {
+      live.deferred = true; // a menu is open, a drag is on, a form is being filled in: swap once it is done
       continue;
     }
     current.innerHTML = next.innerHTML;

@@ -156,13 +156,14 @@ def test_a_claim_starts_the_task_with_its_run() -> None:
 
 def test_a_claim_whose_task_cannot_start_cancels_the_run_saying_why() -> None:
     blocked = task("ready", blocked_by=["task-00-b"])
-    blocker = msgspec.structs.replace(task("in_progress"), id="task-00-b", active_job_id=None)
+    blocker = msgspec.structs.replace(task("in_progress"), id="task-00-b", active_job_id=None,
+                                      title="Set up auth")  # fmt: skip
     decision = decide_claim_run(
         job("queued"), blocked, {"task-00-b": blocker}, Flags(), worker_id="w1", epoch=1
     )
     [cancelled] = decision["job-00-j"]
     assert isinstance(cancelled, JobCancelled)
-    assert "task-00-b is in_progress" in cancelled.reason
+    assert "'Set up auth' is in progress" in cancelled.reason
     moved, finished = decision["task-00-a"]
     assert isinstance(moved, TaskTransitioned) and moved.to_status == "blocked"
     assert moved.blocked_reason and moved.blocked_reason["code"] == "run_cancelled"
