@@ -51,6 +51,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     tasks.add_argument("--reason", help="move: why")
     tasks.add_argument("--status", dest="status_filter", help="list: only this status")
     tasks.add_argument("--follow", "-f", action="store_true", help="run: watch the run to its end")
+    tasks.add_argument("--quiet", "-q", action="store_true", help="create: print only the id")
     _json(tasks)
 
     jobs = command("jobs", run_jobs, "list, show, follow and cancel queue jobs")
@@ -148,7 +149,9 @@ def run_tasks(settings: Settings, args: argparse.Namespace) -> int:
         if args.ready:
             body["status"] = "ready"
         made = api.post("/api/v2/tasks", body)
-        out(args, made, [f"created {made['id']} in {body['project']}: {body['title']}"])
+        shown = [made["id"]] if args.quiet else [
+            f"created {made['id']} in {body['project']}: {body['title']}"]
+        out(args, made, shown)
         return 0
     task_id = _need(args.target, "the task's id")
     if args.action == "show":
@@ -252,7 +255,8 @@ def _job_lines(job: dict[str, Any]) -> list[str]:
         error = outcome.get("error") or {}
         lines.append(f"  outcome: {error.get('message') or outcome.get('summary') or ''}")
     if published := job.get("publish"):
-        lines.append(f"  published: {published['outcome']} {published.get('branch') or ''}")
+        where = " ".join(str(published[k]) for k in ("branch", "prUrl") if published.get(k))
+        lines.append(f"  published: {published['outcome']} {where}".rstrip())
     return lines
 
 
@@ -295,22 +299,29 @@ def _repository(given: str) -> str:
 
 def follow(api: Api, job_id: str, *, output: bool = False) -> int:
     """Print the job's stages, steps and outcome as they happen (with `output`, its output
-    too), until it ends; the exit status says how it ended."""
+    too), until it ends; the exit status says how it ended (0 succeeded, 1 failed, 3
+    cancelled)."""
     if output:
         return _follow_output(api, job_id)
-    for kind, data in api.events(f"/api/queue/jobs/{job_id}/events/stream"):
-        line = describe(kind, data.get("data") or {} if isinstance(data, dict) else {})
+    ended, position = "", ""
+    for kind, event in api.events(f"/api/queue/jobs/{job_id}/events/stream"):
+        data = (event.get("data") or {}) if isinstance(event, dict) else {}
+        line = describe(kind, data)
         if line:
             print(line, flush=True)
         if kind in ("job.succeeded", "job.cancelled", "job.dead_lettered") or (
-            kind == "job.failed" and not (data.get("data") or {}).get("retry_at")
+            kind == "job.failed" and not data.get("retry_at")
         ):  # fmt: skip
+            ended = kind
+            if event.get("position"):  # the read model shows the end once it has applied it
+                position = f"{int(job_id.split('-')[1])}:{event['position']}"
             break
-    job = api.get(f"/api/queue/jobs/{job_id}")
-    status = str(job["status"])
-    for line in _job_lines(job)[2:]:
-        print(line)
-    return EXIT.get(status, 1 if status in TERMINAL else 0)
+    job = api.get(f"/api/queue/jobs/{job_id}", min_position=position or None)
+    outcome = job.get("outcome") or {}
+    said = (outcome.get("error") or {}).get("message") or outcome.get("summary")
+    if said:
+        print(f"{job['status']}: {said}")
+    return {"job.succeeded": 0, "job.cancelled": 3}.get(ended, 1)
 
 
 def _follow_output(api: Api, job_id: str) -> int:
@@ -345,7 +356,8 @@ def describe(kind: str, data: dict[str, Any]) -> str:
         return f"  step {data.get('index')}: {data.get('outcome')}" + (
             f": {error}" if error else "") + said  # fmt: skip
     if kind == "job.published":
-        return f"  published: {data.get('outcome')} {data.get('branch') or ''}".rstrip()
+        where = " ".join(str(data[k]) for k in ("branch", "pr_url") if data.get(k))
+        return f"  published: {data.get('outcome')} {where}".rstrip()
     if kind == "job.failed":
         error = data.get("error") or {}
         again = f"; retried at {data['retry_at']}" if data.get("retry_at") else ""

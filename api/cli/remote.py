@@ -86,17 +86,23 @@ class Api:
 
 
 def api_of(settings: Settings) -> Api:
-    """The API this command talks to, and the token it talks with."""
+    """The API this command talks to, and the token it talks with: from the data directory's
+    `cairn up`, else (the data directory not named, in another folder) the last `cairn up` this
+    user started."""
+    data_dir = settings.data_dir
+    if read_record(data_dir) is None and not os.environ.get("CAIRN_DATA_DIR"):
+        data_dir = last_up() or data_dir
     base = os.environ.get("CAIRN_API_URL") or ""
     if not base:
-        record = read_record(settings.data_dir)
+        record = read_record(data_dir)
         if record is None:
             raise CairnError(
-                f"no `cairn up` runs with the data directory {settings.data_dir.resolve()}: start "
-                "one (`cairn up`), run this where it runs, or set CAIRN_API_URL"
+                f"no `cairn up` runs with the data directory {data_dir.resolve()}: start one "
+                "(`cairn up`), run this where it runs (or set CAIRN_DATA_DIR), or set "
+                "CAIRN_API_URL"
             )
         base = record.api_url
-    token = os.environ.get("CAIRN_TOKEN") or _cli_token(settings.data_dir)
+    token = os.environ.get("CAIRN_TOKEN") or _cli_token(data_dir)
     if not token:
         raise CairnError(
             "no token: set CAIRN_TOKEN (say, one from `cairn token create --role operator "
@@ -107,11 +113,32 @@ def api_of(settings: Settings) -> Api:
 
 
 def write_cli_token(data_dir: Path, token: str) -> None:
-    """Leave `cairn up`'s CLI token for this machine's commands (0600, like the password)."""
+    """Leave `cairn up`'s CLI token for this machine's commands (0600, like the password), and
+    say where this user's latest `cairn up` keeps its data (for commands run elsewhere)."""
     path = data_dir / CLI_TOKEN_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(token + "\n")
+    pointer = _pointer()
+    try:
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        pointer.write_text(str(data_dir.resolve()) + "\n")
+    except OSError:
+        pass  # a home that cannot be written: commands then need CAIRN_DATA_DIR
+
+
+def last_up() -> Path | None:
+    """The data directory of this user's latest `cairn up`, if it said."""
+    try:
+        found = Path(_pointer().read_text().strip())
+    except OSError:
+        return None
+    return found if found.is_dir() else None
+
+
+def _pointer() -> Path:
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "cairn" / "last-up"
 
 
 def _cli_token(data_dir: Path) -> str:

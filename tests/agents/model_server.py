@@ -89,6 +89,9 @@ class ModelServer:
     key: str | None = None  # when set, a request without it (x-api-key, bearer, x-goog) is 401
     requests: list[Request] = field(default_factory=list)
     port_wanted: int = 0  # 0: a free one
+    # The script of a conversation that names no marker (a person's own prompt, as in the
+    # README's walkthrough); None: such a request is a side request, answered "ok".
+    default: list[Turn] | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -134,6 +137,10 @@ class ModelServer:
         for i, (role, said) in enumerate(conversation):
             if role == "user" and (found := MARKER.findall(said)):
                 marker, after = found[-1], i
+        # An agent's turn offers tools; a side request (a title, a classifier) does not.
+        if marker is None and self.default is not None and request.body.get("tools"):
+            marker, after = "SCRIPT-default", 0
+            self.scripts.setdefault(marker, self.default)
         if marker is None or marker not in self.scripts:
             return None
         request.marker = marker

@@ -158,7 +158,10 @@ class Watch:
         if self.runtime == "claude" and '"api_retry"' in line:
             status = re.search(r'"error_status":\s*(\d+)', line)
             if status and status.group(1) in ("401", "403", "404"):
-                return _match("claude", line, line, None)
+                found = re.search(r'"error":\s*"([^"]+)"', line)
+                error = found.group(1) if found else "error"
+                said = f"the endpoint answered {status.group(1)} ({error}), which claude retries"
+                return _match("claude", said, line, None)
         if self.runtime == "codex" and "Reconnecting..." in line and re.search(
             r"status 40[134]\b", line
         ):
