@@ -80,6 +80,8 @@ def test_a_refused_move_on_the_task_page_names_what_is_allowed(page: Page, cairn
     blocker = create(cairn, project, "Must finish first")
     task = create(cairn, project, "Waits", blocked_by=[blocker["id"]])
     page.goto(f"{cairn.base}/tasks/{task['id']}")
+    # Nothing is chosen for the person: the first target (blocked, once) is not preselected.
+    expect(page.locator("#move-to option:checked")).to_have_text("Choose…")
     page.select_option("#move-to", "ready")
     page.click("form[action$='/move'] button:has-text('Move')")
     summary = page.locator("#error-summary")
