@@ -43,8 +43,8 @@ async def test_create_read_set_and_clear_a_projects_settings(api: httpx.AsyncCli
 async def test_a_project_known_only_by_its_tasks_is_listed_and_takes_settings(
     api: httpx.AsyncClient,
 ) -> None:
-    made = await api.post("/api/v2/tasks", json={"title": "Pay", "task_type": "feature",
-                                                 "priority": "high", "project": "billing"})  # fmt: skip
+    task = {"title": "Pay", "task_type": "feature", "priority": "high", "project": "billing"}
+    made = await api.post("/api/v2/tasks", json=task)
     assert made.status_code in (201, 202)
     shown = (await api.get("/api/v2/projects/billing")).json()
     assert shown["settings"]["repository"] is None and shown["total"] == 1
