@@ -30,14 +30,16 @@ EXIT = {"succeeded": 0, "cancelled": 3}  # anything else that ends: 1
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     projects = command("projects", run_projects, "a project's settings: repository, branch, "
                        "runtime, publish mode, ...")  # fmt: skip
-    projects.add_argument("action", choices=["create", "list", "show", "set"])
+    projects.add_argument("action", choices=["create", "list", "show", "set"],
+                          help="create, list, show or set (its settings)")
     projects.add_argument("name", nargs="?", help="the project (not for list)")
     for flag, what in SETTINGS_FLAGS:
         projects.add_argument(f"--{flag}", help=f"{what} ('' clears it, with set)")
     _json(projects)
 
     tasks = command("tasks", run_tasks, "create, list, show, move, run and edit board tasks")
-    tasks.add_argument("action", choices=["create", "list", "show", "move", "run", "edit"])
+    tasks.add_argument("action", choices=["create", "list", "show", "move", "run", "edit"],
+                       help="create, list, show, move (to a column), run or edit")
     tasks.add_argument("target", nargs="?", help="create: the title; else the task's id")
     tasks.add_argument("status", nargs="?", help="move: where to (ready, done, ...)")
     tasks.add_argument("--project", help="the project (default: default)")
@@ -55,7 +57,8 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     _json(tasks)
 
     jobs = command("jobs", run_jobs, "list, show, follow and cancel queue jobs")
-    jobs.add_argument("action", choices=["list", "show", "logs", "cancel"])
+    jobs.add_argument("action", choices=["list", "show", "logs", "cancel"],
+                      help="list, show, logs (its output) or cancel")
     jobs.add_argument("id", nargs="?", help="the job's id (not for list)")
     jobs.add_argument("--status", help="list: only this status")
     jobs.add_argument("--project", help="list: only this project")
