@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,9 +29,13 @@ from cairn.api.tasks import routes as tasks
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
 from cairn.projections.jobs.queue import Queue
+from cairn.projections.projector import LIBRARIES
 from cairn.projections.tasks.board import Board
 from cairn.streams.driver import Client
+from cairn.streams.functions import load_all
 from cairn.streams.keys import Keys
+
+log = logging.getLogger("cairn.api")
 
 # The route modules, in the order their routes are matched; each declares its routes' roles,
 # bodies, queries and responses beside them.
@@ -75,6 +80,10 @@ def create_app(settings: Settings, client: Client) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.admin_token:
             await store_token(client, keys, settings.admin_token, "admin", "admin")
+        try:  # Cairn's functions, for the processes whose users may only call them
+            await load_all(client, LIBRARIES)
+        except CairnError as e:  # the store is down: the first call that misses them loads them
+            log.warning("could not load Cairn's functions into the store yet: %s", e.message)
         yield
 
     measured = ProcessMetrics()

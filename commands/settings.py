@@ -19,6 +19,25 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+GiB = 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSettings:
+    """How a worker isolates agent steps (worker/sandbox.py; CAIRN_SANDBOX_* and CAIRN_STEP_*
+    variables; see the README)."""
+
+    mode: str = "bubblewrap"  # or "off": every run marked "not sandboxed"
+    network: str = "on"  # or "none": no network at all in the step
+    user: str = "nobody"  # who a root worker's steps run as
+    hide: tuple[str, ...] = ()  # more folders a step sees empty
+    memory_max: int = 8 * GiB  # the step's processes' resident memory, together
+    processes_max: int = 1024  # processes and threads
+    open_files_max: int = 8192
+    disk_max: int = 10 * GiB  # the workspace (repo/ and home/)
+    tmp_max: int = 256 * 1024**2  # the step's private /tmp, in memory
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutionSettings:
     """How a worker runs a job on a repository (CAIRN_* variables; see the README)."""
@@ -43,6 +62,7 @@ class ExecutionSettings:
     # model -> {"in", "cached", "out"}: USD per million tokens (CAIRN_PRICES), for the CLIs
     # that report no cost of their own.
     prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +166,7 @@ class Settings:
                 output_max_entries=int(number("CAIRN_OUTPUT_MAX_ENTRIES", 20_000, minimum=100)),
                 agent_env=_agent_env(env.get("CAIRN_AGENT_ENV") or "", errors),
                 prices=_prices(env.get("CAIRN_PRICES") or "", errors),
+                sandbox=_sandbox(env, errors),
             ),
         )
         try:
@@ -157,6 +178,56 @@ class Settings:
         if errors:
             raise ValidationFailed("the configuration is not valid", errors)
         return settings
+
+
+_SIZE = re.compile(r"(?i)^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$")
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def _sandbox(env: Mapping[str, str], errors: list[dict[str, str]]) -> SandboxSettings:
+    defaults = SandboxSettings()
+
+    def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = (env.get(name) or default).strip().lower()
+        if value not in allowed:
+            errors.append({"path": name, "reason": f"must be one of {', '.join(allowed)}, "
+                           f"got {value!r}"})  # fmt: skip
+            return default
+        return value
+
+    def size(name: str, default: int) -> int:
+        raw = env.get(name)
+        if raw in (None, ""):
+            return default
+        match = _SIZE.match(raw)
+        if match is None or float(match[1]) <= 0:
+            errors.append({"path": name, "reason": f"must be a size such as 512M or 10G, got "
+                           f"{raw!r}"})  # fmt: skip
+            return default
+        return int(float(match[1]) * _UNITS[match[2].lower()])
+
+    def count(name: str, default: int) -> int:
+        raw = env.get(name)
+        if raw in (None, ""):
+            return default
+        if not raw.strip().isdigit() or int(raw) < 16:
+            errors.append({"path": name, "reason": f"must be an integer of at least 16, got "
+                           f"{raw!r}"})  # fmt: skip
+            return default
+        return int(raw)
+
+    mode = choice("CAIRN_SANDBOX", "bubblewrap", ("bubblewrap", "off"))
+    return SandboxSettings(
+        mode=mode,
+        network=choice("CAIRN_SANDBOX_NETWORK", "on", ("on", "none")),
+        user=(env.get("CAIRN_SANDBOX_USER") or defaults.user).strip(),
+        hide=tuple(p for p in (env.get("CAIRN_SANDBOX_HIDE") or "").split(os.pathsep) if p),
+        memory_max=size("CAIRN_STEP_MEMORY_MAX", defaults.memory_max),
+        processes_max=count("CAIRN_STEP_PROCESSES_MAX", defaults.processes_max),
+        open_files_max=count("CAIRN_STEP_OPEN_FILES_MAX", defaults.open_files_max),
+        disk_max=size("CAIRN_STEP_DISK_MAX", defaults.disk_max),
+        tmp_max=size("CAIRN_STEP_TMP_MAX", defaults.tmp_max),
+    )
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")

@@ -17,17 +17,23 @@ from cairn.domain.errors import CairnError
 from cairn.projections.generations import Space, generation_key
 from cairn.projections.projection import Projection, load_documents
 from cairn.projections.writes import Writes
-from cairn.streams.connection import run_script_calls
 from cairn.streams.driver import Client
 from cairn.streams.envelope import Envelope, decode_entry
+from cairn.streams.functions import STREAMS, Library, call_many
 from cairn.streams.groups import ensure_group, read_groups
 from cairn.streams.keys import Keys
 from cairn.streams.leases import Leases
 from cairn.streams.lifetime import wait_for_stop
 
 log = logging.getLogger("cairn.projector")
-APPLY_LUA = resources.files("cairn.projections").joinpath("apply.lua").read_text()
+# The projections layer's Lua (streams/functions.py): a batch applied under its lease.
+PROJECTIONS = Library(
+    "projections", {"apply": resources.files("cairn.projections").joinpath("apply.lua").read_text()}
+)
+APPLY = PROJECTIONS.function("apply")
+LIBRARIES = (STREAMS, PROJECTIONS)  # all of Cairn's Lua, as the API loads it at its start
 LINGER_S = 0.005
+REPEAT_S = 30.0  # a warning that stays the same is said again after this long
 ACTIVE_CONSUMER = "active"  # every lease holder consumes under this name, so pending resumes
 
 
@@ -65,9 +71,9 @@ class ProjectionWorker:
         self.partitions = list(keys.all_partitions() if partitions is None else partitions)
         self.spaces: dict[int, Space] = {}
         self.pending: set[int] = set()  # partitions whose unacknowledged entries come first
-        self._apply_script = client.register_script(APPLY_LUA)
         self.leases = Leases(client)
         self.applied = 0
+        self._said, self._said_at = "", 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         renewed = 0.0
@@ -92,7 +98,7 @@ class ProjectionWorker:
                 except CairnError as e:
                     # The server restarts, or a rebuild dropped a group: take up again after,
                     # pending entries first (a batch may have been read and not applied).
-                    log.warning("projection %s: %s", self.projection.name, e)
+                    self._warn(str(e))
                     self.pending.update(self.spaces)
                     await wait_for_stop(stop, 0.2)
                     renewed = 0.0
@@ -100,6 +106,14 @@ class ProjectionWorker:
             with contextlib.suppress(CairnError):
                 for partition in list(self.spaces):
                     await self.leases.release(self._lock(partition), self.me)
+
+    def _warn(self, said: str) -> None:
+        """A warning, not repeated while it stays the same (a store down for a minute is one
+        line a half minute, not hundreds)."""
+        now = time.monotonic()
+        if said != self._said or now - self._said_at > REPEAT_S:
+            log.warning("projection %s: %s", self.projection.name, said)
+            self._said, self._said_at = said, now
 
     def _lock(self, partition: int) -> str:
         return self.keys.projection_lock(partition, self.projection.name)
@@ -142,7 +156,7 @@ class ProjectionWorker:
     async def _apply(self, prepared: list[tuple[list[str], list[Any]]]) -> list[Any]:
         """The apply scripts, in one pipeline (a batch refused for a lost script is sent again,
         never one that was applied: it would be counted twice)."""
-        results = await run_script_calls(self.client, self._apply_script, prepared)
+        results = await call_many(self.client, APPLY, prepared)
         for result in results:
             if isinstance(result, Exception):
                 raise result  # the round fails; what was not applied is read again

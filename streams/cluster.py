@@ -95,11 +95,6 @@ class StoreCluster(RedisCluster):
 
 
 class StoreClusterPipeline(ClusterPipeline):
-    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
-        # redis-py refuses EVALSHA in a cluster pipeline as a blanket rule; Cairn's scripts
-        # name every key in KEYS, in one partition's slot, so each call routes by its keys.
-        return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
-
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
         try:
             return await super().execute(raise_on_error, allow_redirections)

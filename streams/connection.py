@@ -4,24 +4,19 @@ driver's."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection, SSLConnection
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
-from cairn.domain.errors import InfrastructureError
 from cairn.streams.cluster import connect_cluster
 from cairn.streams.driver import (
     CONNECT_TIMEOUT_S,
     HEALTH_CHECK_S,
-    Call,
     Client,
-    translate,
     translated,
 )
 
@@ -69,31 +64,6 @@ def _pack(args: tuple[Any, ...]) -> list[bytes]:
     if isinstance(args[0], str) and " " in args[0]:
         args = (*args[0].split(), *args[1:])  # "CONFIG GET" style names are two arguments
     return [hiredis.pack_command(args)]
-
-
-async def run_script_calls(client: Client, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
-    """Call `script` once per (keys, args) in one pipeline, by digest; each call gets its own
-    reply or error. If the server lost the script (a restart) it is loaded again and only the
-    calls it refused are sent again: the others ran, and must not run twice. A failure of that
-    second send reaches only the refused calls."""
-    replies = await _evalsha_all(client, script, calls)
-    again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-    if again:
-        try:
-            await client.script_load(script.script)
-            retried = await _evalsha_all(client, script, [calls[i] for i in again])
-        except (InfrastructureError, RedisError, OSError) as e:
-            retried = [e] * len(again)
-        for i, reply in zip(again, retried, strict=True):
-            replies[i] = reply
-    return [translate(r) if isinstance(r, RedisError) else r for r in replies]
-
-
-async def _evalsha_all(client: Client, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
-    async with client.pipeline(transaction=False) as pipe:
-        for keys, args in calls:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        return list(await pipe.execute(raise_on_error=False))
 
 
 CLUSTER_SCHEMES = ("redis+cluster", "redis+clusters")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -18,12 +17,11 @@ from redis.exceptions import RedisError, ResponseError
 from cairn.domain.errors import InfrastructureError
 from cairn.streams.driver import Client
 from cairn.streams.envelope import text
+from cairn.streams.functions import DISPATCH, SETTLE
 from cairn.streams.groups import ensure_group
 from cairn.streams.keys import Keys
 
 GROUP = "workers"
-DISPATCH_LUA = resources.files("cairn.streams").joinpath("dispatch.lua").read_text()
-SETTLE_LUA = resources.files("cairn.streams").joinpath("settle.lua").read_text()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +71,8 @@ class Message:
 class Dispatch:
     def __init__(self, client: Client, keys: Keys) -> None:
         self.redis, self.keys = client, keys
-        self._dispatch = client.register_script(DISPATCH_LUA)
-        self._settle = client.register_script(SETTLE_LUA)
+        self._dispatch = DISPATCH.bind(client)
+        self._settle = SETTLE.bind(client)
         self.active_key = keys.dispatch_part("active")
         self.counts_key = keys.dispatch_part("counts")
         self.leader_key = keys.dispatch_part("leader")

@@ -42,7 +42,7 @@ def translate(error: BaseException) -> BaseException:
     ):
         translated: InfrastructureError = StoreUnavailable(f"the store is unavailable: {error}")
     elif isinstance(error, NoScriptError):
-        return error  # handled where scripts are called (run_script_calls, AsyncScript)
+        return error  # NOSCRIPT: no Cairn code sends scripts (streams/functions.py)
     elif isinstance(error, RedisError):
         translated = InfrastructureError(f"the store refused a command: {error}")
     else:
@@ -58,6 +58,6 @@ def translated(error: RedisError) -> BaseException:
     always = ReadOnlyError | TryAgainError | NoPermissionError  # replies translated all the same
     if isinstance(error, ResponseError) and not isinstance(error, always):
         message = str(error)
-        if not message.startswith(PASSING_REPLIES):
-            return error
+        if not message.startswith(PASSING_REPLIES) and "ACL failure" not in message:
+            return error  # a refusal inside a function is the ACL's as much as NOPERM is
     return translate(error)

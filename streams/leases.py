@@ -5,20 +5,16 @@ it has run out."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import resources
 
-from cairn.streams.connection import run_script_calls
 from cairn.streams.driver import Client
-
-HOLD_LUA = resources.files("cairn.streams").joinpath("hold_lease.lua").read_text()
-RELEASE_LUA = resources.files("cairn.streams").joinpath("release_lease.lua").read_text()
+from cairn.streams.functions import HOLD_LEASE, RELEASE_LEASE, call_many
 
 
 class Leases:
     def __init__(self, client: Client) -> None:
         self.redis = client
-        self._hold = client.register_script(HOLD_LUA)
-        self._release = client.register_script(RELEASE_LUA)
+        self._hold = HOLD_LEASE.bind(client)
+        self._release = RELEASE_LEASE.bind(client)
 
     async def hold(self, key: str, holder: str, ttl_ms: int) -> bool:
         """Take `key` if free or renew it if `holder` has it; True when held afterwards."""
@@ -26,8 +22,8 @@ class Leases:
 
     async def hold_many(self, keys: Sequence[str], holder: str, ttl_ms: int) -> list[bool]:
         """`hold` for each key, in one round trip."""
-        replies = await run_script_calls(
-            self.redis, self._hold, [([key], [holder, ttl_ms]) for key in keys]
+        replies = await call_many(
+            self.redis, HOLD_LEASE, [([key], [holder, ttl_ms]) for key in keys]
         )
         for reply in replies:
             if isinstance(reply, BaseException):

@@ -7,20 +7,18 @@ by the lease of each claim, not by this record). Also the system-wide worker pau
 from __future__ import annotations
 
 import time
-from importlib import resources
 from typing import Any
 
 import orjson
 
 from cairn.streams.driver import Client
 from cairn.streams.envelope import text
+from cairn.streams.functions import EXPIRE_WORKER, call_many
 from cairn.streams.keys import Keys
 
 PAUSE_MODES = ("off", "drain", "quiesce")
 STALE_BEATS, EXPIRE_BEATS = 3, 6
 
-
-_EXPIRE_LUA = resources.files("cairn.streams").joinpath("expire_worker.lua").read_text()
 
 
 class Registry:
@@ -61,10 +59,8 @@ class Registry:
 
     async def _expire(self, records: list[dict[str, Any]]) -> None:
         """Remove records still as read (a worker back meanwhile has written a new one)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for record in records:
-                pipe.eval(_EXPIRE_LUA, 1, self.workers_key, record["id"], record["last_seen"])
-            await pipe.execute()
+        calls = [([self.workers_key], [record["id"], record["last_seen"]]) for record in records]
+        await call_many(self.redis, EXPIRE_WORKER, calls)
 
     async def pause_mode(self) -> str:
         raw = await self.redis.get(self.pause_key)

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 from redis.exceptions import ResponseError
 
 from cairn.domain.errors import InfrastructureError
 from cairn.streams.archive import MARKER, Archive, ArchivedAggregate, ArchivedEvent, Segment
-from cairn.streams.connection import run_script_calls
 from cairn.streams.driver import Client
 from cairn.streams.envelope import position_key, text
+from cairn.streams.functions import ARCHIVE, READ, Function, call_many
 from cairn.streams.keys import Keys
-from cairn.streams.store import READ_LUA
 
-ARCHIVE_LUA = resources.files("cairn.streams").joinpath("archive.lua").read_text()
 ROUND = 5_000  # aggregates per segment: what a round holds in memory
 CALL = 200  # aggregates per script call (a read, a move)
 _MARKER = MARKER.encode()
@@ -49,8 +46,7 @@ async def archive_aggregates(
     events' `ts`) into the archive, a segment per ROUND aggregates. Dry: read and check
     everything, write nothing."""
     moved = Moved()
-    read = client.register_script(READ_LUA)
-    move = client.register_script(ARCHIVE_LUA)
+    read = READ.bind(client)
     by_partition: dict[int, list[str]] = {}
     for aggregate_id in dict.fromkeys(aggregate_ids):
         by_partition.setdefault(keys.partition_of_id(aggregate_id), []).append(aggregate_id)
@@ -73,23 +69,23 @@ async def archive_aggregates(
                     ready.append(found)
             done += len(chunk)
             if len(ready) >= ROUND:
-                await _archive_round(client, keys, archive, move, ready, moved, dry_run)
+                await _archive_round(client, keys, archive, ready, moved, dry_run)
                 ready = []
             progress(done, total)
     if ready:
-        await _archive_round(client, keys, archive, move, ready, moved, dry_run)
+        await _archive_round(client, keys, archive, ready, moved, dry_run)
     return moved
 
 
 async def _archive_round(
-    client: Client, keys: Keys, archive: Archive, move: Any, ready: list[ArchivedAggregate],
+    client: Client, keys: Keys, archive: Archive, ready: list[ArchivedAggregate],
     moved: Moved, dry_run: bool,
 ) -> None:  # fmt: skip
     """One segment: written and on disk first, then the events leave the log."""
     if not dry_run:
         segment = archive.write_segment(ready)
         moved.segments.append(segment)
-        changed, unprojected = await _move(client, keys, move, ready)
+        changed, unprojected = await _move(client, keys, ARCHIVE, ready)
         archive.forget(segment.id, changed + unprojected)
         moved.changed += [a.aggregate_id for a in changed]
         moved.unprojected += [a.aggregate_id for a in unprojected]
@@ -146,7 +142,7 @@ async def _applied_bound(client: Client, log: str) -> Callable[[tuple[int, int]]
 
 
 async def _move(
-    client: Client, keys: Keys, move: Any, ready: list[ArchivedAggregate]
+    client: Client, keys: Keys, move: Function, ready: list[ArchivedAggregate]
 ) -> tuple[list[ArchivedAggregate], list[ArchivedAggregate]]:
     """Run the move script over `ready` (in the archive now), CALL aggregates a call, a
     partition each; the aggregates it left because they changed, and because a consumer group
@@ -162,7 +158,7 @@ async def _move(
             args += [a.first_version, len(a.events), *(e.position for e in a.events)]
         log = keys.log(batch[0].partition)
         calls.append(([log, *(keys.stream(a.aggregate_id) for a in batch)], args))
-    replies = await run_script_calls(client, move, calls)
+    replies = await call_many(client, move, calls)
     changed, unprojected = [], []
     for batch, reply in zip(batches, replies, strict=True):
         if isinstance(reply, BaseException):

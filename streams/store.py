@@ -8,7 +8,6 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -17,7 +16,6 @@ from redis.exceptions import RedisError
 
 from cairn.domain.errors import InfrastructureError, VersionConflict
 from cairn.streams.archive import MARKER, Archive, default_archive
-from cairn.streams.connection import run_script_calls
 from cairn.streams.correlation import current_correlation
 from cairn.streams.driver import Client
 from cairn.streams.envelope import (
@@ -28,11 +26,10 @@ from cairn.streams.envelope import (
     position_key,
     text,
 )
+from cairn.streams.functions import APPEND, READ, call_many
 from cairn.streams.keys import Keys
 
 _MARKER = MARKER.encode()
-APPEND_LUA = resources.files("cairn.streams").joinpath("append.lua").read_text()
-READ_LUA = resources.files("cairn.streams").joinpath("read.lua").read_text()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +83,7 @@ class EventStore:
         self.keys = keys
         self.command_ttl_s = command_ttl_s
         self.archive = archive if archive is not None else default_archive(keys.prefix)
-        self._append = client.register_script(APPEND_LUA)
-        self._read = client.register_script(READ_LUA)
+        self._read = READ.bind(client)
         # Group commit: appends asked for in the same turn of the event loop go to the server
         # in one pipeline (each still its own atomic script call, answered on its own).
         self._queued: list[tuple[list[Any], list[Any], asyncio.Future[Any]]] = []
@@ -153,7 +149,7 @@ class EventStore:
         if not batch:
             return
         try:
-            replies = await run_script_calls(self.redis, self._append, [q[:2] for q in batch])
+            replies = await call_many(self.redis, APPEND, [q[:2] for q in batch])
         except Exception as e:  # every waiting caller gets it: none hangs
             replies = [e] * len(batch)
         except BaseException as e:  # the send itself was cancelled (the loop is stopping)

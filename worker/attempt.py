@@ -24,6 +24,7 @@ from cairn.worker.agents.signin import AgentFound
 from cairn.worker.gitops import Git, askpass_env
 from cairn.worker.process import minimal_env
 from cairn.worker.redaction import Redactor
+from cairn.worker.sandbox import Sandbox, cli_folders
 from cairn.worker.skills import SkillRef
 from cairn.worker.workspace import Workspace, remove_workspace
 
@@ -38,8 +39,16 @@ class RunTools:
     defaults: WorkerDefaults
     output: OutputStream
     artifacts: ArtifactStore
+    sandbox: Sandbox  # how agent steps run
     cancel_grace_s: float = 5.0
     agents: Mapping[str, AgentFound] = field(default_factory=dict)  # found at the worker's start
+
+    @property
+    def readable(self) -> list[Path]:
+        """What a sandboxed step may read though a hidden folder holds it: the CLIs found and
+        the PATH folders."""
+        paths = {r: Path(f.path) if f.path else None for r, f in self.agents.items()}
+        return cli_folders(paths, os.environ.get("PATH", ""))
 
     @property
     def mirrors_root(self) -> Path:

@@ -34,6 +34,7 @@ from cairn.streams.store import EventStore
 from cairn.worker.agents.signin import AgentFound
 from cairn.worker.failures import Cancelled, StageFailed
 from cairn.worker.run import JobRun, RunTools
+from cairn.worker.sandbox import Sandbox, prepare_sandbox
 
 log = logging.getLogger("cairn.worker")
 STAGES = ("prepare", "execute", "publish")
@@ -52,6 +53,7 @@ class WorkerConfig:
     defaults: WorkerDefaults = field(default_factory=WorkerDefaults)  # model/effort per runtime
     cancel_grace_s: float = 5.0  # after SIGTERM to a cancelled agent, SIGKILL
     agents: Mapping[str, AgentFound] = field(default_factory=dict)  # the CLIs found at start
+    sandbox: Sandbox | None = None  # checked at start; None: checked by the Worker
 
 
 @dataclass
@@ -81,6 +83,7 @@ class Worker:
             artifacts=FileArtifactStore(Path(settings.data_dir) / "artifacts",
                                         execution.artifact_max_bytes),
             cancel_grace_s=config.cancel_grace_s, agents=config.agents,
+            sandbox=config.sandbox or prepare_sandbox(execution.sandbox, settings.data_dir),
         )  # fmt: skip
         self.holding: dict[str, Holding] = {}
         self.started = time.time()
@@ -257,6 +260,7 @@ class Worker:
         return {
             "id": self.config.worker_id,
             "capabilities": self.config.capabilities,
+            "sandbox": self.tools.sandbox.summary(),
             "concurrency": self.config.concurrency,
             "lease_s": self.config.lease_s,
             "heartbeat_s": self.heartbeat_s,

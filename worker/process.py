@@ -48,7 +48,8 @@ class Limits:
 class ProcessResult:
     exit_status: int | None  # negative: ended by that signal (ours when `stopped` is set)
     duration_s: float
-    stopped: str | None  # None, "cancelled", "step_timeout", "idle_timeout" or "job_timeout"
+    # None, "cancelled", "step_timeout", "idle_timeout", "job_timeout" or what should_stop said
+    stopped: str | None
     limit_s: float | None  # the limit that stopped it; for job_timeout, what was left of the job
 
 
@@ -79,12 +80,14 @@ async def run_process(
     env: Mapping[str, str],
     on_output: _Consumer,
     limits: Limits,
-    should_stop: Callable[[], Awaitable[bool]],
+    should_stop: Callable[[], Awaitable[bool | str | None]],
     grace_s: float = 5.0,
     stdin: bytes | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> ProcessResult:
-    """Run `argv` to its end or until a limit or `should_stop`; stdout and stderr merged and
-    decoded as UTF-8 go to `on_output` in order. Nothing of the group is left running after."""
+    """Run `argv` to its end or until a limit or `should_stop` (True: "cancelled"; a string:
+    that reason, such as a sandbox limit); stdout and stderr merged and decoded as UTF-8 go to
+    `on_output` in order; `on_start` gets the pid. Nothing of the group is left running."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
@@ -101,6 +104,8 @@ async def run_process(
         reason = e.strerror or type(e).__name__
         raise LaunchFailed(f"could not start {argv[0]!r} in {cwd}: {reason}") from e
     assert process.stdout is not None
+    if on_start is not None:
+        on_start(process.pid)
     if stdin is not None and process.stdin is not None:
         # The transport buffers it and writes as the program reads; no task to wait for.
         with suppress(BrokenPipeError, ConnectionResetError):
@@ -125,14 +130,14 @@ async def _watch(
     process: asyncio.subprocess.Process,
     output: _Output,
     limits: Limits,
-    should_stop: Callable[[], Awaitable[bool]],
+    should_stop: Callable[[], Awaitable[bool | str | None]],
     started: float,
 ) -> tuple[str | None, float | None]:
     loop = asyncio.get_running_loop()
     # wait() also waits for the output pipe to close, which a background child may hold open;
     # returncode is set as soon as the program itself exits.
     exited = asyncio.ensure_future(process.wait())
-    check: asyncio.Future[bool] | None = None
+    check: asyncio.Future[bool | str | None] | None = None
     next_check = started
     try:
         while True:
@@ -155,8 +160,8 @@ async def _watch(
             if process.returncode is not None:
                 return None, None
             if check is not None and check.done():
-                if _cancel_requested(check):
-                    return "cancelled", None
+                if stop := _stop_reason(check):
+                    return stop, None
                 check = None
     finally:
         for future in (check, exited):
@@ -164,13 +169,16 @@ async def _watch(
                 future.cancel()  # no-op when done
 
 
-def _cancel_requested(check: asyncio.Future[bool]) -> bool:
+def _stop_reason(check: asyncio.Future[bool | str | None]) -> str | None:
     try:
-        return bool(check.result())
+        answer = check.result()
     except CairnError as e:
         # The store being briefly unreachable is not a cancel; the next check may tell.
         log.warning("checking for a cancel failed: %s", e.message)
-        return False
+        return None
+    if isinstance(answer, str):
+        return answer or None
+    return "cancelled" if answer else None
 
 
 async def _end_group(process: asyncio.subprocess.Process, grace_s: float, terminate: bool) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ from cairn.worker.process import LaunchFailed, Limits, ProcessResult, run_proces
 from cairn.worker.special import run_container_job, run_manifest_job
 
 PAUSE_POLL_S = 0.5
+BREACHES = ("memory_limit", "process_limit", "disk_limit")  # the sandbox's (worker/sandbox.py)
 LIMITS = {
     "step_timeout": "the step timeout (CAIRN_STEP_TIMEOUT_S)",
     "idle_timeout": "the idle timeout (CAIRN_IDLE_TIMEOUT_S)",
@@ -143,8 +145,13 @@ class Steps:
         mode = runtime.mode or ""
         prepare_home(mode, run.workspace.home, os.environ)
         env, passed = step_env(mode, run.workspace.home, os.environ, run.execution.agent_env)
+        sandbox = run.tools.sandbox
+        sandbox.hand_over(run.workspace)
+        argv = sandbox.command(invocation.argv, run.workspace, read_only=run.tools.readable)
+        guard = sandbox.guard(run.workspace)
         started = JobStepStarted(epoch=held.epoch, index=step.index, step_id=step.step_id,
-                                 title=step.title, env=passed, agent=self._agent(mode))  # fmt: skip
+                                 title=step.title, env=passed, agent=self._agent(mode),
+                                 sandbox=sandbox.describe())  # fmt: skip
         await held.write(lambda job: [started])
         log_path = run.workspace.artifacts / "logs" / "steps" / f"step-{step.index}.log"
         live = LiveOutput(run.tools.output, run.job.id, step.index, log_path, run.redactor,
@@ -160,20 +167,25 @@ class Steps:
             if not seen and (found := watch.feed(chunk)) is not None:
                 seen.append(found)
 
-        async def should_stop() -> bool:
-            return bool(seen) or await held.cancel_requested()
+        async def should_stop() -> bool | str | None:
+            return bool(seen) or guard.stopping() or await held.cancel_requested()
 
         launch_error: str | None = None
         try:
+            if shutil.which(invocation.argv[0], path=env.get("PATH")) is None:
+                # In the sandbox bubblewrap starts whatever is asked: say it before, as a
+                # launch outside it would.
+                raise LaunchFailed(f"{invocation.argv[0]!r} is not on the step's PATH")
             result: ProcessResult | None = await run_process(
-                invocation.argv, cwd=run.workspace.repo, env=env, on_output=on_output,
-                limits=limits, should_stop=should_stop, grace_s=run.tools.cancel_grace_s,
-                stdin=invocation.stdin,
+                argv, cwd=run.workspace.repo, env=env, on_output=on_output, limits=limits,
+                should_stop=should_stop, grace_s=run.tools.cancel_grace_s,
+                stdin=invocation.stdin, on_start=guard.started,
             )  # fmt: skip
         except LaunchFailed as e:
             result, launch_error = None, self._missing_cli(mode, e.message)
             await live.feed(f"{launch_error}\n")
         finally:
+            await guard.stop()
             await live.close()
         await run.add_file(f"logs/steps/step-{step.index}.log", log_path)
         current = await run.git.snapshot(run.workspace.repo)
@@ -187,6 +199,10 @@ class Steps:
         failure = seen[0] if seen else None
         if failure is None and result is not None and result.stopped is None and mode in CLIS:
             failure = classify(mode, result.exit_status, run.redactor.redact(text))
+        if guard.breach is not None and result is not None:
+            # Past a sandbox limit: stopped by the guard, or cut by the kernel at it.
+            failure = Failure(guard.breach.code, f"stopped: {guard.breach.message}",
+                              retryable=False)  # fmt: skip
         outcome, error = _outcome(result, step, len(self.plan), live.tail[-4000:], failure)
         if result is None:
             error = {"code": "cli_missing", "message": launch_error, "step": step.step_id}

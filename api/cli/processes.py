@@ -99,6 +99,9 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     from cairn.worker.agents.invocation import worker_defaults
     from cairn.worker.daemon import Worker, WorkerConfig
     from cairn.worker.probe import agents_bin, parse_capabilities, probe_capabilities, report
+    from cairn.worker.sandbox import AGENT_RUNTIMES, prepare_sandbox, set_undumpable
+
+    set_undumpable()  # nothing it starts may read its memory, environment or descriptors
 
     # The CLIs `cairn agents install` put in the data dir come first, for the probe and for
     # every step (their PATH is the worker's).
@@ -108,6 +111,16 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     log = logging.getLogger("cairn.worker")
     for line in report(capabilities, agents, probed=not args.capabilities):
         log.info("%s", line)
+    sandbox = prepare_sandbox(settings.execution.sandbox, settings.data_dir)
+    log.info("%s", sandbox.check.line() if sandbox.enabled else
+             "sandbox: off (CAIRN_SANDBOX=off): agent steps run unsandboxed, each run says so")
+    if not sandbox.usable:
+        refused = [c for c in capabilities if c in AGENT_RUNTIMES]
+        capabilities = [c for c in capabilities if c not in AGENT_RUNTIMES]
+        if refused:
+            log.warning("this worker takes no agent jobs (%s) without its sandbox: install it "
+                        "(above), or set CAIRN_SANDBOX=off to run agents unsandboxed",
+                        ", ".join(refused))  # fmt: skip
     if not args.capabilities:
         log.info("probed PATH, capabilities: %s", ", ".join(capabilities) or "none")
     if not capabilities:
@@ -129,6 +142,7 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
             capabilities, model=args.model or None, effort=args.effort or None, env=os.environ
         ),
         agents=agents,
+        sandbox=sandbox,
     )
 
     async def run() -> None:

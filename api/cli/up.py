@@ -1,13 +1,18 @@
 """`cairn up`: the embedded server (unless CAIRN_REDIS_URL is set) and the Cairn processes as
 children, restarted if one dies, all stopped cleanly on Ctrl-C or SIGTERM, and all ending with
 it however it ends (a `kill -9` too). One `cairn up` a data directory; the API's port is checked
-before anything starts, and the API is announced only once it answers."""
+before anything starts, and the API is announced only once it answers.
+
+On its embedded server each process connects as its own user (`cairn acl`'s users, made at each
+start, their passwords in `<data dir>/acl/`), and Cairn's functions are loaded first, as the
+server's admin: a worker's user cannot erase the log (docs/decisions/0007)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,12 +22,16 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from cairn.api.auth import check_admin_token, has_admin_token, new_token, store_token
+from cairn.api.cli.acl import KINDS, passwords_in, redis_url, setuser_args, user_name
 from cairn.api.cli.address import answers_health, api_url, check_port_free
 from cairn.api.cli.agents import agent_lines
 from cairn.api.cli.datadir import StoreTarget, hold_data_dir, open_store
 from cairn.api.cli.remote import write_cli_token
 from cairn.commands.settings import Settings
 from cairn.domain.errors import CairnError
+from cairn.projections.projector import LIBRARIES
+from cairn.streams.connection import connect
+from cairn.streams.functions import load_all
 from cairn.streams.keys import Keys
 from cairn.streams.lifetime import PARENT_PID_VARIABLE, child_setup
 from cairn.streams.server import EmbeddedServer, start_server
@@ -36,8 +45,10 @@ STOP_WITHIN_S = 40.0  # a worker lets running jobs finish for up to its --grace 
 class Child:
     name: str
     argv: list[str]
+    kind: str  # its store user's (api, projector, scheduler, worker)
     process: subprocess.Popen[bytes] | None = None
     restarts: list[float] = field(default_factory=list)
+    env: dict[str, str] | None = None  # its own store URL, on the embedded server
 
 
 def supervise(settings: Settings, *, workers: int = 1) -> int:
@@ -54,10 +65,13 @@ def supervise(settings: Settings, *, workers: int = 1) -> int:
         # worker sets CAIRN_ALLOW_LOCAL_REPOSITORIES=false, as it is by default elsewhere).
         env.setdefault("CAIRN_ALLOW_LOCAL_REPOSITORIES", "true")
         try:
+            users: dict[str, str] = {}
             if not settings.redis_url:
                 server = start_server(settings.data_dir)
                 env["CAIRN_REDIS_URL"] = server.url
                 _announce(server)
+                users = asyncio.run(prepare_store(server, settings.prefix))
+            _check_sandbox(settings)
             held.record(api_url=url, redis_url=env["CAIRN_REDIS_URL"])
             hint = "is CAIRN_REDIS_URL right?" if server is None else "see its server.log"
             store = StoreTarget(env["CAIRN_REDIS_URL"], hint)
@@ -66,7 +80,7 @@ def supervise(settings: Settings, *, workers: int = 1) -> int:
                 shown = f"cairn: created an admin token (shown once, stored hashed): {token}"
                 print(shown, flush=True)
             first = (lambda: print(next_steps(settings, env), flush=True)) if token else None
-            return _supervise(_children(settings, workers), env, settings, first)
+            return _supervise(_children(settings, workers), env, settings, first, users)
         finally:
             if server is not None:
                 server.stop()
@@ -90,16 +104,21 @@ def _announce(server: EmbeddedServer) -> None:
 def _children(settings: Settings, workers: int) -> list[Child]:
     me = [sys.executable, "-m", "cairn.api.cli"]
     api = [*me, "api", "--host", settings.host, "--port", str(settings.port)]
-    children = [Child("api", api), Child("projector", [*me, "projector"]),
-                Child("scheduler", [*me, "scheduler"])]  # fmt: skip
+    children = [Child("api", api, "api"), Child("projector", [*me, "projector"], "projector"),
+                Child("scheduler", [*me, "scheduler"], "scheduler")]  # fmt: skip
     children += [
-        Child(f"worker-{i + 1}", [*me, "worker", "--id", f"local-{i + 1}"]) for i in range(workers)
+        Child(f"worker-{i + 1}", [*me, "worker", "--id", f"local-{i + 1}"], "worker")
+        for i in range(workers)
     ]
     return children
 
 
 def _supervise(children: list[Child], env: dict[str, str], settings: Settings,
-               when_up: Callable[[], None] | None = None) -> int:  # fmt: skip
+               when_up: Callable[[], None] | None = None,
+               users: dict[str, str] | None = None) -> int:  # fmt: skip
+    for child in children:
+        if users and child.kind in users:
+            child.env = {**env, "CAIRN_REDIS_URL": users[child.kind]}
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -110,7 +129,7 @@ def _supervise(children: list[Child], env: dict[str, str], settings: Settings,
     signal.signal(signal.SIGTERM, stop)
     try:
         for child in children:
-            _spawn(child, env)
+            _spawn(child, child.env or env)
         if not _wait_healthy(children[0], settings, lambda: stopping):
             return 0  # stopped while starting
         url = api_url(settings.host, settings.port)
@@ -120,7 +139,7 @@ def _supervise(children: list[Child], env: dict[str, str], settings: Settings,
         while not stopping:
             for child in children:
                 if child.process is not None and child.process.poll() is not None and not stopping:
-                    _restart(child, env)
+                    _restart(child, child.env or env)
             time.sleep(0.2)
         return 0
     finally:
@@ -217,3 +236,28 @@ async def _ensure_admin_token(store: StoreTarget, settings: Settings) -> str | N
         return token
     finally:
         await client.aclose()
+
+
+async def prepare_store(server: EmbeddedServer, prefix: str) -> dict[str, str]:
+    """As the embedded server's admin: Cairn's functions loaded, and a user per process kind
+    (made again at each start, so a newer Cairn's rules apply); each kind's store URL."""
+    passwords = passwords_in(server.data_dir / "acl")
+    client = connect(server.url)
+    try:
+        await load_all(client, LIBRARIES)
+        for kind in KINDS:
+            await client.execute_command(  # type: ignore[no-untyped-call]
+                "ACL", "SETUSER", user_name(kind, prefix),
+                *setuser_args(kind, prefix, passwords[kind]),
+            )
+    finally:
+        await client.aclose()
+    return {kind: redis_url(kind, prefix, passwords[kind], server.address) for kind in KINDS}
+
+
+def _check_sandbox(settings: Settings) -> None:
+    """Said before the worker says it in its log: agent jobs need bubblewrap."""
+    if settings.execution.sandbox.mode != "off" and shutil.which("bwrap") is None:
+        print("cairn: bubblewrap is not installed, so the worker takes no agent jobs (they run "
+              "in its sandbox): install it (Debian/Ubuntu: sudo apt-get install bubblewrap), "
+              "or set CAIRN_SANDBOX=off to run agents unsandboxed", flush=True)  # fmt: skip

@@ -147,6 +147,9 @@ class JobStepStarted(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
     # and the agent: its CLI, version and the sign-in it used (`api key`, `login`, `gateway`).
     env: list[str] = []
     agent: dict[str, Any] | None = None
+    # Where it ran: {"kind": "bubblewrap", "network", "user", "limits"}, or {"kind": "none",
+    # "reason"} on a worker whose operator switched the sandbox off (CAIRN_SANDBOX=off).
+    sandbox: dict[str, Any] | None = None
 
 
 class JobStepFinished(JobEvent, frozen=True, kw_only=True, omit_defaults=True):

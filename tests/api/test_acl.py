@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +22,9 @@ from cairn.api.auth import create_token
 from cairn.api.cli.acl import KINDS, passwords_in, redis_url, user_name
 from cairn.commands.settings import Settings
 from cairn.domain.errors import InfrastructureError
+from cairn.projections.projector import LIBRARIES
 from cairn.streams.connection import connect
+from cairn.streams.functions import ARCHIVE, STREAMS, load_all
 from cairn.streams.keys import Keys
 from cairn.streams.server import EmbeddedServer, start_plain_server
 
@@ -29,9 +32,9 @@ PREFIX = "acl"
 NOPERM = r"(?i)no permissions"  # the server's words for an ACL refusal
 
 
-def run_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(url: str, *args: str, **more: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
-    env.update(CAIRN_REDIS_URL=url, CAIRN_PREFIX=PREFIX, CAIRN_PARTITIONS="4")
+    env.update(CAIRN_REDIS_URL=url, CAIRN_PREFIX=PREFIX, CAIRN_PARTITIONS="4", **more)
     return subprocess.run([sys.executable, "-m", "cairn.api.cli", *args], env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
 
@@ -86,8 +89,10 @@ async def test_every_process_works_as_its_own_user(
         app = create_app(settings, client)
         headers = {"Authorization": f"Bearer {token}"}
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://cairn",
-                                     headers=headers) as http:  # fmt: skip
+        # The API's start loads Cairn's functions, which the others may only call.
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=transport, base_url="http://cairn", headers=headers
+        ) as http:
             ids = []
             for i in range(12):
                 r = await http.post("/api/queue/jobs", json={"type": "noop", "payload": {},
@@ -120,6 +125,12 @@ async def test_every_process_works_as_its_own_user(
     rebuilt = run_cli(urls["projector"], "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "ops" in run_cli(urls["api"], "token", "list").stdout
+    # Archiving has a user of its own: the only one besides the API that may delete log entries.
+    archived = run_cli(urls["archiver"], "archive", "--older-than", "0s",
+                       CAIRN_DATA_DIR=str(tmp_path / "data"))  # fmt: skip
+    assert archived.returncode == 0 and "archived 12 aggregates" in archived.stdout, archived
+    after = run_cli(urls["auditor"], "tail", "--json", CAIRN_DATA_DIR=str(tmp_path / "data"))
+    assert after.stdout.count('"job.succeeded"') == 12  # read from the archive now
 
 
 async def test_the_server_refuses_what_a_user_may_not_do(
@@ -131,6 +142,7 @@ async def test_the_server_refuses_what_a_user_may_not_do(
     auditor = connect(urls["auditor"])
     worker = connect(urls["worker"])
     try:
+        await load_all(api, LIBRARIES)  # as the API's start does
         await api.xadd(keys.log(0), {"type": "x"})
         assert len(await auditor.xrange(keys.log(0)) or []) == 1  # the auditor reads the log
         with pytest.raises(InfrastructureError, match=NOPERM):
@@ -143,9 +155,10 @@ async def test_the_server_refuses_what_a_user_may_not_do(
             await worker.hgetall(keys.tokens())  # a worker cannot read or mint tokens
         with pytest.raises(InfrastructureError, match=NOPERM):
             await worker.flushall()
+        await stolen_worker_credentials_cannot_erase_the_log(api, worker, keys)
         with pytest.raises(InfrastructureError, match=r"WRONGPASS|NOAUTH|invalid"):
             await connect(urls["api"].replace(f"{PREFIX}-api:", "default:")).ping()
-        assert len(await api.xrange(keys.log(0)) or []) == 1
+        assert len(await api.xrange(keys.log(0)) or []) == 2  # the one above, and the helper's
     finally:
         for c in (api, auditor, worker):
             await c.aclose()
@@ -162,3 +175,32 @@ def test_compose_runs_each_process_as_its_own_user() -> None:
         assert services[kind]["volumes"] == ["cairn-data:/data"], kind
         url = services[kind]["environment"]["CAIRN_REDIS_URL"]
         assert url.startswith(f"redis://{user_name(kind, 'cairn')}:${{CAIRN_{kind.upper()}_")
+
+
+async def stolen_worker_credentials_cannot_erase_the_log(api: Any, worker: Any, keys: Keys
+                                                        ) -> None:  # fmt: skip
+    """What an agent that got the worker's password could try on a partition log and an
+    aggregate's list: every erasing command, a script, a function of its own, a type change,
+    Cairn's own archiving function (whose DEL and XDEL are checked against the caller: refused).
+    (It can append: XADD, whose MAXLEN option ACLs cannot refuse; decision 0007.)"""
+    log, stream = keys.log(0), keys.stream("job-00-0123456789abcdef")
+    entry = await api.xadd(log, {"type": "job.created"})
+    await api.rpush(stream, entry)
+    length = await api.xlen(log)
+    attempts = [
+        ("DEL", log), ("UNLINK", log), ("XTRIM", log, "MAXLEN", "0"), ("XDEL", log, "0-1"),
+        ("SET", log, "x"), ("EXPIRE", log, "1"), ("RENAME", log, "elsewhere"),
+        ("DEL", stream), ("LTRIM", stream, "0", "0"), ("LPOP", stream),
+        ("XGROUP", "DESTROY", log, "board:g1"), ("XGROUP", "SETID", log, "board:g1", "$"),
+        ("EVAL", "return redis.call('DEL', KEYS[1])", "1", log),
+        ("EVAL", "return 1", "0"), ("SCRIPT", "LOAD", "return 1"),
+        ("FUNCTION", "LOAD", "#!lua name=evil\nredis.register_function('evil', "
+         "function(k) return redis.call('DEL', k[1]) end)"),
+        ("FUNCTION", "FLUSH"), ("FUNCTION", "DELETE", STREAMS.name),
+        ("FCALL", ARCHIVE.name, "2", log, stream, "-", "1", "1", entry),
+        ("CONFIG", "SET", "appendonly", "no"), ("ACL", "SETUSER", "evil", "on", "+@all"),
+    ]
+    for command in attempts:
+        with pytest.raises(InfrastructureError, match=NOPERM):
+            await worker.execute_command(*command)
+    assert await api.xlen(log) == length and await api.lrange(stream, 0, -1) == [entry]
