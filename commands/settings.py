@@ -31,6 +31,9 @@ class SandboxSettings:
     network: str = "on"  # or "none": no network at all in the step
     user: str = "nobody"  # who a root worker's steps run as
     hide: tuple[str, ...] = ()  # more folders a step sees empty
+    # Folders every step may read and write (a package cache, say): shared by all jobs, so
+    # the operator's choice; never one that holds the data dir or the worker's home.
+    shared: tuple[str, ...] = ()
     memory_max: int = 8 * GiB  # the step's processes' resident memory, together
     processes_max: int = 1024  # processes and threads
     open_files_max: int = 8192
@@ -217,11 +220,22 @@ def _sandbox(env: Mapping[str, str], errors: list[dict[str, str]]) -> SandboxSet
         return int(raw)
 
     mode = choice("CAIRN_SANDBOX", "bubblewrap", ("bubblewrap", "off"))
+    shared = tuple(p for p in (env.get("CAIRN_SANDBOX_SHARED") or "").split(os.pathsep) if p)
+    guarded = [Path(env.get("CAIRN_DATA_DIR") or ".cairn").resolve(), Path.home().resolve()]
+    for folder in shared:
+        path = Path(folder)
+        if not path.is_absolute():
+            errors.append({"path": "CAIRN_SANDBOX_SHARED", "reason": f"{folder!r} is not an "
+                           "absolute path"})  # fmt: skip
+        elif any(g == path.resolve() or path.resolve() in g.parents for g in guarded):
+            errors.append({"path": "CAIRN_SANDBOX_SHARED", "reason": f"{folder} holds the data "
+                           "dir or the worker's home: every step would see them"})  # fmt: skip
     return SandboxSettings(
         mode=mode,
         network=choice("CAIRN_SANDBOX_NETWORK", "on", ("on", "none")),
         user=(env.get("CAIRN_SANDBOX_USER") or defaults.user).strip(),
         hide=tuple(p for p in (env.get("CAIRN_SANDBOX_HIDE") or "").split(os.pathsep) if p),
+        shared=shared,
         memory_max=size("CAIRN_STEP_MEMORY_MAX", defaults.memory_max),
         processes_max=count("CAIRN_STEP_PROCESSES_MAX", defaults.processes_max),
         open_files_max=count("CAIRN_STEP_OPEN_FILES_MAX", defaults.open_files_max),

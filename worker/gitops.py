@@ -2,7 +2,8 @@
 
 Every git gets the environment it is given (a minimal one, never the worker's) plus FIXED_ENV:
 no system or global config, no terminal prompt, and no repository hooks or fsmonitor, since
-the agent that ran in the checkout could have written them and git must not run its code.
+the agent that ran in the checkout could have written them and git must not run its code (so
+the checkout may be the sandbox user's: safe.directory).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ _OVERRIDES = {
     "gc.autoDetach": "false",  # gc after a fetch runs under the mirror's lock, not after it
     "maintenance.autoDetach": "false",
     "advice.detachedHead": "false",
+    # A sandboxed step runs as another user than a root worker (worker/sandbox.py): the
+    # checkout is that user's, and git would refuse it as of "dubious ownership".
+    "safe.directory": "*",
 }
 FIXED_ENV: dict[str, str] = {
     "GIT_CONFIG_NOSYSTEM": "1",

@@ -9,6 +9,8 @@ CAIRN_SANDBOX_NETWORK=none). What the step sees:
   memory (CAIRN_STEP_TMP_MAX, default 256 MiB);
 - read-only, back where they were: the skills it was given, the CLIs the worker found (their
   package folders) and the PATH folders that a hidden folder holds;
+- read-write, shared by every step: CAIRN_SANDBOX_SHARED (a package cache, say: the operator's
+  choice; never a folder that holds the data dir or the worker's home);
 - its own /proc (its own processes only) and a minimal /dev; stdin, stdout and stderr and no
   other descriptor; the environment the worker built for it, never the worker's.
 
@@ -174,7 +176,8 @@ class Sandbox:
             args += ["--perms", "01777" if path == TMP else "0755", "--size", str(size),
                      "--tmpfs", str(path)]  # fmt: skip
         readable = sorted({p for p in _existing(read_only) if _under(p, hidden)}, key=_depth)
-        writable = [workspace.repo, workspace.home]
+        shared = sorted(_existing(Path(p) for p in self.settings.shared), key=_depth)
+        writable = [*shared, workspace.repo, workspace.home]
         skills = _skill_targets(workspace)
         made: set[Path] = set()
         for path, how in [*((p, "--ro-bind") for p in readable),

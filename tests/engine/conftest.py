@@ -51,7 +51,12 @@ class Engine:
         self.server, self.settings, self.tmp = server, settings, tmp
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         bin_dir = tmp / "bin"
-        self.cli_log = tmp / "cli.log"
+        # What a stand-in CLI and the test share: a step sees nothing else of the test's
+        # folders (worker/sandbox.py), so the engine's workers share this one with every step.
+        self.shared = tmp / "shared"
+        self.shared.mkdir(mode=0o777, exist_ok=True)
+        self.shared.chmod(0o777)  # a root worker's steps run as nobody
+        self.cli_log = self.shared / "cli.log"
         write_fake_clis(bin_dir, self.cli_log)
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")},
@@ -64,6 +69,7 @@ class Engine:
             "CAIRN_RETRY_CAP_S": "1",
             "CAIRN_LEASE_S": "2",
             "CAIRN_ALLOW_LOCAL_REPOSITORIES": "true",
+            "CAIRN_SANDBOX_SHARED": str(self.shared),
         }
 
     def start(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:

@@ -66,7 +66,7 @@ def job_payload(remote: Seeded, *, mode: str = "branch", steps: int = 0,
 def git_engine(engine: Engine, tmp_path: Path) -> Engine:
     """The engine with an editing fake claude, a fake gh, and local repositories allowed."""
     claude = engine.tmp / "bin" / "claude"
-    claude.write_text(editing_claude(tmp_path))
+    claude.write_text(editing_claude(engine.shared))
     gh_calls = tmp_path / "gh-calls.jsonl"
     (engine.tmp / "bin" / "gh").write_text(FAKE_GH.format(
         python=sys.executable, record=str(gh_calls), control=str(tmp_path / "gh-control.json"),
@@ -186,7 +186,7 @@ async def test_step_two_of_three_fails_so_step_three_never_runs_and_it_is_retrie
     git_engine: Engine, store: EventStore, settings: Settings, keys: Keys, remote: Seeded,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    (git_engine.tmp / "bin" / "claude").write_text(editing_claude(tmp_path, fail_step_2=True))
+    (git_engine.tmp / "bin" / "claude").write_text(editing_claude(git_engine.shared, fail_step_2=True))
     git_engine.worker("w", "claude,git,gh")
     job_id = await submit(store, settings, "task", job_payload(remote, steps=3), max_attempts=2)
     job = await finished(store, job_id, timeout=90)
@@ -235,7 +235,7 @@ async def test_pause_holds_between_steps_and_a_message_reaches_the_next_prompt(
     git_engine: Engine, store: EventStore, settings: Settings, keys: Keys, remote: Seeded,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    (tmp_path / "hold").touch()
+    (git_engine.shared / "hold").touch()
     git_engine.worker("w", "claude,git,gh")
     job_id = await submit(store, settings, "task", job_payload(remote, steps=2))
 
@@ -246,13 +246,13 @@ async def test_pause_holds_between_steps_and_a_message_reaches_the_next_prompt(
     await wait_for(lambda: step(1), timeout=60, what="step 1 started")
     await pause_job(store, job_id, actor="test", reason="look first")
     await add_operator_message(store, job_id, "Mind the tabs, please", actor="test")
-    (tmp_path / "hold").unlink()  # step 1 ends; step 2 must wait for the resume
+    (git_engine.shared / "hold").unlink()  # step 1 ends; step 2 must wait for the resume
     await asyncio.sleep(3)
     assert not await step(2)
     await resume_job(store, job_id, actor="test")
     job = await finished(store, job_id)
     assert job.status == "succeeded", job.outcome
-    prompts = (tmp_path / "prompts.txt").read_text().split("=====\n")
+    prompts = (git_engine.shared / "prompts.txt").read_text().split("=====\n")
     assert "Mind the tabs, please" not in prompts[0] and "Mind the tabs, please" in prompts[1]
 
 
@@ -286,7 +286,7 @@ async def test_a_worker_killed_mid_step_leaves_one_branch_with_one_commit(
     git_engine: Engine, store: EventStore, settings: Settings, keys: Keys, remote: Seeded,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    (tmp_path / "hold").touch()
+    (git_engine.shared / "hold").touch()
     doomed = git_engine.worker("doomed", "claude,git,gh", lease=2)
     job_id = await submit(store, settings, "task", job_payload(remote))
 
@@ -297,7 +297,7 @@ async def test_a_worker_killed_mid_step_leaves_one_branch_with_one_commit(
     await wait_for(step_running, timeout=60, what="the step running")
     doomed.kill()
     doomed.wait()
-    (tmp_path / "hold").unlink()
+    (git_engine.shared / "hold").unlink()
     git_engine.worker("rescuer", "claude,git,gh", lease=2)
     job = await finished(store, job_id, timeout=90)
     assert job.status == "succeeded" and job.attempt == 2, job.outcome
