@@ -18,3 +18,8 @@ RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
 # The CLIs at the versions Cairn pins, outside the data volume (which would hide them).
 RUN CAIRN_DATA_DIR=/opt/cairn cairn agents install all
 ENV PATH=/opt/cairn/agents/node_modules/.bin:$PATH
+# Not root: each agent step runs in bubblewrap (worker/sandbox.py) as this user, in user
+# namespaces of its own (compose.yaml lets the container make them). /data is its, so the named
+# volume starts out its too.
+RUN useradd --create-home --uid 1000 cairn && mkdir -p /data && chown cairn:cairn /data
+USER cairn

@@ -218,6 +218,11 @@ def _run_detail() -> dict[str, JsonSchema]:
         error=NULLABLE_OBJECT, env=STRINGS, message=NULLABLE_STRING,
         agent={"anyOf": [{"type": "null"}, _object(
             {"cli": STRING}, version=NULLABLE_STRING, signin=STRING)]},
+        sandbox={"anyOf": [{"type": "null"}, _object(
+            {"kind": STRING}, network=NULLABLE_STRING, user=NULLABLE_STRING,
+            reason=NULLABLE_STRING, limits=_object({}, memoryBytes=NULLABLE_INTEGER,
+            processes=NULLABLE_INTEGER, openFiles=NULLABLE_INTEGER, diskBytes=NULLABLE_INTEGER),
+        )]},
     )  # fmt: skip
     return {
         "usage": {"anyOf": [{"type": "null"}, USAGE]},

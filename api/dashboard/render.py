@@ -401,7 +401,19 @@ def usage_text(usage: dict[str, Any] | None) -> str:
     return " · ".join(parts)
 
 
+def filesize(n: int | None) -> str:
+    """Bytes as a person reads them: `10 GiB`, `512 MiB`."""
+    if n is None:
+        return "?"
+    size, unit = float(n), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    return f"{size:g} {unit}" if size == int(size) else f"{size:.1f} {unit}"
+
+
 templates.env.filters.update(
     ago=ago, iso=iso, short_id=short_id, pretty_json=pretty_json, duration=duration,
-    usage=usage_text,
+    usage=usage_text, filesize=filesize,
 )

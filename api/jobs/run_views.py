@@ -41,7 +41,21 @@ def step_view(step: dict[str, Any]) -> dict[str, Any]:
         "env": step.get("env", []),
         "message": step.get("message"),
         "agent": step.get("agent"),
+        "sandbox": _sandbox_view(step.get("sandbox")),
     }
+
+
+def _sandbox_view(sandbox: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Where the step ran: bubblewrap with its network and limits, or "none" and why."""
+    if sandbox is None:
+        return None
+    limits = sandbox.get("limits") or {}
+    return {
+        "kind": sandbox.get("kind"), "network": sandbox.get("network"),
+        "user": sandbox.get("user"), "reason": sandbox.get("reason"),
+        "limits": {"memoryBytes": limits.get("memory_bytes"), "processes": limits.get("processes"),
+                   "openFiles": limits.get("open_files"), "diskBytes": limits.get("disk_bytes")},
+    }  # fmt: skip
 
 
 def publish_view(publish: dict[str, Any]) -> dict[str, Any]:

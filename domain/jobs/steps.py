@@ -21,6 +21,8 @@ def step_started(steps: list[Step], e: JobStepStarted, ts: str) -> list[Step]:
         opened["env"] = e.env
     if e.agent is not None:
         opened["agent"] = e.agent
+    if e.sandbox is not None:
+        opened["sandbox"] = e.sandbox
     return [*steps, opened]
 
 

@@ -82,6 +82,8 @@ async def test_each_real_cli_writes_the_file_commits_and_pushes_it_and_reports_i
     assert set(started["env"]) >= {"ANTHROPIC_BASE_URL", "OPENAI_BASE_URL",
                                    "GOOGLE_GEMINI_BASE_URL"} & set(started["env"])
     assert "test-key" not in json.dumps(started)
+    # It ran in the agent sandbox (and codex's own, nested in it: CAIRN_CODEX_SANDBOX).
+    assert started["sandbox"]["kind"] == "bubblewrap", started
 
 
 async def test_a_login_file_alone_signs_claude_in(

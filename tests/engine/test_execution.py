@@ -186,7 +186,8 @@ async def test_step_two_of_three_fails_so_step_three_never_runs_and_it_is_retrie
     git_engine: Engine, store: EventStore, settings: Settings, keys: Keys, remote: Seeded,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    (git_engine.tmp / "bin" / "claude").write_text(editing_claude(git_engine.shared, fail_step_2=True))
+    failing = editing_claude(git_engine.shared, fail_step_2=True)
+    (git_engine.tmp / "bin" / "claude").write_text(failing)
     git_engine.worker("w", "claude,git,gh")
     job_id = await submit(store, settings, "task", job_payload(remote, steps=3), max_attempts=2)
     job = await finished(store, job_id, timeout=90)

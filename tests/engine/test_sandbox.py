@@ -26,8 +26,6 @@ from tests.engine.conftest import Engine, log_events, submit, wait_for
 from tests.engine.test_execution import finished
 from tests.worker.conftest import Seeded
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
-
 
 def shell(remote: Seeded, command: str) -> dict[str, object]:
     return {"repository": str(remote.bare), "targetRuntime": "shell",
@@ -129,16 +127,16 @@ async def test_a_hostile_step_gets_nothing_and_the_worker_runs_on(
 
     bomb = await finished(store, await submit(store, settings, "task", shell(
         remote, "bomb() { bomb | bomb & }; bomb; sleep 60")), timeout=90)  # fmt: skip
-    assert bomb.status == "failed", bomb.outcome
-    assert bomb.outcome["error"]["code"] == "process_limit", bomb.outcome
-    assert "CAIRN_STEP_PROCESSES_MAX" in bomb.outcome["error"]["message"]
+    error = (bomb.outcome or {}).get("error") or {}
+    assert bomb.status == "failed" and error.get("code") == "process_limit", bomb.outcome
+    assert "CAIRN_STEP_PROCESSES_MAX" in error["message"]
     assert worker.poll() is None
 
     filler = await finished(store, await submit(store, settings, "task", shell(
         remote, "head -c 100000000 /dev/zero > big.bin; sleep 30")), timeout=90)  # fmt: skip
-    assert filler.status == "failed" and filler.outcome["error"]["code"] == "disk_limit", \
-        filler.outcome  # fmt: skip
-    assert "CAIRN_STEP_DISK_MAX" in filler.outcome["error"]["message"]
+    error = (filler.outcome or {}).get("error") or {}
+    assert filler.status == "failed" and error.get("code") == "disk_limit", filler.outcome
+    assert "CAIRN_STEP_DISK_MAX" in error["message"]
 
     victim_job = await finished(store, victim, timeout=60)
     assert victim_job.status == "succeeded", victim_job.outcome

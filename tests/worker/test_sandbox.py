@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +18,6 @@ from cairn.worker.process import Limits, ProcessResult, minimal_env, run_process
 from cairn.worker.sandbox import Guard, Sandbox, descendants, hidden_paths, prepare_sandbox
 from cairn.worker.workspace import Workspace, make_workspace
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 ROOMY = Limits(step_s=60, idle_s=60, deadline=None)
 MiB = 1024 * 1024
 

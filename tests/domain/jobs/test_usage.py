@@ -95,3 +95,13 @@ def test_a_step_keeps_the_environment_names_and_the_agent_it_ran_with() -> None:
     job = apply(job, [started])
     assert job.steps[0]["env"] == ["ANTHROPIC_BASE_URL"]
     assert job.steps[0]["agent"]["version"] == "2.1.197"
+
+
+def test_a_step_keeps_the_sandbox_it_ran_in() -> None:
+    sandbox = {"kind": "bubblewrap", "network": "on", "user": "nobody",
+               "limits": {"memory_bytes": 1, "processes": 2, "open_files": 3, "disk_bytes": 4}}
+    job = apply(claimed(queued()), [JobStepStarted(epoch=1, index=1, step_id="s1",
+                                                   sandbox=sandbox)])  # fmt: skip
+    assert job.steps[0]["sandbox"] == sandbox
+    bare = apply(claimed(queued()), [JobStepStarted(epoch=1, index=1, step_id="s1")])
+    assert "sandbox" not in bare.steps[0]  # an older worker's step says nothing of one
