@@ -126,6 +126,24 @@ def test_up_serves_and_keeps_data_across_restart(tmp_path: Path) -> None:
         assert xrange.returncode == 0 and "survive" in xrange.stdout, xrange.stderr
         first_port = server_port(log.read_text())
         assert answer_without_password(first_port).startswith(b"-NOAUTH")
+        # Each process connects as its own store user, and the worker's cannot erase the log.
+        users = cairn(tmp_path, "redis-cli", "ACL", "USERS").stdout.split()
+        assert {f"cairn-{k}" for k in ("api", "projector", "scheduler", "worker")} <= set(users)
+        urls = {}
+        for pid in descendants(process.pid):
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            if b"cairn.api.cli" in argv and len(argv) > 3:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    found = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+                urls[argv[3].decode()] = found[b"CAIRN_REDIS_URL"].decode()
+        assert urls["worker"].startswith("redis://cairn-worker:"), urls
+        assert urls["projector"].startswith("redis://cairn-projector:"), urls
+        worker_pw = (data / "acl" / "worker.password").read_text().strip()
+        erase = cairn(tmp_path, "redis-cli", "--user", "cairn-worker", "--pass", worker_pw,
+                      "DEL", partition_log)  # fmt: skip
+        assert "NOPERM" in erase.stdout + erase.stderr, (erase.stdout, erase.stderr)
+        assert stat.S_IMODE((data / "acl").stat().st_mode) == 0o700
     finally:
         stop(process)
     password_file = data / "server.password"
@@ -227,3 +245,17 @@ def test_up_refuses_a_weak_admin_token(tmp_path: Path) -> None:
     assert code == 2, out
     assert "CAIRN_ADMIN_TOKEN" in out and "secrets.token_urlsafe" in out, out
     assert "embedded server" not in out and "Traceback" not in out
+
+
+def test_up_says_when_bubblewrap_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cairn.api.cli.up import _check_sandbox
+    from cairn.commands.settings import Settings
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap here
+    _check_sandbox(Settings.from_env({}))
+    said = capsys.readouterr().out
+    assert "bubblewrap is not installed" in said and "apt-get install bubblewrap" in said
+    _check_sandbox(Settings.from_env({"CAIRN_SANDBOX": "off"}))
+    assert capsys.readouterr().out == ""  # switched off on purpose: nothing to say

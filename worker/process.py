@@ -1,6 +1,8 @@
 """Running one CLI: an allowlisted environment, its own process group, output to a callback as
-it comes, step/idle/job limits and cancel (SIGTERM to the group, SIGKILL after the grace). A
-process that leaves the group (`setsid`, a daemon's double fork) is out of reach (no cgroups)."""
+it comes, step/idle/job limits and cancel (SIGTERM to the group, SIGKILL after the grace). An
+agent step runs in the sandbox (worker/sandbox.py), whose PID namespace ends with it, so nothing
+it starts outlives it; outside it, a process that leaves the group (`setsid`, a daemon's double
+fork) is out of reach (no cgroups)."""
 
 from __future__ import annotations
 
