@@ -38,7 +38,9 @@ TOKEN = "schema-check-" + "0123456789abcdef" * 2
 # a job's payload (a task needs instructions or a skill, a repository of one of three forms,
 # ...), a quick run's repository, and a run of a task whose spec is not a valid payload; so
 # does a schedule's job (and its cron's calendar: no 31 February); a template's inputs are
-# its own (expand refuses one it does not declare), and a template's rules cross its fields
+# its own (expand refuses one it does not declare), a project's repository is one of three forms
+# and its default branch must be a name git accepts (the schema says the enums and patterns of the
+# other settings, which the check holds), and a template's rules cross its fields
 # (names declared once, every placeholder declared); a PRD import's plan crosses its tasks
 # (keys unique, each dependency a key of the plan, no cycle) and takes source or plan, not
 # both. Those operations are not held to accepting every schema-valid request; all other
@@ -54,7 +56,8 @@ negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "405", 
 
 [[operations]]
 include-operation-id = ["post_job", "put_job", "post_quick_run", "post_run", "post_schedule",
-                        "post_template", "post_template_expand", "post_preview", "post_commit"]
+                        "post_template", "post_template_expand", "post_preview", "post_commit",
+                        "post_project", "patch_project"]
 checks.positive_data_acceptance.enabled = false
 
 # A PRD's source may be 200,000 characters: Hypothesis builds no string past 8,192, so the

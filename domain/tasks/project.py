@@ -6,7 +6,7 @@ project was before it had settings, keeps working: its settings are empty until 
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -40,6 +40,12 @@ class ProjectSettings(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
 SETTINGS = tuple(ProjectSettings.__struct_fields__)
 
 
+def _schema(**constraints: Any) -> Any:
+    """A field's rule as the API's schema says it (the validators below enforce it, with their
+    own words): an enum or a pattern on the string, null still clearing the setting."""
+    return Field(json_schema_extra=constraints)
+
+
 class SettingsInput(BaseModel):
     """What a person may send as a project's settings; a field sent as null clears it."""
 
@@ -47,11 +53,11 @@ class SettingsInput(BaseModel):
 
     repository: str | None = Field(default=None, max_length=2000)
     default_branch: str | None = Field(default=None, max_length=255)
-    runtime: str | None = None
-    model: str | None = Field(default=None, max_length=200)
-    effort: str | None = Field(default=None, max_length=32)
-    publish_mode: str | None = None
-    pipeline_template: str | None = Field(default=None, max_length=100)
+    runtime: Annotated[str, _schema(enum=list(RUNTIMES))] | None = None
+    model: Annotated[str, _schema(pattern=f"^{_MODEL.pattern}$")] | None = None
+    effort: Annotated[str, _schema(pattern=f"^{_EFFORT.pattern}$")] | None = None
+    publish_mode: Annotated[str, _schema(enum=list(PUBLISH_MODES))] | None = None
+    pipeline_template: Annotated[str, _schema(pattern=f"^{_SLUG.pattern}$")] | None = None
     concurrency: int | None = Field(default=None, ge=0, le=MAX_CONCURRENCY)
 
     @field_validator("repository")
