@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from cairn.domain.jobs.job import JobStatus
+from cairn.domain.jobs.transcript import KINDS as TRANSCRIPT_KINDS
 from cairn.domain.tasks.states import Status
 from cairn.domain.tasks.task import Task
 
@@ -35,6 +36,11 @@ NULLABLE_INTEGER: JsonSchema = {"type": ["integer", "null"]}
 NULLABLE_OBJECT: JsonSchema = {"type": ["object", "null"]}
 STRINGS: JsonSchema = {"type": "array", "items": STRING}
 COUNTS: JsonSchema = {"type": "object", "additionalProperties": INTEGER}
+TRANSCRIPT_ENTRY: JsonSchema = {
+    "type": "object", "required": ["kind", "step", "seq"],
+    "properties": {"kind": {"type": "string", "enum": list(TRANSCRIPT_KINDS)}, "step": INTEGER,
+                   "seq": INTEGER},
+}  # fmt: skip
 # Tokens and cost: a step's, or a sum of steps (a job's, a runtime's, a project's).
 USAGE: JsonSchema = _object(
     {"tokens_in": INTEGER, "tokens_out": INTEGER},
@@ -193,6 +199,14 @@ def components() -> dict[str, JsonSchema]:
             ref=NULLABLE_STRING,
         ),
         "Artifacts": _object({"items": {"type": "array", "items": ref("Artifact")}}),
+        # Entries of domain/jobs/transcript.py: `kind` says which fields it has.
+        "Transcript": _object(
+            {
+                "items": {"type": "array", "items": TRANSCRIPT_ENTRY},
+                "next": NULLABLE_STRING,
+                "running": BOOLEAN,
+            }
+        ),
         "OperatorMessage": _object({"id": INTEGER, "text": STRING, "ts": STRING}),
         "Output": _object(
             {

@@ -78,6 +78,7 @@ class Diff:
     insertions: int
     deletions: int
     paths: list[str] = field(default_factory=list)
+    numstat: list[tuple[str, int | None, int | None]] = field(default_factory=list)  # per file
 
 
 def askpass_env(home: Path, token: str | None, *, username: str | None = None) -> dict[str, str]:
@@ -162,12 +163,15 @@ class Git:
         stat = await self.run("diff", *options, "--numstat", "-z", base, head, "--", cwd=repo)
         insertions = deletions = 0
         paths: list[str] = []
+        numstat: list[tuple[str, int | None, int | None]] = []
         for entry in filter(None, stat.stdout.split("\0")):
             added, removed, path = entry.split("\t", 2)
             insertions += int(added) if added.isdigit() else 0
             deletions += int(removed) if removed.isdigit() else 0
             paths.append(path)
-        return Diff(patch.stdout, len(paths), insertions, deletions, paths)
+            numstat.append((path, int(added) if added.isdigit() else None,
+                            int(removed) if removed.isdigit() else None))  # fmt: skip
+        return Diff(patch.stdout, len(paths), insertions, deletions, paths, numstat)
 
     async def commit_all(
         self, repo: Path, *, message: str, author_name: str, author_email: str

@@ -1,7 +1,8 @@
 """A step's output on its way out: redacted as it comes, written whole to the step's log file
 (cut with a marker past the artifact cap; its bytes as the CLI printed them), and sent live,
 batched and without terminal escapes, to the job's output stream. The live stream is for
-watching; the log file is the record."""
+watching; the log file is the record. With a transcript (worker/transcribe.py) the same text
+feeds its parser, and its entries ride in the same batches."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from cairn.streams.lifetime import wait_for_stop
 from cairn.streams.output import OutputChunk, OutputStream
 from cairn.worker.redaction import Redactor
 from cairn.worker.terminal import EscapeStripper
+from cairn.worker.transcribe import StepTranscript
 
 log = logging.getLogger("cairn.worker")
 BATCH_S = 0.3  # a batch goes out at least this often while output comes
@@ -26,8 +28,10 @@ class LiveOutput:
     """One step's output: `feed` it chunks as the process prints them, `close` it at the end."""
 
     def __init__(self, stream: OutputStream, job_id: str, step: int, log_path: Path,
-                 redactor: Redactor, max_bytes: int) -> None:  # fmt: skip
+                 redactor: Redactor, max_bytes: int,
+                 transcript: StepTranscript | None = None) -> None:  # fmt: skip
         self.stream, self.job_id, self.step = stream, job_id, step
+        self.transcript = transcript
         self.redact = redactor.stream()
         self.readable = EscapeStripper()
         self.max_bytes = max_bytes
@@ -47,6 +51,22 @@ class LiveOutput:
     async def feed(self, chunk: str) -> None:
         """Take a chunk of raw output (it is redacted here, before it goes anywhere)."""
         self._emit(self.redact.feed(chunk))
+
+    def settle(self) -> int:
+        """Between two runs of the CLI in one step (an operator's message resumed it): what the
+        first left held back goes out; the log's size now (where the next one's starts)."""
+        self._emit(self.redact.flush())
+        self._file.flush()
+        return self._written
+
+    def text_since(self, offset: int) -> str:
+        """The redacted log from `offset` (of `settle`); the tail when the log was cut."""
+        if self._cut:
+            return self.tail
+        self._file.flush()
+        with self.log_path.open("rb") as reader:
+            reader.seek(offset)
+            return reader.read().decode(errors="replace")
 
     @property
     def cut(self) -> bool:
@@ -77,6 +97,8 @@ class LiveOutput:
         if len(data) > room:
             self._cut = True
         shown = self.readable.feed(text) + (self.readable.flush() if final else "")
+        if self.transcript is not None and shown:
+            self.transcript.feed(shown)
         if not shown:
             return
         self.tail = (self.tail + shown)[-TAIL_CHARS:]
@@ -89,15 +111,17 @@ class LiveOutput:
         while True:
             await wait_for_stop(self._wake, BATCH_S)
             self._wake.clear()
-            if self._pending:
+            entries = self.transcript.take_unsent() if self.transcript is not None else []
+            if self._pending or entries:
                 batch, self._pending, self._pending_bytes = "".join(self._pending), [], 0
-                await self._send(batch)
+                await self._send(batch, entries)
             if self._closing and not self._pending:
                 return
 
-    async def _send(self, text: str) -> None:
+    async def _send(self, text: str, entries: list[OutputChunk]) -> None:
+        chunks = ([OutputChunk(text, step=self.step)] if text else []) + entries
         try:
-            await self.stream.append(self.job_id, [OutputChunk(text, step=self.step)])
+            await self.stream.append(self.job_id, chunks)
         except CairnError as e:
             # The live view misses this batch; the log file (the record) has it.
             log.warning("live output of %s not sent: %s", self.job_id, e.message)

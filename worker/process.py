@@ -44,6 +44,9 @@ class Limits:
     step_s: float
     idle_s: float  # no output for this long ends the process
     deadline: float | None  # a loop.time() by which the whole job must end
+    # An operator's pause, that neither the step's time nor its silence counts: the seconds
+    # held so far, and from when silence counts again (now while held; worker/steering.py).
+    held: Callable[[], tuple[float, float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -144,8 +147,10 @@ async def _watch(
     try:
         while True:
             now = loop.time()
-            ends = [("step_timeout", started + limits.step_s, limits.step_s),
-                    ("idle_timeout", output.last + limits.idle_s, limits.idle_s)]  # fmt: skip
+            held_s, quiet_from = limits.held() if limits.held is not None else (0.0, 0.0)
+            quiet_from = max(output.last, quiet_from)
+            ends = [("step_timeout", started + limits.step_s + held_s, limits.step_s),
+                    ("idle_timeout", quiet_from + limits.idle_s, limits.idle_s)]  # fmt: skip
             if limits.deadline is not None:
                 ends.append(("job_timeout", limits.deadline, limits.deadline - started))
             reason, at, limit = min(ends, key=lambda end: end[1])

@@ -51,6 +51,7 @@ class PublishContext:
     start_commit: str | None = None
     remote_url: str | None = None
     gh_timeout_s: float = 300.0
+    open_pr: str | None = None  # a pull request open from the working branch (a follow-up's)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,10 @@ async def publish(ctx: PublishContext) -> PublishResult:
     if ctx.mode == "branch":
         return PublishResult(Outcome.PUBLISHED_BRANCH, branch=head, commit=commit, detail=detail)
     assert base is not None
+    if ctx.open_pr is not None:
+        # A follow-up: its push is on the branch of the pull request the first run opened.
+        return PublishResult(Outcome.PUBLISHED_PR, branch=head, pr_url=ctx.open_pr,
+                             commit=commit, detail={**detail, "updated": True})  # fmt: skip
     return await _open_pr(ctx, base, head, commit, detail)
 
 

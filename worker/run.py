@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cairn.commands.jobs.held import Held
+from cairn.commands.jobs.job import load_job
 from cairn.commands.planning.import_plans import submit_plan_from_file
 from cairn.commands.planning.proposals import submit_proposals_from_file
 from cairn.domain.errors import CairnError, ValidationFailed
@@ -217,7 +218,7 @@ class JobRun(Attempt):
                                extra={"GH_TOKEN": self.publish_token or "",
                                       "GH_PROMPT_DISABLED": "1", "NO_COLOR": "1"}),
             redact=self.redactor.redact, start_commit=self.start_commit,
-            remote_url=self.remote_url,
+            remote_url=self.remote_url, open_pr=await self._open_pr(),
         )  # fmt: skip
         result = await publish(ctx)
         self.publish_outcome = result.outcome
@@ -247,6 +248,20 @@ class JobRun(Attempt):
         if not given and written.is_file():
             given = written.read_text(errors="replace")[:10_000].strip() or None
         return given or None
+
+    async def _open_pr(self) -> str | None:
+        """A follow-up's pull request: the one the job it follows opened (or updated) from the
+        branch this run works on; a push updates it, and no second one is opened."""
+        followed, working = self.job.follows, self.branches.working if self.branches else None
+        if followed is None:
+            return None
+        try:
+            earlier = await load_job(self.held.store, followed)
+        except CairnError:
+            return None
+        publish = earlier.publish or {}
+        same = publish.get("branch") == working and publish.get("outcome") == "PUBLISHED_PR"
+        return str(publish["pr_url"]) if same and publish.get("pr_url") else None
 
     async def _submitter(self) -> str:
         """Who submitted the job (the first event's actor), for the commit's trailer."""

@@ -10,26 +10,31 @@ import asyncio
 import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cairn.domain.errors import CairnError
-from cairn.domain.jobs.contract import resolve_runtime
+from cairn.domain.jobs.contract import ResolvedRuntime, resolve_runtime
 from cairn.domain.jobs.events import JobStepFinished, JobStepStarted
 from cairn.domain.jobs.publishing import Evidence, step_evidence
 from cairn.worker.agents.clis import CLIS
 from cairn.worker.agents.environment import prepare_home, step_env
 from cairn.worker.agents.failures import Failure, Watch, classify
-from cairn.worker.agents.invocation import build_invocation
+from cairn.worker.agents.invocation import Invocation, build_invocation
 from cairn.worker.agents.prompts import compose_prompt
 from cairn.worker.agents.replies import final_message
-from cairn.worker.agents.usage import codex_model, parse_usage
+from cairn.worker.agents.usage import codex_model, codex_thread_total, parse_usage
 from cairn.worker.attempt import Attempt
 from cairn.worker.failures import Cancelled, StageFailed
+from cairn.worker.followups import Continuation, continue_from, keep_session
 from cairn.worker.live import LiveOutput
 from cairn.worker.process import LaunchFailed, Limits, ProcessResult, run_process
 from cairn.worker.special import run_container_job, run_manifest_job
+from cairn.worker.steering import Hold, Turn, add_step_usage, steering_prompt
+from cairn.worker.transcribe import StepTranscript
 
 PAUSE_POLL_S = 0.5
+STEERED = "steered"  # should_stop's answer when an operator's message came for the agent
 BREACHES = ("memory_limit", "process_limit", "disk_limit")  # the sandbox's (worker/sandbox.py)
 LIMITS = {
     "step_timeout": "the step timeout (CAIRN_STEP_TIMEOUT_S)",
@@ -127,7 +132,8 @@ class Steps:
         assert run.workspace is not None and run.git is not None
         messages = await self._boundary(step)
         runtime = resolve_runtime(run.job.normalized, run.tools.defaults)
-        if runtime.mode == "shell":
+        mode = runtime.mode or ""
+        if mode == "shell":
             prompt = step.instructions or run.task.get("instructions") or ""
         else:
             prompt = compose_prompt(
@@ -137,30 +143,39 @@ class Steps:
                 skill=step.skill or (run.task.get("skill") or {}).get("id"),
                 operator_messages=messages,
             )  # fmt: skip
-        try:
-            invocation = build_invocation(runtime, prompt, run.execution)
-        except CairnError as e:
-            refused = {"code": e.code, "message": e.message, "step": step.step_id}
-            raise StageFailed("execute", refused, retryable=False) from e
-        mode = runtime.mode or ""
         prepare_home(mode, run.workspace.home, os.environ)
+        continuation = self._continuation(step, mode, prompt)
+        turn = Turn(prompt=continuation.prompt if continuation else prompt,
+                    resume=continuation.resume if continuation else None,
+                    before=continuation.before if continuation else None)  # fmt: skip
+        invocation = self._invocation(runtime, step, turn)
         env, passed = step_env(mode, run.workspace.home, os.environ, run.execution.agent_env)
         sandbox = run.tools.sandbox
-        sandbox.hand_over(run.workspace)
-        argv = sandbox.command(invocation.argv, run.workspace, read_only=run.tools.readable)
         guard = sandbox.guard(run.workspace)
         started = JobStepStarted(epoch=held.epoch, index=step.index, step_id=step.step_id,
                                  title=step.title, env=passed, agent=self._agent(mode),
                                  sandbox=sandbox.describe())  # fmt: skip
         await held.write(lambda job: [started])
-        log_path = run.workspace.artifacts / "logs" / "steps" / f"step-{step.index}.log"
+        artifacts = run.workspace.artifacts
+        transcript = StepTranscript(
+            mode, step.index, artifacts / "transcript" / f"step-{step.index}.jsonl",
+            command=prompt if mode == "shell" else "", root=str(run.workspace.repo),
+        )  # fmt: skip
+        if continuation is not None:
+            transcript.note("cairn", continuation.note)
+        transcript.prompt(run.redactor.redact(prompt))
+        log_path = artifacts / "logs" / "steps" / f"step-{step.index}.log"
         live = LiveOutput(run.tools.output, run.job.id, step.index, log_path, run.redactor,
-                          run.execution.artifact_max_bytes)  # fmt: skip
+                          run.execution.artifact_max_bytes, transcript)  # fmt: skip
         execution = run.execution
+        hold = Hold(guard)
         limits = Limits(step_s=execution.step_timeout_s, idle_s=execution.idle_timeout_s,
-                        deadline=run.started + execution.job_timeout_s)  # fmt: skip
+                        deadline=run.started + execution.job_timeout_s,
+                        held=hold.times)  # fmt: skip
         watch = Watch(mode)
         seen: list[Failure] = []  # a failure the output showed before the CLI gave up
+        heard = len(held.job.operator_messages)  # the messages this step's prompt has
+        usage: dict[str, Any] | None = None
 
         async def on_output(chunk: str) -> None:
             await live.feed(chunk)
@@ -168,33 +183,75 @@ class Steps:
                 seen.append(found)
 
         async def should_stop() -> bool | str | None:
-            return bool(seen) or guard.stopping() or await held.cancel_requested()
+            if seen or guard.stopping():
+                return True if seen else guard.stopping()
+            job = await held.refresh()
+            if job.status == "cancel_requested":
+                hold.release()
+                return True
+            hold.follow(job.paused)
+            steerable = mode in CLIS and transcript.session_id is not None
+            return STEERED if steerable and len(job.operator_messages) > heard else None
 
         launch_error: str | None = None
+        result: ProcessResult | None = None
         try:
-            if shutil.which(invocation.argv[0], path=env.get("PATH")) is None:
-                # In the sandbox bubblewrap starts whatever is asked: say it before, as a
-                # launch outside it would.
-                raise LaunchFailed(f"{invocation.argv[0]!r} is not on the step's PATH")
-            result: ProcessResult | None = await run_process(
-                argv, cwd=run.workspace.repo, env=env, on_output=on_output, limits=limits,
-                should_stop=should_stop, grace_s=run.tools.cancel_grace_s,
-                stdin=invocation.stdin, on_start=guard.started,
-            )  # fmt: skip
+            while True:
+                argv = sandbox.command(invocation.argv, run.workspace,
+                                       read_only=run.tools.readable)  # fmt: skip
+                sandbox.hand_over(run.workspace)
+                offset = live.settle()
+                if shutil.which(invocation.argv[0], path=env.get("PATH")) is None:
+                    # In the sandbox bubblewrap starts whatever is asked: say it before, as a
+                    # launch outside it would.
+                    raise LaunchFailed(f"{invocation.argv[0]!r} is not on the step's PATH")
+                result = await run_process(
+                    argv, cwd=run.workspace.repo, env=env, on_output=on_output, limits=limits,
+                    should_stop=should_stop, grace_s=run.tools.cancel_grace_s,
+                    stdin=invocation.stdin, on_start=guard.started,
+                )  # fmt: skip
+                hold.release()
+                live.settle()
+                text = live.text_since(offset)
+                turn_usage = parse_usage(mode, text, model=runtime.model or self._codex_model(mode),
+                                         prices=execution.prices, before=turn.before)  # fmt: skip
+                usage = add_step_usage(usage, turn_usage)
+                turn.before = codex_thread_total(text) or turn.before if mode == "codex" else None
+                if result.stopped != STEERED:
+                    break
+                # An operator spoke while the agent worked: its turn ends here, and the same
+                # session goes on with what they said.
+                job = held.job
+                said = [str(m.get("text", "")) for m in job.operator_messages[heard:]]
+                heard = len(job.operator_messages)
+                transcript.finish(None)
+                transcript.note("cairn", "Cairn stopped the agent's turn to pass on an "
+                                         "operator's message; the session goes on.")  # fmt: skip
+                for text_said in said:
+                    transcript.note("operator", run.redactor.redact(text_said))
+                turn = Turn(prompt=steering_prompt(said), resume=transcript.session_id,
+                            before=turn.before)  # fmt: skip
+                invocation = self._invocation(runtime, step, turn)
         except LaunchFailed as e:
             result, launch_error = None, self._missing_cli(mode, e.message)
             await live.feed(f"{launch_error}\n")
         finally:
+            hold.release()
             await guard.stop()
             await live.close()
+        transcript.finish(result.exit_status if result else None)
         await run.add_file(f"logs/steps/step-{step.index}.log", log_path)
         current = await run.git.snapshot(run.workspace.repo)
         diff = await run.git.diff(run.workspace.repo, previous, current)
-        patch_path = run.workspace.artifacts / "patches" / "steps" / f"step-{step.index}.patch"
+        redacted_patch = run.redactor.redact(diff.patch)
+        patch_path = artifacts / "patches" / "steps" / f"step-{step.index}.patch"
         patch_path.parent.mkdir(parents=True, exist_ok=True)
-        patch_path.write_text(run.redactor.redact(diff.patch))
+        patch_path.write_text(redacted_patch)
         await run.add_file(f"patches/steps/step-{step.index}.patch", patch_path)
-        # The CLI reports usage and its result at its end: from the tail when the log was cut.
+        transcript.end(redacted_patch, diff.numstat, usage)
+        await run.add_file(f"transcript/step-{step.index}.jsonl", transcript.path)
+        await transcript.send(run.tools.output, run.job.id)
+        # The CLI reports its result at its end: from the tail when the log was cut.
         text = live.tail if live.cut else log_path.read_text(errors="replace")
         failure = seen[0] if seen else None
         if failure is None and result is not None and result.stopped is None and mode in CLIS:
@@ -203,18 +260,28 @@ class Steps:
             # Past a sandbox limit: stopped by the guard, or cut by the kernel at it.
             failure = Failure(guard.breach.code, f"stopped: {guard.breach.message}",
                               retryable=False)  # fmt: skip
+        refused = transcript.refused_edits
+        if failure is None and refused and not diff.files and result is not None:
+            # The CLI kept the agent from writing (a read-only sandbox, a permission mode) and
+            # exited 0: nothing was done, which is no success.
+            failure = Failure("edits_refused", "the agent's edits were refused by its CLI ("
+                              f"{'; '.join(refused[:3])}) and nothing changed: give the step "
+                              "an edit mode", retryable=False)  # fmt: skip
         outcome, error = _outcome(result, step, len(self.plan), live.tail[-4000:], failure)
         if result is None:
             error = {"code": "cli_missing", "message": launch_error, "step": step.step_id}
         self._note_evidence(step, mode, prompt, result if failure is None else None)
-        usage = parse_usage(mode, text, model=runtime.model or self._codex_model(mode),
-                            prices=execution.prices)  # fmt: skip
+        if mode in CLIS:
+            keep_session(Path(run.tools.settings.data_dir), run.job.id, mode, run.workspace,
+                         turn.before if mode == "codex" else None)  # fmt: skip
         finished = JobStepFinished(
             epoch=held.epoch, index=step.index, step_id=step.step_id, outcome=outcome,
             exit_status=result.exit_status if result else None,
             duration_ms=int((result.duration_s if result else 0) * 1000), files=diff.files,
             insertions=diff.insertions, deletions=diff.deletions, usage=usage, error=error,
             message=final_message(mode, run.redactor.redact(text)),
+            session_id=transcript.session_id, refused_edits=refused[:20],
+            transcript_entries=len(transcript.entries),
         )  # fmt: skip
         await held.write(lambda job: [finished])
         if outcome == "cancelled":
@@ -224,6 +291,25 @@ class Steps:
             raise StageFailed("execute", error, retryable=retryable,
                               retry_after_s=failure.retry_after_s if failure else None)
         return current
+
+    def _invocation(self, runtime: ResolvedRuntime, step: PlannedStep, turn: Turn) -> Invocation:
+        try:
+            return build_invocation(runtime, turn.prompt, self.run.execution, resume=turn.resume)
+        except CairnError as e:
+            refused = {"code": e.code, "message": e.message, "step": step.step_id}
+            raise StageFailed("execute", refused, retryable=False) from e
+
+    def _continuation(self, step: PlannedStep, mode: str, prompt: str) -> Continuation | None:
+        """A follow-up's first step goes on from the job it follows."""
+        run = self.run
+        followed = run.job.follows
+        if followed is None or step.index != 1 or mode not in CLIS or run.workspace is None:
+            return None
+        return continue_from(
+            Path(run.tools.settings.data_dir), run.tools.artifacts, run.workspace,
+            followed=followed, session=run.job.resume_session, runtime=mode, prompt=prompt,
+            message=str(run.task.get("instructions") or ""),
+        )  # fmt: skip
 
     def _agent(self, mode: str) -> dict[str, Any] | None:
         """The agent as the step's event records it: CLI, version, how it signed in."""

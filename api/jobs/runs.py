@@ -40,6 +40,8 @@ from cairn.projections.jobs.queue import NAME as QUEUE
 from cairn.streams.artifacts import TEXT, FileArtifactStore, content_type_of
 from cairn.streams.output import OutputEntry, OutputStream
 
+TRANSCRIPT = "transcript"  # the output stream of transcript entries (api/jobs/transcripts.py)
+
 KEEP_ALIVE_S = 15.0
 FOLLOW_MS = 1_000  # how long one read of the output waits before the job's status is looked at
 ENTRY = r"^[0-9]{1,19}-[0-9]{1,19}$"  # an output entry id (19 digits always fit the server's)
@@ -82,19 +84,24 @@ def entry_view(entry: OutputEntry) -> dict[str, Any]:
 
 async def get_output(request: Request) -> Response:
     """The job's live output after an entry id; `next` is the id to read on from. A page ends
-    at `limit` entries or before it passes MAX_PAGE_BYTES (one entry at least)."""
+    at `limit` entries or before it passes MAX_PAGE_BYTES (one entry at least). The
+    transcript's entries, which share the stream, are read from /transcript instead."""
     job_id = path_id(request, "job")
     query = read_query(request, OutputQuery)
     await _job_or_404(request, job_id)
     entries = await output_of(request).read(job_id, query.after, query.limit)
     items: list[dict[str, Any]] = []
-    size = 0
+    size, last = 0, query.after
     for entry in entries:
+        if entry.stream == TRANSCRIPT:
+            last = entry.id
+            continue
         size += len(entry.text.encode())
         if items and size > MAX_PAGE_BYTES:
             break
         items.append(entry_view(entry))
-    return json_response({"items": items, "next": items[-1]["id"] if items else query.after})
+        last = entry.id
+    return json_response({"items": items, "next": last})
 
 
 async def stream_output(request: Request) -> Response:
@@ -113,7 +120,8 @@ async def stream_output(request: Request) -> Response:
             entries = await output.follow(job_id, after, block_ms=FOLLOW_MS)
             for entry in entries:
                 after = entry.id
-                yield _sse(entry)
+                if entry.stream != TRANSCRIPT:
+                    yield _sse(entry)
             if entries:
                 quiet_since = time.monotonic()
                 continue
@@ -123,7 +131,8 @@ async def stream_output(request: Request) -> Response:
                 while rest := await output.read(job_id, after, count=1000):
                     for entry in rest:
                         after = entry.id
-                        yield _sse(entry)
+                        if entry.stream != TRANSCRIPT:
+                            yield _sse(entry)
                 yield b"event: end\ndata: " + orjson.dumps({"status": job.status}) + b"\n\n"
                 return
             if time.monotonic() - quiet_since >= KEEP_ALIVE_S:
@@ -176,7 +185,8 @@ async def post_control(request: Request) -> Response:
 
 @idempotent
 async def post_operator_message(request: Request) -> Response:
-    """Leave a message for the job's agent; the worker hands it over before the next step."""
+    """Leave a message for the job's agent: a running agent is interrupted and its session goes
+    on with it (a shell step, or a queued job, gets it before its next step)."""
     job_id = path_id(request, "job")
     body: MessageBody = await read_body(request, MessageBody)
     ctx = context(request)

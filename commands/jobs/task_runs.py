@@ -7,16 +7,32 @@ import msgspec
 
 from cairn.commands.jobs.job import load_job
 from cairn.commands.planning.templates import load_template
-from cairn.commands.runner import CommandResult, Plan, id_for_key, run_command, writes
+from cairn.commands.runner import (
+    CommandResult,
+    Plan,
+    command_id_for,
+    id_for_key,
+    run_command,
+    writes,
+)
 from cairn.commands.tasks.projects import load_project
 from cairn.commands.tasks.task import load_task, load_tasks
-from cairn.domain.errors import CairnError, DomainError, NotFound, ValidationFailed
+from cairn.domain.errors import (
+    CairnError,
+    DomainError,
+    InvalidTransition,
+    NotFound,
+    ValidationFailed,
+)
+from cairn.domain.jobs.followups import decide_follow_up
+from cairn.domain.jobs.job import JobSource
 from cairn.domain.jobs.kinds import ContractSettings
 from cairn.domain.jobs.registry import normalize_job
 from cairn.domain.planning.templates import steps_for_run, template_slug, uses_template
 from cairn.domain.tasks.project import ProjectSettings, with_project
 from cairn.domain.tasks.runs import (
     decide_cancel_task,
+    decide_changes_requested,
     decide_retry,
     decide_run_request,
     decide_unrunnable,
@@ -124,3 +140,43 @@ async def cancel_task(
         return Plan(writes=writes(decision, versions), subject_version=task.version)
 
     return await run_command(store, task_id, plan, meta=Meta(actor=actor))
+
+
+async def follow_up(
+    store: EventStore, job_id: str, message: str, flags: Flags, *, actor: str,
+    idempotency_key: str | None = None,
+) -> tuple[CommandResult, str]:  # fmt: skip
+    """A follow-up of a finished job (domain/jobs/followups.py), appended with the link on the
+    job it follows; a board task's run is followed up through its task, which goes back to
+    ready with the message as its reason and takes the follow-up as its run. With an
+    idempotency key a retry makes it once."""
+    job = await load_job(store, job_id)
+    new_id = id_for_key(store.keys, "job", job.project,
+                        f"follow-up:{job_id}:{idempotency_key}" if idempotency_key else None)
+
+    async def plan() -> Plan:
+        current = await load_job(store, job_id)
+        decision = decide_follow_up(current, new_id, message)
+        versions = {job_id: current.version}
+        if current.task_id is not None and current.source == JobSource.BOARD:
+            task = await load_task(store, current.task_id)
+            decision[task.id] = decide_changes_requested(task, new_id, message, flags)
+            versions[task.id] = task.version
+        return Plan(writes=writes(decision, versions), subject_version=current.version)
+
+    command_id = command_id_for("follow_up", job_id, idempotency_key)
+    result = await run_command(store, job_id, plan, meta=Meta(actor=actor), command_id=command_id)
+    return result, new_id
+
+
+async def request_changes(
+    store: EventStore, task_id: str, message: str, flags: Flags, *, actor: str,
+    idempotency_key: str | None = None,
+) -> tuple[CommandResult, str]:  # fmt: skip
+    """A task sent back with a message: a follow-up of its last run."""
+    task = await load_task(store, task_id)
+    if not task.run_ids:
+        raise InvalidTransition(f"task {task_id} has not run yet; run it first (there is "
+                                "nothing to ask changes of)", task_id=task_id)  # fmt: skip
+    return await follow_up(store, task.run_ids[-1], message, flags, actor=actor,
+                           idempotency_key=idempotency_key)  # fmt: skip

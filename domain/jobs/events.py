@@ -31,6 +31,8 @@ class JobSubmitted(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
     task_id: str | None = None
     resubmitted_from: str | None = None
     prompt: str | None = None  # quick actions
+    follows: str | None = None  # a follow-up: the job it continues
+    resume_session: str | None = None  # ... and that job's agent session it resumes
 
 
 class JobLegacySubmitted(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
@@ -71,6 +73,14 @@ class JobCancelled(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
 class JobResubmitted(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
     TYPE: ClassVar[str] = "job.resubmitted"
     new_job_id: str
+
+
+class JobFollowedUp(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """A person asked for more on top of this job's work: `new_job_id` goes on with `message`."""
+
+    TYPE: ClassVar[str] = "job.followed_up"
+    new_job_id: str
+    message: str
 
 
 class JobPromoted(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
@@ -169,6 +179,9 @@ class JobStepFinished(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
     usage: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     message: str | None = None  # the agent's last words (redacted, cut), when it said some
+    session_id: str | None = None  # the CLI's session (a follow-up resumes it)
+    refused_edits: list[str] = []  # edits the CLI refused the agent (its sandbox, permissions)
+    transcript_entries: int = 0  # entries in transcript/step-N.jsonl
 
 
 class PublishOutcome(StrEnum):
@@ -259,7 +272,7 @@ JOB_EVENTS: dict[str, type[JobEvent]] = {
         JobResubmitted, JobPromoted, JobClaimed, JobStageStarted, JobStageFinished,
         JobArtifactAdded, JobSucceeded, JobFailed, JobLeaseExpired, JobReleased, JobDeadLettered,
         JobBranchResolved, JobStepStarted, JobStepFinished, JobPublished, JobPaused, JobResumed,
-        JobOperatorMessage,
+        JobOperatorMessage, JobFollowedUp,
     )
 }  # fmt: skip
 

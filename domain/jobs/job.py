@@ -23,6 +23,7 @@ from cairn.domain.jobs.events import (
     JobDeadLettered,
     JobEvent,
     JobFailed,
+    JobFollowedUp,
     JobLeaseExpired,
     JobLegacySubmitted,
     JobOperatorMessage,
@@ -108,6 +109,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     warnings: list[str] = []
     resubmitted_from: str | None = None
     resubmitted_as: str | None = None
+    follows: str | None = None  # a follow-up: the job it continues, and that job's session
+    resume_session: str | None = None
+    followed_by: list[dict[str, Any]] = []  # {job_id, message}: the follow-ups asked of it
     promoted_task_id: str | None = None
     prompt: str | None = None
     cancel_reason: str | None = None
@@ -182,6 +186,8 @@ def _apply(s: Job, e: JobEvent, ts: str) -> Job:
             )
         case JobResubmitted(new_job_id=new):
             return replace(s, resubmitted_as=new)
+        case JobFollowedUp(new_job_id=new, message=asked):
+            return replace(s, followed_by=[*s.followed_by, {"job_id": new, "message": asked}])
         case JobPromoted(task_id=task_id):
             return replace(s, promoted_task_id=task_id)
         case JobClaimed():

@@ -36,6 +36,12 @@ def step_finished(steps: list[Step], e: JobStepFinished, ts: str) -> list[Step]:
     }  # fmt: skip
     if e.message is not None:
         result["message"] = e.message
+    if e.session_id is not None:
+        result["session_id"] = e.session_id
+    if e.refused_edits:
+        result["refused_edits"] = e.refused_edits
+    if e.transcript_entries:
+        result["transcript_entries"] = e.transcript_entries
     for at in range(len(steps) - 1, -1, -1):
         if steps[at]["index"] == e.index and steps[at]["status"] == "running":
             return [*steps[:at], {**steps[at], **result}, *steps[at + 1 :]]

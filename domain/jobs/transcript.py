@@ -106,7 +106,9 @@ def decode(line: bytes | str) -> TranscriptEntry:
 
 
 def to_dict(entry: TranscriptEntry) -> dict[str, Any]:
-    return msgspec.to_builtins(entry)  # type: ignore[no-any-return]
+    """An entry as the API shows it: its kind, step and place always, then its fields."""
+    shown: dict[str, Any] = msgspec.to_builtins(entry)
+    return {"kind": entry.kind, "step": entry.step, "seq": entry.seq, **shown}
 
 
 def cut(text: str, limit: int) -> str:

@@ -106,6 +106,24 @@ def decide_run_request(
     return {task.id: events, job_id: [*submission]}
 
 
+def decide_changes_requested(task: Task, job_id: str, message: str, flags: Flags
+                             ) -> list[Event]:  # fmt: skip
+    """A task sent back with a message: to ready (the message its reason, in its history) with
+    the follow-up `job_id` as its run; not while a run of it is going."""
+    if task.active_job_id is not None:
+        raise InvalidTransition(
+            f"task {task.id} has a run going ({task.active_job_id}); send that run a message "
+            "instead, or wait for it to finish", active_job_id=task.active_job_id,
+        )  # fmt: skip
+    events: list[Event] = []
+    if task.status != Status.READY:
+        reason = f"changes requested: {message}"
+        events += decide_transition(task, Status.READY, {}, flags, force=True,
+                                    reason=reason[:500])[task.id]  # fmt: skip
+    events.append(TaskRunRequested(job_id=job_id))
+    return events
+
+
 def decide_unrunnable(task: Task, error: CairnError) -> Decision:
     """A ready task whose spec makes no valid job is blocked, saying why (else the scheduler
     would try it again every round); a task in any other state is left as it is."""

@@ -45,6 +45,7 @@ from cairn.worker.agents.clis import AGENT_RUNTIMES
 MAX_ARGUMENT_BYTES = 100_000
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+\[\]-]{0,199}")
 _EFFORT = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_SESSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # a CLI session id (a UUID)
 
 
 class NoAdapter(CairnError):
@@ -67,11 +68,16 @@ class Invocation:
 
 
 def build_invocation(
-    runtime: ResolvedRuntime, prompt: str, settings: ExecutionSettings
+    runtime: ResolvedRuntime, prompt: str, settings: ExecutionSettings, *,
+    resume: str | None = None,
 ) -> Invocation:
     """The command line that runs `prompt` with `runtime`; model and effort flags only when
-    set (else the CLI picks its own default)."""
+    set (else the CLI picks its own default). With `resume`, the CLI's session of that id goes
+    on with `prompt` (claude and gemini: `--resume ID`; codex: `exec ... resume ID PROMPT`,
+    the sandbox flag on `exec`, else the resumed turn is read-only)."""
     mode = runtime.mode
+    if resume is not None and not _SESSION.fullmatch(resume):
+        raise InvalidRuntimeSetting(f"session {resume[:40]!r} is not a session id")
     if mode == "universal":
         raise NoAdapter(
             "this universal job reached the worker without a runtime: the worker has no "
@@ -89,17 +95,20 @@ def build_invocation(
                 "--skip-git-repo-check"]  # fmt: skip
         argv += ["--model", model] if model else []
         argv += ["--config", f'model_reasoning_effort="{effort}"'] if effort else []
+        argv += ["resume", resume] if resume else []
         argv.append(prompt if as_argument else "-")
     elif mode == "claude":
         argv = ["claude", "--print", "--output-format", "stream-json", "--verbose",
                 "--permission-mode", settings.claude_permission_mode]  # fmt: skip
         argv += ["--model", model] if model else []
         argv += ["--effort", effort] if effort else []
+        argv += ["--resume", resume] if resume else []
         argv += [prompt] if as_argument else []
     elif mode == "gemini":
         argv = ["gemini", "--approval-mode", settings.gemini_approval_mode,
                 "--output-format", "stream-json"]  # fmt: skip
         argv += ["--model", model] if model else []
+        argv += ["--resume", resume] if resume else []
         argv += ["--prompt", prompt] if as_argument else []
     else:
         known = ", ".join((*AGENT_RUNTIMES, "shell"))

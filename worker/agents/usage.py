@@ -16,21 +16,22 @@ _CONFIG_MODEL = re.compile(r'(?m)^\s*model\s*=\s*"([^"]+)"')
 
 
 def parse_usage(runtime: str, output: str, *, model: str | None = None,
-                prices: Prices | None = None) -> dict[str, Any] | None:  # fmt: skip
-    """Usage of one step's run of `runtime` (None when it reported none); `model` is the one
-    the step asked for, used to price codex (whose stream does not name it)."""
+                prices: Prices | None = None,
+                before: tuple[int, int, int] | None = None) -> dict[str, Any] | None:  # fmt: skip
+    """Usage of one run of `runtime`'s CLI (None when it reported none); `model` is the one
+    the step asked for, used to price codex (whose stream does not name it). codex reports
+    its thread's total, which a resumed thread carries on: `before` is the thread's total
+    before this run (`codex_thread_total` of the run that left it), taken off."""
     events = _json_lines(output)
     if runtime == "claude":
         return _claude(events)
     if runtime == "codex":
-        turns = [e.get("usage") for e in events if e.get("type") == "turn.completed"]
-        usages = [u for u in turns if isinstance(u, dict)]
-        if not usages:
+        total = codex_thread_total(events)
+        if total is None:
             return None
-        tokens = (sum(_int(u.get("input_tokens")) for u in usages),
-                  sum(_int(u.get("cached_input_tokens")) for u in usages),
-                  sum(_int(u.get("output_tokens")) for u in usages))  # fmt: skip
-        return _priced(tokens, model, prices)
+        tokens = tuple(max(0, now - then) for now, then in zip(total, before or (0, 0, 0),
+                                                              strict=True))  # fmt: skip
+        return _priced(tokens, model, prices)  # type: ignore[arg-type]
     if runtime == "gemini":
         results = [e for e in events if e.get("type") == "result"]
         stats = results[-1].get("stats") if results else None
@@ -42,6 +43,18 @@ def parse_usage(runtime: str, output: str, *, model: str | None = None,
                 if isinstance(m, dict) and _int(m.get("total_tokens"))]  # fmt: skip
         return _priced(tokens, used[0] if len(used) == 1 else model, prices)
     return None
+
+
+def codex_thread_total(output: str | list[dict[str, Any]]) -> tuple[int, int, int] | None:
+    """The tokens (in, cached, out) a codex thread has used, as its last turn reported them."""
+    events = _json_lines(output) if isinstance(output, str) else output
+    turns = [e.get("usage") for e in events if e.get("type") == "turn.completed"]
+    usages = [u for u in turns if isinstance(u, dict)]
+    if not usages:
+        return None
+    last = usages[-1]
+    return (_int(last.get("input_tokens")), _int(last.get("cached_input_tokens")),
+            _int(last.get("output_tokens")))  # fmt: skip
 
 
 def codex_model(config_toml: str) -> str | None:

@@ -54,8 +54,8 @@ GEMINI_STREAM = """\
           "cost_usd": 0.00467}),
         ("codex", CODEX, "unpriced",
          {"tokens_in": 24763, "tokens_cached": 24448, "tokens_out": 122, "model": "unpriced"}),
-        ("codex", CODEX + CODEX.splitlines()[-1], None,
-         {"tokens_in": 49526, "tokens_cached": 48896, "tokens_out": 244}),
+        ("codex", CODEX + CODEX.splitlines()[-1], None,  # a thread's total, not a sum of turns
+         {"tokens_in": 24763, "tokens_cached": 24448, "tokens_out": 122}),
         ("claude", CLAUDE_STREAM, None,
          {"tokens_in": 25612, "tokens_cached": 20480, "tokens_out": 340, "cost_usd": 0.0421}),
         ("claude", CLAUDE_RESULT, "ignored",
@@ -102,3 +102,11 @@ def test_the_model_of_a_codex_config() -> None:
     assert codex_model('model = "gpt-5.1-codex"\n[model_providers.x]\nmodel = "no"\n') == (
         "gpt-5.1-codex")
     assert codex_model('[profiles.x]\nmodel = "in-a-table"\n') is None
+
+
+def test_a_resumed_codex_thread_counts_only_its_own_share() -> None:
+    """codex reports the thread's total (4,000 -> 8,000 -> ...): a resumed run's usage is what
+    it added to the total it started from."""
+    assert parse_usage("codex", CODEX, before=(20000, 20000, 100)) == {
+        "tokens_in": 4763, "tokens_cached": 4448, "tokens_out": 22}  # fmt: skip
+    assert parse_usage("codex", CODEX, before=(99999, 99999, 999)) is None  # nothing new
