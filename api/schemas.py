@@ -109,6 +109,8 @@ def components() -> dict[str, JsonSchema]:
         publish={"anyOf": [{"type": "null"}, _object(
             {"outcome": STRING}, branch=NULLABLE_STRING, prUrl=NULLABLE_STRING,
             commit=NULLABLE_STRING, detail=OBJECT, attempt=NULLABLE_INTEGER)]},
+        follows=NULLABLE_STRING, resumeSession=NULLABLE_STRING,
+        followedBy={"type": "array", "items": _object({"jobId": STRING, "message": STRING})},
     )  # fmt: skip
     return {
         "Task": _task_schema(),

@@ -21,7 +21,12 @@ from cairn.domain.jobs.transcript import (
     decode,
 )
 from cairn.streams.artifacts import ArtifactStore
-from cairn.worker.agents.sessions import restore_session, save_session, session_folder
+from cairn.worker.agents.sessions import (
+    prune_sessions,
+    restore_session,
+    save_session,
+    session_folder,
+)
 from cairn.worker.workspace import Workspace
 
 log = logging.getLogger("cairn.worker")
@@ -46,6 +51,7 @@ def keep_session(data_dir: Path, job_id: str, runtime: str, workspace: Workspace
     """After an agent step: its CLI's session kept under the data dir for a follow-up."""
     folder = session_folder(data_dir, job_id, runtime)
     try:
+        prune_sessions(data_dir)  # what is past its keeping time goes as new ones come
         kept = save_session(runtime, workspace.home, workspace.repo, folder)
         if kept and thread_total is not None:
             (folder / THREAD_TOTAL).write_text(json.dumps(list(thread_total)))

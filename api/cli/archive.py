@@ -129,6 +129,12 @@ def archive(settings: Settings, args: argparse.Namespace) -> int:
     for why, ids in left.items():
         if ids:
             print(f"left in the log: {len(ids)} that {why} (e.g. {ids[0]})", file=sys.stderr)
+    if not args.dry_run:
+        from cairn.worker.agents.sessions import SESSION_KEEP_S, prune_sessions
+
+        gone = prune_sessions(settings.data_dir)
+        print(f"removed the agent sessions of {gone} job(s) kept past "
+              f"{SESSION_KEEP_S // 86400} days (follow-ups of them start afresh)")  # fmt: skip
     return 0
 
 

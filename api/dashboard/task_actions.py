@@ -1,4 +1,5 @@
-"""What a card or a task's page does to its task: move, run now, retry, cancel, through the
+"""What a card or a task's page does to its task: move, run now, retry, cancel, send it back with
+a message (changes requested: a follow-up of its last run), through the
 same commands as the task routes of the API. A refusal is shown where the form came from: at
 its card on the board, or on the task's page."""
 
@@ -11,9 +12,15 @@ from cairn.api.context import actor, context, path_id
 from cairn.api.dashboard.board import board_view
 from cairn.api.dashboard.render import FieldErrors, Form, action, done, render, safe_next
 from cairn.api.dashboard.task_pages import task_page_with_error
-from cairn.commands.jobs.task_runs import cancel_task, request_task_run, retry_task
+from cairn.commands.jobs.task_runs import (
+    cancel_task,
+    request_changes,
+    request_task_run,
+    retry_task,
+)
 from cairn.commands.tasks.task import transition_task
 from cairn.domain.errors import CairnError
+from cairn.domain.jobs.followups import check_message
 
 
 async def _board_with_error(request: Request, form: Form, error: CairnError) -> Response:
@@ -70,6 +77,25 @@ async def cancel(request: Request, form: Form) -> Response:
         ctx.store, path_id(request, "task"), ctx.settings.flags, actor=actor(request)
     )
     return done(request, _back(form, result.position), "cancelled")
+
+
+async def _changes_refused(request: Request, form: Form, error: CairnError) -> Response:
+    if safe_next(form.get("next")).startswith("/tasks/task-"):
+        task_id = path_id(request, "task")
+        return await task_page_with_error(request, task_id, error, form, "changes")
+    return await _board_with_error(request, form, error)
+
+
+@action(on_error=_changes_refused)
+async def changes(request: Request, form: Form) -> Response:
+    """As POST /api/v2/tasks/{id}/changes: the task's last run followed up with the message;
+    the run's page opens (its conversation goes on there)."""
+    ctx = context(request)
+    task_id = path_id(request, "task")
+    message = check_message(form.get(f"message-{task_id}") or form.get("message"), "message")
+    result, job_id = await request_changes(ctx.store, task_id, message, ctx.settings.flags,
+                                           actor=actor(request))  # fmt: skip
+    return done(request, f"/queue/{job_id}?min_position={result.position}", "changes requested")
 
 
 def _back(form: Form, position: str) -> str:

@@ -158,6 +158,9 @@ def job_view(job: Job, workers: list[list[str]] | None = None) -> dict[str, Any]
         "cancelReason": job.cancel_reason,
         "resubmittedFrom": job.resubmitted_from,
         "resubmittedAs": job.resubmitted_as,
+        "follows": job.follows,
+        "resumeSession": job.resume_session,
+        "followedBy": [{"jobId": f["job_id"], "message": f["message"]} for f in job.followed_by],
         "promotedTaskId": job.promoted_task_id,
     }
 

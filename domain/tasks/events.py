@@ -97,6 +97,7 @@ class TaskRunRequested(TaskEvent, frozen=True, kw_only=True, omit_defaults=True)
 
     TYPE: ClassVar[str] = "task.run_requested"
     job_id: str
+    reason: str = ""  # why, when a person said (a follow-up: "changes requested: ...")
 
 
 class TaskRunStarted(TaskEvent, frozen=True, kw_only=True, omit_defaults=True):

@@ -108,19 +108,25 @@ def decide_run_request(
 
 def decide_changes_requested(task: Task, job_id: str, message: str, flags: Flags
                              ) -> list[Event]:  # fmt: skip
-    """A task sent back with a message: to ready (the message its reason, in its history) with
-    the follow-up `job_id` as its run; not while a run of it is going."""
+    """A task sent back with a message: the follow-up `job_id` becomes its run (its claim moves
+    the task to in_progress, as any run's does); a done or blocked task first goes back to
+    ready. The message is the run's reason, in the task's history. Not while a run is going."""
     if task.active_job_id is not None:
         raise InvalidTransition(
             f"task {task.id} has a run going ({task.active_job_id}); send that run a message "
             "instead, or wait for it to finish", active_job_id=task.active_job_id,
         )  # fmt: skip
+    reason = f"changes requested: {message}"[:500]
     events: list[Event] = []
-    if task.status != Status.READY:
-        reason = f"changes requested: {message}"
+    if task.status in (Status.DONE, Status.BLOCKED):
         events += decide_transition(task, Status.READY, {}, flags, force=True,
-                                    reason=reason[:500])[task.id]  # fmt: skip
-    events.append(TaskRunRequested(job_id=job_id))
+                                    reason=reason)[task.id]  # fmt: skip
+    elif task.status not in (Status.READY, Status.IN_REVIEW):
+        raise InvalidTransition(
+            f"task {task.id} is {task.status}; changes are asked of a task in review, done or "
+            "blocked", from_status=task.status,
+        )  # fmt: skip
+    events.append(TaskRunRequested(job_id=job_id, reason=reason))
     return events
 
 

@@ -21,6 +21,7 @@ from cairn.domain.jobs.events import (
     JobPublished,
     JobStepFinished,
     JobStepStarted,
+    JobSucceeded,
 )
 from cairn.domain.jobs.job import Job
 from cairn.domain.tasks.states import Flags
@@ -356,3 +357,68 @@ async def test_the_new_routes_are_in_the_openapi_document(api: httpx.AsyncClient
     assert schemas["ControlBody"]["properties"]["action"]["enum"] == ["pause", "resume"]
     assert {"steps", "paused", "operatorMessages", "artifacts"} <= set(
         schemas["Job"]["required"])
+
+
+async def finished_run(api: httpx.AsyncClient, store: EventStore, job_id: str) -> None:
+    """A worker ran the job: it pushed its branch and its agent's session was `sess-1`."""
+    await running(store, job_id)
+    await report(store, job_id, lambda job: [
+        JobBranchResolved(epoch=job.epoch, repository="acme/app", default="main",
+                          starting="main", new="cairn/a", working="cairn/a"),
+        JobStepFinished(epoch=job.epoch, index=1, step_id="step-1", outcome="succeeded",
+                        session_id="sess-1"),
+        JobPublished(epoch=job.epoch, outcome="PUBLISHED_BRANCH", branch="cairn/a"),
+        JobSucceeded(epoch=job.epoch),
+    ])  # fmt: skip
+    await job_when(api, job_id, lambda j: j["status"] == "succeeded")
+
+
+async def test_a_follow_up_is_a_new_job_on_the_pushed_branch_linked_both_ways(
+    api: httpx.AsyncClient, store: EventStore
+) -> None:
+    job_id = await submit(api)
+    url = f"/api/queue/jobs/{job_id}/follow-ups"
+    r = await api.post(url, json={"message": "now also X"})
+    assert r.status_code == 409 and r.headers["content-type"] == PROBLEM  # still queued
+    assert "send a message" in r.json()["detail"]
+    await finished_run(api, store, job_id)
+    before = await versions(store, job_id)
+    for body, where in [({"message": ""}, "message"), ({"message": "  "}, "message"),
+                        ({}, "message"), ({"message": "x" * 20_001}, "message")]:  # fmt: skip
+        r = await api.post(url, json=body)
+        assert r.status_code == 422 and r.json()["errors"][0]["path"].endswith(where), r.text
+    assert await versions(store, job_id) == before  # a refusal appends nothing
+    headers = {"Idempotency-Key": "fu-1"}
+    r = await api.post(url, json={"message": "now also X"}, headers=headers)
+    assert r.status_code == 201, r.text
+    follow = r.json()
+    again = await api.post(url, json={"message": "now also X"}, headers=headers)
+    assert again.json()["id"] == follow["id"]  # a retry makes it once
+    assert (follow["follows"], follow["resumeSession"]) == (job_id, "sess-1")
+    task = follow["normalized"]["task"]
+    assert task["instructions"] == "now also X" and task["git"]["startingBranch"] == "cairn/a"
+    first = await job_when(api, job_id, lambda j: j["followedBy"])
+    assert first["followedBy"] == [{"jobId": follow["id"], "message": "now also X"}]
+
+
+async def test_a_task_sent_back_with_a_message_runs_a_follow_up_of_its_last_run(
+    api: httpx.AsyncClient, store: EventStore
+) -> None:
+    r = await api.post("/api/v2/tasks", json={
+        "title": "Greet", "task_type": "feature", "priority": 1, "spec": {
+        "repository": "acme/app", "targetRuntime": "claude", "task": {"instructions": "Greet"}}})
+    assert r.status_code == 201, r.text
+    task_id = r.json()["id"]
+    r = await api.post(f"/api/v2/tasks/{task_id}/changes", json={"message": "louder"})
+    assert r.status_code == 409 and "has not run yet" in r.json()["detail"]
+    r = await api.post(f"/api/v2/tasks/{task_id}/run")
+    assert r.status_code in (200, 201, 202), r.text
+    job_id = r.json()["job_id"]
+    await finished_run(api, store, job_id)
+    r = await api.post(f"/api/v2/tasks/{task_id}/changes", json={"message": "louder"})
+    assert r.status_code == 201, r.text
+    follow = r.json()
+    assert follow["follows"] == job_id and follow["taskId"] == task_id
+    events = (await api.get(f"/api/v2/tasks/{task_id}/events")).json()["events"]
+    assert events[-1]["type"] == "task.run_requested"  # in its history, with the message
+    assert events[-1]["data"] == {"job_id": follow["id"], "reason": "changes requested: louder"}
