@@ -48,6 +48,7 @@ ROUTES: list[BaseRoute] = [
     Route(TASK + "/run", task_actions.run_task, methods=["POST"]),
     Route(TASK + "/retry", task_actions.retry, methods=["POST"]),
     Route(TASK + "/cancel", task_actions.cancel, methods=["POST"]),
+    Route(TASK + "/changes", task_actions.changes, methods=["POST"]),
     Route(TASK + "/dependencies", task_pages.add_blocker, methods=["POST"]),
     Route(TASK + "/dependencies/{dep_id}/remove", task_pages.remove_blocker, methods=["POST"]),
     # Projects
@@ -68,8 +69,10 @@ ROUTES: list[BaseRoute] = [
     Route(JOB + "/control", run_page.control, methods=["POST"]),
     Route(JOB + "/operator-messages", run_page.message, methods=["POST"]),
     Route(JOB + "/promote", run_page.promote, methods=["POST"]),
+    Route(JOB + "/follow-ups", run_page.follow_up_run, methods=["POST"]),
     Route(JOB + "/output", run_page.output, methods=["GET"]),
     Route(JOB + "/output/stream", run_page.output_stream, methods=["GET"]),
+    Route(JOB + "/transcript/stream", run_page.transcript_stream, methods=["GET"]),
     Route(JOB + "/artifacts/{path:path}", run_page.artifact, methods=["GET"]),
     Route(JOB + "/log", run_page.full_log, methods=["GET"]),
     # Workers, telemetry, audit, live updates

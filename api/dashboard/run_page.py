@@ -1,8 +1,9 @@
 """A job's run (`/queue/{id}`): what it runs on and where it is (from the queue read model),
-its stage and step timeline, live output, artifacts and patch, its events (as GET
-/api/queue/jobs/{id}/events reads them), and the controls: cancel, pause and resume, operator
-messages, resubmit, edit while queued, promote a quick action. The output, artifact and
-control routes answer through the API's own handlers and commands."""
+its agent's conversation (its transcript, step by step), its stage and step timeline, live
+output, artifacts and patch, its events (as GET /api/queue/jobs/{id}/events reads them), and
+the controls: cancel, pause and resume, operator messages, resubmit, edit while queued,
+promote a quick action. The output, transcript, artifact and control routes answer through
+the API's own handlers and commands."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -24,7 +26,7 @@ from cairn.api.dashboard.render import (
     stream,
     wait_for_writes,
 )
-from cairn.api.jobs import runs
+from cairn.api.jobs import runs, transcripts
 from cairn.api.jobs.queue import live_capabilities
 from cairn.api.jobs.run_views import artifact_view, publish_view, step_view
 from cairn.commands.jobs.job import (
@@ -35,11 +37,22 @@ from cairn.commands.jobs.job import (
     resubmit_job,
     resume_job,
 )
+from cairn.commands.jobs.task_runs import follow_up
 from cairn.domain.errors import CairnError, NotFound
 from cairn.domain.jobs.controls import MAX_MESSAGE, MESSAGEABLE, PAUSABLE
 from cairn.domain.jobs.dispatch import missing_capabilities
+from cairn.domain.jobs.followups import MESSAGE_MAX, check_message
 from cairn.domain.jobs.job import ACTIVE, RESUBMITTABLE, TERMINAL, Job, JobSource, JobStatus
 from cairn.domain.jobs.kinds import AGENT_RUNTIMES
+from cairn.domain.jobs.transcript import (
+    FileEdit,
+    Raw,
+    ToolCall,
+    ToolResult,
+    TranscriptEntry,
+    UsageEntry,
+    one_line,
+)
 from cairn.domain.tasks.spec import parse_model
 from cairn.projections.jobs.queue import NAME as QUEUE
 
@@ -48,6 +61,7 @@ EVENTS_SHOWN = 500
 PATCH_SUFFIXES = (".patch", ".diff")
 WHOLE_PATCH = "changes.patch"
 STEP_LOGS = "logs/steps/"  # where the worker stores each step's whole log
+FOLLOW_UP_SHOWN = 120  # characters of a follow-up's message, on one line
 
 
 async def job_or_404(request: Request) -> Job:
@@ -139,6 +153,8 @@ async def run_view(request: Request, job: Job) -> dict[str, Any]:
         "publish": publish_view(job.publish) if job.publish else None,
         "artifacts": artifacts,
         "patch": _patch(request, job, artifacts),
+        "conversation": await conversation(request, job),
+        "followed_by": [_follow_up(f) for f in job.followed_by],
         "events": [event_view(e) for e in events[-EVENTS_SHOWN:]],
         "event_count": len(events),
         "can_cancel": job.status in (JobStatus.QUEUED, JobStatus.RUNNING),
@@ -148,8 +164,11 @@ async def run_view(request: Request, job: Job) -> dict[str, Any]:
         "can_resubmit": job.status in RESUBMITTABLE and not job.resubmitted_as,
         "can_edit": job.status == JobStatus.QUEUED,
         "can_promote": job.source == JobSource.QUICK_ACTION and not job.promoted_task_id,
+        "can_follow_up": job.job_type == "task" and job.status in TERMINAL
+                         and job.normalized.get("targetRuntime") != "shell",
         "terminal": job.status in TERMINAL,
         "max_message": MAX_MESSAGE,
+        "max_follow_up": MESSAGE_MAX,
     }
 
 
@@ -172,6 +191,78 @@ def _patch(request: Request, job: Job, artifacts: list[dict[str, Any]]) -> dict[
         "text": data[:PATCH_CAP].decode(errors="replace"),
         "cut": len(data) > PATCH_CAP,
     }
+
+
+def _follow_up(asked: dict[str, Any]) -> dict[str, str]:
+    message = one_line(str(asked.get("message") or ""), FOLLOW_UP_SHOWN)
+    return {"job_id": str(asked["job_id"]), "message": message}
+
+
+async def conversation(request: Request, job: Job) -> list[dict[str, Any]] | None:
+    """The latest attempt's transcript by step, as the page reads it; None when it cannot be
+    read here."""
+    try:
+        entries = await transcripts.read_transcript(
+            runs.artifacts_of(request), runs.output_of(request), job
+        )
+    except (CairnError, OSError):
+        return None
+    by_step: dict[int, list[TranscriptEntry]] = {}
+    for entry in entries:
+        by_step.setdefault(entry.step, []).append(entry)
+    return [step_conversation(step, by_step.get(step["index"], [])) for step in job.steps]
+
+
+def step_conversation(step: dict[str, Any], entries: list[TranscriptEntry]) -> dict[str, Any]:
+    """One step's turns in order, each tool call with its result; the lines its parser did not
+    know set apart; its usage (as the step reported it, else as its transcript says)."""
+    turns: list[dict[str, Any]] = []
+    raw: list[str] = []
+    usage = step.get("usage")
+    folded: set[int] = set()  # the results shown inside their calls
+    for entry in entries:
+        if isinstance(entry, Raw):
+            raw.append(entry.text)
+        elif isinstance(entry, UsageEntry):
+            usage = usage or _fields(entry)
+        elif not (isinstance(entry, ToolResult) and entry.seq in folded):
+            turn = _fields(entry)
+            if isinstance(entry, ToolCall):
+                result = _result_of(entry, entries, folded)
+                turn["result"] = _fields(result) if result else None
+            elif isinstance(entry, FileEdit) and entry.hunk:
+                turn["diff"] = diff_lines(entry.hunk)
+            turns.append(turn)
+    return {"step": step_view(step), "turns": turns, "raw": raw, "usage": usage,
+            "refused_edits": step.get("refused_edits") or []}  # fmt: skip
+
+
+def _fields(entry: TranscriptEntry) -> dict[str, Any]:
+    """Every field of an entry, its defaults too (the API's view leaves those out)."""
+    return {"kind": entry.kind, **msgspec.structs.asdict(entry)}
+
+
+def _result_of(
+    call: ToolCall, entries: list[TranscriptEntry], folded: set[int]
+) -> ToolResult | None:
+    """The call's result: the one with its call id, else the next one that names none."""
+    later = [e for e in entries
+             if isinstance(e, ToolResult) and e.seq > call.seq and e.seq not in folded]  # fmt: skip
+    same = [e for e in later if call.call_id and e.call_id == call.call_id]
+    found = next(iter(same or [e for e in later if e.call_id is None]), None)
+    if found is not None:
+        folded.add(found.seq)
+    return found
+
+
+def diff_lines(hunk: str) -> list[tuple[str, str]]:
+    """A unified diff's lines, each with how it is shown: `add`, `del`, `meta` (the file's
+    header before its first hunk, and each hunk's `@@` line) or plain."""
+    lines = hunk.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.startswith("@@")), 0)
+    return [("meta" if i < first or line.startswith("@@")
+             else {"+": "add", "-": "del"}.get(line[:1], ""), line)
+            for i, line in enumerate(lines)]  # fmt: skip
 
 
 @page
@@ -242,6 +333,16 @@ async def message(request: Request, form: Form) -> Response:
 
 
 @action(on_error=_refused)
+async def follow_up_run(request: Request, form: Form) -> Response:
+    """As POST /api/queue/jobs/{id}/follow-ups: the follow-up's page opens."""
+    ctx = context(request)
+    message = check_message(form.get("message"), "message")
+    result, new_id = await follow_up(ctx.store, path_id(request, "job"), message,
+                                     ctx.settings.flags, actor=actor(request))  # fmt: skip
+    return done(request, _here(new_id, result.position), "followed_up")
+
+
+@action(on_error=_refused)
 async def promote(request: Request, form: Form) -> Response:
     """As POST /api/v2/quick-runs/{id}/promote."""
     job_id = path_id(request, "job")
@@ -262,6 +363,11 @@ async def output(request: Request) -> Response:
 @stream
 async def output_stream(request: Request) -> Response:
     return await runs.stream_output(request)
+
+
+@stream
+async def transcript_stream(request: Request) -> Response:
+    return await transcripts.stream_transcript(request)
 
 
 @stream

@@ -95,7 +95,7 @@ async def changes(request: Request, form: Form) -> Response:
     message = check_message(form.get(f"message-{task_id}") or form.get("message"), "message")
     result, job_id = await request_changes(ctx.store, task_id, message, ctx.settings.flags,
                                            actor=actor(request))  # fmt: skip
-    return done(request, f"/queue/{job_id}?min_position={result.position}", "changes requested")
+    return done(request, f"/queue/{job_id}?min_position={result.position}", "changes_requested")
 
 
 def _back(form: Form, position: str) -> str:

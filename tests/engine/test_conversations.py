@@ -146,6 +146,7 @@ async def test_a_follow_up_whose_session_is_gone_says_so_and_runs_with_a_summary
     assert "could not be resumed" in entries[0].text and "session store is gone" in entries[0].text
     sent = body_of(model_server, second)
     assert "What the earlier run did" in sent and "hello.txt" in sent  # the summary and diff
+    assert again.publish is not None
     assert run_git("--git-dir", str(remote.bare), "show",
                    f"{again.publish['branch']}:hello.txt") == "hi\n"  # on top of the first
 

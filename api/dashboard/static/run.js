@@ -152,3 +152,84 @@ if (box) {
     setTimeout(() => { event.target.textContent = "Copy"; }, 2000);
   });
 }
+
+// ---- the conversation ----------------------------------------------------------------------
+// The server renders it; while the job runs, each transcript entry (and each change of the job)
+// has it rendered again, at most once a second, keeping open what the person opened and
+// closed what they closed.
+const talk = document.getElementById("conversation");
+const TALK_EVERY_MS = 1000;
+let talkSource = null;
+let talkTimer = null;
+let talkLast = "0-0";
+let talkFailures = 0;
+let talkEnded = false;
+let talkShown = talk?.innerHTML;
+let talkBusy = false;
+let talkAgain = false;
+
+function refreshTalkSoon() {
+  if (talkTimer) return;
+  talkTimer = setTimeout(() => { talkTimer = null; refreshTalk(); }, TALK_EVERY_MS);
+}
+
+async function refreshTalk() {
+  if (talkBusy) { talkAgain = true; return; }
+  const selection = getSelection();
+  if (selection && !selection.isCollapsed && talk.contains(selection.anchorNode)) {
+    refreshTalkSoon(); // not under the person selecting text in it
+    return;
+  }
+  talkBusy = true;
+  try {
+    const response = await fetch(location.pathname, { headers: { "X-Cairn-Refresh": "1" }, credentials: "same-origin" });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById("conversation");
+    if (!fresh || fresh.innerHTML === talkShown) return;
+    const opened = new Map([...talk.querySelectorAll("details[id]")].map((d) => [d.id, d.open]));
+    talkShown = fresh.innerHTML;
+    talk.innerHTML = fresh.innerHTML;
+    for (const details of talk.querySelectorAll("details[id]")) {
+      if (opened.has(details.id)) details.open = opened.get(details.id);
+    }
+  } catch (e) {
+    // the next entry or change tries again
+  } finally {
+    talkBusy = false;
+    if (talkAgain) { talkAgain = false; refreshTalkSoon(); }
+  }
+}
+
+function closeTalk() {
+  talkSource?.close();
+  talkSource = null;
+}
+
+function connectTalk() {
+  if (talkEnded || talkSource || document.hidden) return;
+  talkSource = new EventSource(`/queue/${encodeURIComponent(jobId)}/transcript/stream?after=${encodeURIComponent(talkLast)}`);
+  talkSource.addEventListener("open", () => { talkFailures = 0; });
+  talkSource.addEventListener("entry", (event) => {
+    talkLast = event.lastEventId || talkLast;
+    refreshTalkSoon();
+  });
+  talkSource.addEventListener("end", () => {
+    talkEnded = true;
+    closeTalk();
+    refreshTalkSoon();
+  });
+  talkSource.addEventListener("error", () => {
+    talkFailures += 1;
+    if (talkEnded || talkSource?.readyState !== EventSource.CLOSED) return; // the browser retries
+    closeTalk();
+    setTimeout(connectTalk, Math.min(30000, 1000 * 2 ** talkFailures));
+  });
+}
+
+if (talk && jobId && !document.body.dataset.terminal) {
+  connectTalk();
+  document.addEventListener("cairn:event", refreshTalkSoon); // a step started or ended
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) closeTalk(); else { connectTalk(); refreshTalkSoon(); }
+  });
+}

@@ -56,7 +56,7 @@ def test_a_follow_up_goes_on_from_the_pushed_branch_resuming_the_last_session() 
     assert task["git"]["startingBranch"] == "cairn/x" and task["git"]["newBranch"] is None
     assert task["publish"]["prBaseBranch"] == "main"  # the pull request keeps its base
     assert submitted.normalized["repository"] == job.normalized["repository"]
-    after = apply(job, decision[job.id])
+    after = apply(job, [JobFollowedUp(new_job_id="job-00-new", message="Also add bye.txt")])
     assert after.followed_by == [{"job_id": "job-00-new", "message": "Also add bye.txt"}]
     new = evolve(None, submitted, "job-00-new", 1, TS)
     assert new.follows == job.id and new.resume_session == "sess-1"

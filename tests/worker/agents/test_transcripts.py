@@ -39,7 +39,7 @@ def parse(runtime: str, text: str, chunk: int = 0) -> tuple[list[TranscriptEntry
 @pytest.mark.parametrize("chunk", [0, 1, 7, 100])
 def test_a_real_run_reads_as_its_conversation(runtime: str, chunk: int) -> None:
     entries, parser = parse(runtime, (SAMPLES / f"{runtime}-ok.txt").read_text(), chunk)
-    kinds = [e.kind for e in entries]  # type: ignore[attr-defined]
+    kinds = [e.kind for e in entries]
     commands = [e for e in entries if isinstance(e, Command)]
     assert [(c.command, c.exit_status) for c in commands if "echo ran" in c.command] == [
         ("echo ran", 0)], entries  # fmt: skip
