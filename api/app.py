@@ -18,7 +18,15 @@ from cairn.api import workers
 from cairn.api.auth import BearerAuth, store_token
 from cairn.api.context import Context, json_response
 from cairn.api.dashboard.routes import ROUTES as DASHBOARD
-from cairn.api.jobs import followups, queue, quick_runs, runs, transcripts
+from cairn.api.jobs import (
+    followups,
+    pulls,
+    queue,
+    quick_runs,
+    runs,
+    transcripts,
+    webhooks,
+)
 from cairn.api.metrics import ProcessMetrics, RequestMetrics, TimedEventStore, metrics, readyz
 from cairn.api.openapi import Declarations, build_openapi
 from cairn.api.planning import imports, proposals, schedules, templates
@@ -41,7 +49,7 @@ log = logging.getLogger("cairn.api")
 # bodies, queries and responses beside them.
 MODULES = (
     tasks, projects, queue, runs, transcripts, followups, quick_runs, workers, imports, proposals,
-    templates, schedules,
+    templates, schedules, webhooks, pulls,
 )
 
 

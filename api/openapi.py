@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
 from cairn.api.context import ID_PATTERN, IDEMPOTENT, position_pattern
-from cairn.api.roles import stronger
+from cairn.api.roles import SIGNED, stronger
 from cairn.api.schemas import JsonSchema, Media, components
 from cairn.domain.limits import MAX_DEPTH
 
@@ -92,9 +92,10 @@ def _operation(
         "operationId": name,
         "summary": (route.endpoint.__doc__ or name.replace("_", " ")).strip().split("\n")[0],
         "description": f"Role: {role} (or {', '.join(above)})." if above else
-                       f"Role: {role}.",
+                       "No token: signed by GitHub (X-Hub-Signature-256)." if role == SIGNED
+                       else f"Role: {role}.",
         "x-cairn-role": role,
-        "security": [{"bearer": []}],
+        "security": [] if role == SIGNED else [{"bearer": []}],
         "parameters": [_path_parameter(p) for p in route.param_convertors],
         "responses": _responses(declared.responses.get(name, {"200": {"type": "object"}})),
     }

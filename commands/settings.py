@@ -69,6 +69,17 @@ class ExecutionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PullSettings:
+    """The PR watcher's pace, and the secret GitHub signs its webhook deliveries with (no
+    secret: the webhook refuses every delivery)."""
+
+    poll_s: float = 30.0
+    max_poll_s: float = 300.0
+    budget_per_minute: int = 60
+    webhook_secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     redis_url: str | None = None
     data_dir: Path = Path(".cairn")
@@ -92,6 +103,7 @@ class Settings:
     lease_s: float = 120.0
     max_body_bytes: int = 1_048_576
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+    pulls: PullSettings = field(default_factory=PullSettings)
 
     def contract(self) -> ContractSettings:
         """The defaults the job contract applies."""
@@ -147,6 +159,12 @@ class Settings:
             retry_cap_s=float(number("CAIRN_RETRY_CAP_S", 600.0, float, minimum=0)),
             lease_s=float(number("CAIRN_LEASE_S", 120.0, float, minimum=0.1)),
             max_body_bytes=int(number("CAIRN_MAX_BODY_BYTES", 1_048_576, minimum=1024)),
+            pulls=PullSettings(
+                poll_s=float(number("CAIRN_PR_POLL_S", 30.0, float, minimum=0.1)),
+                max_poll_s=float(number("CAIRN_PR_POLL_MAX_S", 300.0, float, minimum=0.1)),
+                budget_per_minute=int(number("CAIRN_PR_POLL_BUDGET", 60)),
+                webhook_secret=env.get("CAIRN_GITHUB_WEBHOOK_SECRET") or None,
+            ),
             execution=ExecutionSettings(
                 git_base_url=env.get("CAIRN_GIT_BASE_URL") or "https://github.com/",
                 allow_local_repositories=_flag(env.get("CAIRN_ALLOW_LOCAL_REPOSITORIES")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cairn.projections.jobs.pulls import PullProjection
 from cairn.projections.jobs.queue import QueueProjection
 from cairn.projections.planning.imports import ImportProjection
 from cairn.projections.planning.proposals import ProposalProjection
@@ -17,4 +18,5 @@ def all_projections() -> dict[str, Projection]:
         "board": BoardProjection(), "queue": QueueProjection(), "imports": ImportProjection(),
         "proposals": ProposalProjection(), "templates": TemplateProjection(),
         "schedules": ScheduleProjection(), "projects": ProjectProjection(),
+        "pulls": PullProjection(),
     }  # fmt: skip

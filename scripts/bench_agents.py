@@ -12,7 +12,12 @@ Figures per runtime, over the jobs (p50 / p95):
   push of the branch, the outcome);
 - overhead_s: job wall minus the by-hand median: what Cairn adds. Goal: p50 at most 0.5 s;
 - around_step_s: job wall minus the step's own duration as the worker timed it (the same
-  overhead with the CLI's own variance taken out).
+  overhead with the CLI's own variance taken out);
+- steer_s (with --steer N): an operator's message sent to a running agent (busy in a `sleep`
+  the model asked for) until the scripted server gets the request that carries it: the turn
+  stopped, the session resumed by a new CLI process. Goal: p50 at most 2 s. Beside it,
+  first_request_s: the same CLI run by hand, from its start to its first request (the part of
+  steer_s that is the CLI's own start).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' model server
 
-from cairn.commands.jobs.job import JobRequest, load_job, submit_job
+from cairn.commands.jobs.job import JobRequest, add_operator_message, load_job, submit_job
 from cairn.commands.settings import ExecutionSettings, Settings
 from cairn.streams.connection import connect
 from cairn.streams.envelope import Envelope
@@ -40,10 +45,11 @@ from cairn.streams.keys import Keys
 from cairn.streams.server import start_server
 from cairn.streams.store import EventStore
 from tests.agents.clis import MODELS, require_clis, run_like_a_step, template, vendor_env
-from tests.agents.model_server import ModelServer, text, write
+from tests.agents.model_server import ModelServer, command, text, write
 from tests.worker.conftest import make_remote
 
 GOAL_P50_S = 0.5
+GOAL_STEER_S = 2.0
 
 
 def say(message: str) -> None:
@@ -63,7 +69,7 @@ def turns(runtime: str, i: int) -> list[Any]:
     return [write(f"bench-{i}.txt", f"{runtime} {i}\n"), text("Done.")]
 
 
-async def run(folder: Path, runtimes: list[str], jobs: int) -> dict[str, Any]:
+async def run(folder: Path, runtimes: list[str], jobs: int, steer: int) -> dict[str, Any]:
     bin_dir = require_clis()
     model = ModelServer().start()
     remote = make_remote(folder / "git", "bench/repo")
@@ -126,6 +132,9 @@ async def run(folder: Path, runtimes: list[str], jobs: int) -> dict[str, Any]:
                 "overhead_s": [percentile(overheads, 0.5), percentile(overheads, 0.95)],
                 "around_step_s": [percentile(around, 0.5), percentile(around, 0.95)],
             }
+            if steer:
+                figures[runtime] |= await steering(store, model, remote.bare, folder, home,
+                                                   runtime, contract, steer)  # fmt: skip
     finally:
         await client.aclose()
         for process in processes:
@@ -135,6 +144,40 @@ async def run(folder: Path, runtimes: list[str], jobs: int) -> dict[str, Any]:
         server.stop()
         model.stop()
     return figures
+
+
+async def steering(store: EventStore, model: ModelServer, bare: Path, folder: Path, home: Path,
+                   runtime: str, contract: Any, count: int) -> dict[str, Any]:  # fmt: skip
+    """Messages to running agents, each until the model got it; and the CLI's own start."""
+    steers, starts = [], []
+    for i in range(count):
+        busy = model.script(f"SCRIPT-busy-{runtime}-{i}", [command("sleep 60"), text("Slept.")])
+        heard = model.script(f"SCRIPT-heard-{runtime}-{i}", turns(runtime, 100 + i))
+        payload = {"repository": str(bare), "targetRuntime": runtime,
+                   "task": {"instructions": f"Wait. {busy}", "runtime": {"model": MODELS[runtime]},
+                            "publish": {"mode": "none"}}}  # fmt: skip
+        job_id = (await submit_job(store, JobRequest("task", payload), contract,
+                                   actor="bench")).id  # fmt: skip
+        while not model.seen(busy):
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(1.5)  # well into its sleep
+        sent = time.time()
+        await add_operator_message(store, job_id, f"Add the file instead. {heard}", actor="bench")
+        while not model.seen(heard):
+            await asyncio.sleep(0.01)
+        steers.append(model.seen(heard)[0].at - sent)
+        while (await load_job(store, job_id)).status not in {"succeeded", "failed",
+                                                              "dead_letter"}:  # fmt: skip
+            await asyncio.sleep(0.05)
+        by_hand = model.script(f"SCRIPT-start-{runtime}-{i}", [text("Hi.")])
+        started = time.time()
+        run_like_a_step(runtime, f"Say hi. {by_hand}", model, folder / "start" / f"{runtime}-{i}",
+                        env={"HOME": str(home)})  # fmt: skip
+        starts.append(model.seen(by_hand)[0].at - started)
+        say(f"bench: {runtime} steer {i + 1}/{count}: {steers[-1]:.2f} s (its start by hand "
+            f"{starts[-1]:.2f} s)")  # fmt: skip
+    return {"steer_s": [percentile(steers, 0.5), percentile(steers, 0.95)],
+            "first_request_s": [percentile(starts, 0.5), percentile(starts, 0.95)]}
 
 
 def wall(events: list[Envelope]) -> float:
@@ -147,13 +190,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=20, help="jobs per runtime (after a warm-up)")
     parser.add_argument("--runtimes", default="claude,codex,gemini", help="comma-separated")
+    parser.add_argument("--steer", type=int, default=0,
+                        help="messages to running agents per runtime (0: none)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cairn-bench-agents-") as tmp:
-        figures = asyncio.run(run(Path(tmp), runtimes, max(2, args.jobs)))
+        figures = asyncio.run(run(Path(tmp), runtimes, max(2, args.jobs), args.steer))
     figures["goal_overhead_p50_s"] = GOAL_P50_S
+    figures["goal_steer_p50_s"] = GOAL_STEER_S
     figures["seconds"] = round(time.monotonic() - started, 1)
     if args.json:
         print(json.dumps(figures, indent=2))
@@ -161,7 +207,8 @@ def main() -> int:
         for runtime in runtimes:
             for name, (p50, p95) in figures[runtime].items():
                 print(f"{runtime:>7} {name:>14}: p50 {p50:.3f} s, p95 {p95:.3f} s")
-        print(f"goal: overhead p50 at most {GOAL_P50_S} s")
+        print(f"goal: overhead p50 at most {GOAL_P50_S} s"
+              + (f"; steer p50 at most {GOAL_STEER_S} s" if args.steer else ""))
     met = all(figures[r]["overhead_s"][0] <= GOAL_P50_S for r in runtimes)
     return 0 if met else 1
 

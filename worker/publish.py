@@ -83,6 +83,9 @@ async def publish(ctx: PublishContext) -> PublishResult:
         )
     try:
         if not await _has_changes(ctx):
+            if ctx.mode == "pr" and ctx.open_pr is not None:
+                # A follow-up on an open PR that changed nothing says so there, not by a push.
+                return await _said_on_pr(ctx, ctx.open_pr, detail)
             return PublishResult(Outcome.NO_CHANGES, detail=detail)
         gate = verification_gate(
             changed_paths=ctx.changed_paths, evidence=ctx.evidence, skip_reason=ctx.skip_reason
@@ -156,6 +159,21 @@ async def _open_pr(
     return PublishResult(
         Outcome.PUBLISHED_PR, branch=head, pr_url=urls[-1], commit=commit, detail=detail
     )
+
+
+async def _said_on_pr(ctx: PublishContext, url: str, detail: dict[str, Any]) -> PublishResult:
+    """A comment on the PR: this follow-up ran and changed nothing (gh pr comment)."""
+    body = ctx.redact(f"Cairn's follow-up {ctx.job_id} ran and changed nothing, so nothing was "
+                      "pushed. Its run page has what the agent said.")  # fmt: skip
+    argv = ["gh", "pr", "comment", url, "--body", body]
+    try:
+        status, _, err = await _run(argv, ctx.repo, ctx.gh_env, ctx.gh_timeout_s)
+    except FileNotFoundError:
+        status, err = -1, "gh is not installed on this worker"
+    commented = {**detail, "commented": status == 0, "pr_url": url}
+    if status != 0:
+        commented["comment_error"] = ctx.redact(err)[-STDERR_KEPT:]
+    return PublishResult(Outcome.NO_CHANGES, detail=commented)
 
 
 async def _run(

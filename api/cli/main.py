@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         process=True,
     )
     scheduler.add_argument("--tick", type=float, default=0.05, help="seconds between rounds")
+    command("pr-watch", processes.run_pr_watch,
+            "follow the pull requests jobs opened: checks, reviews, merges (CAIRN_PR_POLL_S)",
+            process=True)  # fmt: skip
     worker = command(
         "worker", processes.run_worker, "claim and run jobs this machine can do", process=True
     )

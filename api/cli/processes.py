@@ -93,6 +93,25 @@ def run_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_pr_watch(settings: Settings, args: argparse.Namespace) -> int:
+    from cairn.projections.jobs.pulls import Pulls
+    from cairn.streams.keys import Keys
+    from cairn.worker.pr_watch import PrWatcher, WatchConfig
+
+    pulls = settings.pulls
+    config = WatchConfig(poll_s=pulls.poll_s, max_poll_s=pulls.max_poll_s,
+                         budget_per_minute=pulls.budget_per_minute)  # fmt: skip
+
+    async def run() -> None:
+        client = await open_client(settings)
+        opened = Pulls(client, Keys(settings.prefix, settings.partitions)).open
+        await PrWatcher(client, settings, config, opened).run(_stop_on_signals())
+        await client.aclose()
+
+    asyncio.run(run())
+    return 0
+
+
 def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     import socket
 

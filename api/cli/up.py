@@ -105,7 +105,8 @@ def _children(settings: Settings, workers: int) -> list[Child]:
     me = [sys.executable, "-m", "cairn.api.cli"]
     api = [*me, "api", "--host", settings.host, "--port", str(settings.port)]
     children = [Child("api", api, "api"), Child("projector", [*me, "projector"], "projector"),
-                Child("scheduler", [*me, "scheduler"], "scheduler")]  # fmt: skip
+                Child("scheduler", [*me, "scheduler"], "scheduler"),
+                Child("pr-watch", [*me, "pr-watch"], "scheduler")]  # fmt: skip
     children += [
         Child(f"worker-{i + 1}", [*me, "worker", "--id", f"local-{i + 1}"], "worker")
         for i in range(workers)

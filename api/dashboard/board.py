@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -22,10 +23,12 @@ from cairn.domain.errors import NotFound
 from cairn.domain.jobs.dispatch import missing_capabilities
 from cairn.domain.jobs.job import Job
 from cairn.domain.jobs.kinds import AGENT_RUNTIMES
+from cairn.domain.jobs.pulls import PullRequest
 from cairn.domain.priority import PRIORITY_NAMES
 from cairn.domain.tasks.spec import NAME_PATTERN
 from cairn.domain.tasks.states import CLAIM_GUARDED, Flags, Status, allowed_targets
 from cairn.domain.tasks.task import Task
+from cairn.projections.jobs.pulls import Pulls
 from cairn.projections.tasks.board import NAME as BOARD
 from cairn.projections.tasks.board import card
 from cairn.projections.tasks.projects import Projects
@@ -71,27 +74,63 @@ async def board_view(request: Request, project: str, show_all: str = "") -> dict
         for status, cards in by_status.items()
     }
     runs = await ctx.queue.get_jobs([t.run_ids[-1] for c in shown.values() for t in c if t.run_ids])
+    urls = [str(url) for j in runs.values() if (url := (j.publish or {}).get("pr_url"))]
+    prs = await Pulls(ctx.client, ctx.keys).get_many(project, urls) if urls else {}
+    waiting = request.query_params.get("pr")
+    if waiting in PR_FILTERS:
+        shown = {status: [t for t in cards if PR_FILTERS[waiting](_pr_of(t, runs, prs))]
+                 for status, cards in shown.items()}  # fmt: skip
     flags = ctx.settings.flags
     queued = [j for j in runs.values() if j.status == "queued"]
     workers = await live_capabilities(request) if queued else []
     columns = [
         {"status": status, "name": STATUS_NAMES[status], "total": len(by_status[status]),
-         "cards": [card_view(t, by_id, runs, flags, workers) for t in cards]}
+         "cards": [card_view(t, by_id, runs, flags, workers, prs) for t in cards]}
         for status, cards in shown.items()
     ]  # fmt: skip
     names = [p["project"] for p in projects]
     if project not in names:
         names = sorted([*names, project])
-    return {"project": project, "projects": names, "columns": columns, "total": len(tasks)}
+    return {"project": project, "projects": names, "columns": columns, "total": len(tasks),
+            "pr_filter": waiting if waiting in PR_FILTERS else None}  # fmt: skip
+
+
+# The board's PR filters: tasks whose open PR waits on a review, or has failing checks.
+PR_FILTERS: dict[str, Callable[[PullRequest | None], bool]] = {
+    "review": lambda pr: pr is not None and pr.state == "open" and not pr.failing
+                         and pr.review_decision != "APPROVED",
+    "failing": lambda pr: pr is not None and pr.state == "open" and bool(pr.failing),
+}  # fmt: skip
+
+
+def _pr_of(task: Task, runs: dict[str, Job], prs: dict[str, PullRequest]) -> PullRequest | None:
+    last = runs.get(task.run_ids[-1]) if task.run_ids else None
+    url = (last.publish or {}).get("pr_url") if last is not None else None
+    return prs.get(str(url)) if url else None
+
+
+def pr_summary(pr: PullRequest) -> dict[str, Any]:
+    """A PR as a card or a page shows it: number, state, a mark per check, the review."""
+    return {
+        "url": pr.url, "number": pr.number, "state": pr.state,
+        "review": (pr.review_decision or "").lower().replace("_", " ") or None,
+        "checks": [{"name": c.name, "said": c.conclusion or c.status.replace("_", " "),
+                    "mark": "failed" if c.failed else "passed" if c.conclusion in (
+                        "success", "neutral", "skipped") else "pending"} for c in pr.checks],
+        "failing": [c.name for c in pr.failing], "gave_up": pr.gave_up,
+        "auto_fixes": pr.auto_fixes, "max_auto_fixes": pr.policy.max_auto_fixes,
+    }  # fmt: skip
 
 
 def card_view(
     task: Task, by_id: dict[str, Task], runs: dict[str, Job], flags: Flags,
-    workers: list[list[str]] | None = None,
+    workers: list[list[str]] | None = None, prs: dict[str, PullRequest] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     view = card(task, by_id)
     last = runs.get(task.run_ids[-1]) if task.run_ids else None
     view["last_run"] = _run_summary(last) if last else None
+    pr = _pr_of(task, runs, prs or {})
+    view["pr"] = pr_summary(pr) if pr is not None else None
     view["cannot_start"] = (cannot_start(last, workers or [])
                             if last is not None and last.status == "queued" else None)  # fmt: skip
     view["targets"] = move_targets(task.status, flags)

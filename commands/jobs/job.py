@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cairn.commands.jobs.pulls import pull_writes
 from cairn.commands.runner import (
     CommandResult,
     Plan,
@@ -70,7 +71,8 @@ async def with_its_task(
     if job.task_id and task_follows(job, events, after):
         task = (await load_tasks(store, [job.task_id])).get(job.task_id)
     decision = decide_with_task(job, events, after, task, flags)
-    return writes(decision, {job.id: job.version, **({task.id: task.version} if task else {})})
+    planned = writes(decision, {job.id: job.version, **({task.id: task.version} if task else {})})
+    return planned + await pull_writes(store, job, events)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
@@ -150,6 +150,12 @@ class PublishSpec(ContractModel):
     pr_title: Title | None = None
     pr_body: str | None = Field(default=None, max_length=MAX_PR_BODY)
     verification_skip_reason: VerificationSkipReason | None = None
+    # What Cairn does about the PR once open (domain/jobs/pulls.py): a follow-up for failed
+    # checks (at most maxAutoFixes of them) and for requested changes; on close, ready again.
+    on_ci_failure: Literal["follow_up", "notify", "none"] | None = None
+    max_auto_fixes: int | None = Field(default=None, ge=0, le=20)
+    on_review: Literal["follow_up", "notify"] | None = None
+    on_close: Literal["ready", "cancel"] | None = None
 
     _base = field_validator("pr_base_branch", "base_branch")(check_branch)
 

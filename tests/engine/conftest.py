@@ -140,6 +140,15 @@ class Engine:
     def output(self, name: str) -> str:
         return (self.tmp / f"{name}.log").read_text(errors="replace")
 
+    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+        """Every process at once, as a machine's crash would (SIGKILL: nothing of theirs runs)."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(sig)
+        for process in self.processes.values():
+            process.wait(15)
+        self.processes = {}
+
     def stop_all(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
