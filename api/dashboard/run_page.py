@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from cairn.api.context import actor, context, event_view, path_id
+from cairn.api.dashboard.board import pr_summary
 from cairn.api.dashboard.render import (
     FieldErrors,
     Form,
@@ -54,6 +55,7 @@ from cairn.domain.jobs.transcript import (
     one_line,
 )
 from cairn.domain.tasks.spec import parse_model
+from cairn.projections.jobs.pulls import Pulls
 from cairn.projections.jobs.queue import NAME as QUEUE
 
 PATCH_CAP = 200_000  # bytes of a patch shown in the page; the whole file is a download
@@ -143,8 +145,12 @@ async def run_view(request: Request, job: Job) -> dict[str, Any]:
         missing = missing_capabilities(job.required_capabilities, await live_capabilities(request))
     events = await ctx.store.read_aggregate(job.id)
     artifacts = [artifact_view(a) for a in job.artifacts]
+    url = (job.publish or {}).get("pr_url")
+    pr = await Pulls(ctx.client, ctx.keys).get(job.project, str(url)) if url else None
     return {
         "job": job,
+        "pr": pr_summary(pr) if pr is not None else None,
+        "pr_timeline": pr.timeline[-50:] if pr is not None else [],
         "facts": facts(job),
         "failure": failure(job),
         "missing": missing,

@@ -14,7 +14,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cairn.api.context import actor, context, event_view, path_id
-from cairn.api.dashboard.board import STATUS_NAMES, move_targets, priority_label, project_of
+from cairn.api.dashboard.board import (
+    STATUS_NAMES,
+    move_targets,
+    pr_summary,
+    priority_label,
+    project_of,
+)
 from cairn.api.dashboard.render import (
     FieldErrors,
     Form,
@@ -41,6 +47,7 @@ from cairn.domain.priority import PRIORITY_NAMES
 from cairn.domain.tasks.project import ProjectSettings, setting_sources
 from cairn.domain.tasks.spec import TaskPatch, TaskSpec, TaskType, parse_model
 from cairn.domain.tasks.states import RESOLVED, Status
+from cairn.projections.jobs.pulls import Pulls
 from cairn.projections.jobs.queue import NAME as QUEUE
 from cairn.projections.tasks.board import NAME as BOARD
 from cairn.projections.tasks.board import card
@@ -179,11 +186,16 @@ async def task_view(request: Request, task_id: str) -> dict[str, Any]:
         ctx.queue.get_jobs(task.run_ids), _project_settings(request, task.project),
     )  # fmt: skip
     view = card(task, related)
+    urls = [str(u) for i in reversed(task.run_ids) if i in runs
+            and (u := (runs[i].publish or {}).get("pr_url"))]  # fmt: skip
+    pr = await Pulls(ctx.client, ctx.keys).get(task.project, urls[0]) if urls else None
     install = {"repository": ctx.settings.default_repository,
                "runtime": ctx.settings.default_runtime,
                "publish_mode": ctx.settings.default_publish_mode}  # fmt: skip
     return {
         "task": view,
+        "pr": pr_summary(pr) if pr is not None else None,
+        "pr_timeline": pr.timeline[-20:] if pr is not None else [],
         "blocks": [related[i] for i in task.blocks if i in related],
         "runs": [runs[i] for i in reversed(task.run_ids) if i in runs],
         "usage": sum_usage(job.usage for job in runs.values()),
