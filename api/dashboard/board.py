@@ -73,7 +73,9 @@ async def board_view(request: Request, project: str, show_all: str = "") -> dict
         status: cards if show_all == status else cards[:COLUMN_CAP]
         for status, cards in by_status.items()
     }
-    runs = await ctx.queue.get_jobs([t.run_ids[-1] for c in shown.values() for t in c if t.run_ids])
+    # The last two runs of each card: the last one, and the one before (whose PR a follow-up
+    # that is still running goes on with).
+    runs = await ctx.queue.get_jobs([i for c in shown.values() for t in c for i in t.run_ids[-2:]])
     urls = [str(url) for j in runs.values() if (url := (j.publish or {}).get("pr_url"))]
     prs = await Pulls(ctx.client, ctx.keys).get_many(project, urls) if urls else {}
     waiting = request.query_params.get("pr")
@@ -104,9 +106,12 @@ PR_FILTERS: dict[str, Callable[[PullRequest | None], bool]] = {
 
 
 def _pr_of(task: Task, runs: dict[str, Job], prs: dict[str, PullRequest]) -> PullRequest | None:
-    last = runs.get(task.run_ids[-1]) if task.run_ids else None
-    url = (last.publish or {}).get("pr_url") if last is not None else None
-    return prs.get(str(url)) if url else None
+    """The PR of the task's last run, or of the one before (a follow-up of it still runs)."""
+    for job_id in reversed(task.run_ids[-2:]):
+        url = (runs[job_id].publish or {}).get("pr_url") if job_id in runs else None
+        if url:
+            return prs.get(str(url))
+    return None
 
 
 def pr_summary(pr: PullRequest) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from cairn.domain.credentials import redact_credentials
 from cairn.domain.errors import CorruptStream
 from cairn.domain.events import Event
 from cairn.domain.upcast import Upcaster, decode_event
@@ -307,14 +308,15 @@ def new_facts(pr: PullRequest, seen: Observation) -> list[PullEvent]:
             known_reviews.add(review.review_id)
             facts.append(PrReviewSubmitted(
                 review_id=review.review_id, reviewer=review.reviewer, state=review.state,
-                body=review.body[:TEXT_MAX], association=review.association,
-                comments=list(review.comments)))  # fmt: skip
+                body=_said(review.body), association=review.association,
+                comments=[LineComment(path=c.path, line=c.line, body=_said(c.body))
+                          for c in review.comments]))  # fmt: skip
     known_comments = set(pr.comments)
     for comment in seen.comments:
         if comment.comment_id not in known_comments:
             known_comments.add(comment.comment_id)
             facts.append(PrCommented(comment_id=comment.comment_id, author=comment.author,
-                                     body=comment.body[:TEXT_MAX], association=comment.association,
+                                     body=_said(comment.body), association=comment.association,
                                      path=comment.path, line=comment.line))  # fmt: skip
     if seen.state == "merged" and pr.state != "merged":
         facts.append(PrMerged(merge_commit=seen.merge_commit, at=seen.at))
@@ -323,6 +325,12 @@ def new_facts(pr: PullRequest, seen: Observation) -> list[PullEvent]:
     elif seen.state == "open" and pr.state == "closed":
         facts.append(PrReopened())
     return facts
+
+
+def _said(text: str) -> str:
+    """What someone wrote on the PR as the log keeps it: cut, and a credential pasted into it
+    redacted (it would reach an event and a prompt)."""
+    return redact_credentials(text[:TEXT_MAX])
 
 
 def _checks_key(checks: Sequence[Check]) -> list[tuple[str, str, str | None]]:
@@ -379,7 +387,7 @@ def _checks_message(failing: Sequence[Check], logs: dict[str, str]) -> str:
     for check in failing:
         parts.append(f"## {check.name}: {check.conclusion}" + (f" ({check.url})" if check.url
                                                                  else ""))  # fmt: skip
-        log = logs.get(check.name, "").strip()
+        log = redact_credentials(logs.get(check.name, "")).strip()
         if log:
             parts += ["The end of its failed log:", "```", log[-LOG_MAX:], "```"]
         parts.append("")

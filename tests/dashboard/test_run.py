@@ -19,10 +19,13 @@ from cairn.api.cli.datadir import find_store, open_store
 from cairn.api.cli.store import keys_of
 from cairn.api.dashboard.run_page import step_conversation
 from cairn.commands.jobs.claims import claim_job, write_job
+from cairn.commands.jobs.pull_facts import record_look
+from cairn.commands.jobs.pulls import pull_id
 from cairn.commands.settings import Settings
 from cairn.domain.jobs.events import (
     JobArtifactAdded,
     JobEvent,
+    JobPublished,
     JobStageFinished,
     JobStageStarted,
     JobStepFinished,
@@ -30,6 +33,7 @@ from cairn.domain.jobs.events import (
     JobSucceeded,
 )
 from cairn.domain.jobs.job import Job
+from cairn.domain.jobs.pulls import Check, Observation
 from cairn.domain.jobs.transcript import (
     Command,
     ErrorEntry,
@@ -453,3 +457,53 @@ def test_a_finished_run_is_followed_up_from_its_page(page: Page, cairn: Cairn) -
     follow_up = job_of(cairn, job_id)["followedBy"][0]["jobId"]
     assert page.url.split("?")[0].endswith(f"/queue/{follow_up}")
     assert job_of(cairn, follow_up)["normalized"]["task"]["instructions"] == "Also add a test"
+
+
+def test_a_tasks_pull_request_shows_on_its_card_page_and_run(page: Page, cairn: Cairn) -> None:
+    """A run that opened a PR whose tests fail (a fix of it is queued): the card shows the PR,
+    a mark per check with its name, and the board's "failing checks" filter keeps it; the run
+    page has its timeline."""
+    project = unique("prs")
+    spec = {"repository": "acme/app", "requiredCapabilities": NOBODY,
+            "task": {"instructions": "Fix it", "publish": {"mode": "pr"}}}  # fmt: skip
+    task = create(cairn, project, "Fix the greeting", spec=spec)
+    with cairn.api() as api:
+        ran = api.post(f"/api/v2/tasks/{task['id']}/run")
+        assert ran.status_code in (200, 201, 202), ran.text
+        job_id = ran.json()["job_id"]
+    url = f"https://github.com/octo/repo/pull/{time.monotonic_ns() % 1000}"
+
+    async def opened_and_failing(store: EventStore) -> None:
+        await claim_job(store, job_id, "w-pr", Flags())
+        await write_job(store, job_id, lambda job: [
+            JobPublished(epoch=job.epoch, outcome="PUBLISHED_PR", branch="cairn/pr", pr_url=url,
+                         detail={"base": "main"}),
+            JobSucceeded(epoch=job.epoch, summary="opened a PR")], Flags(), actor="w-pr")
+        pr = pull_id(store.keys, project, url)
+        seen = Observation(checks=[Check(name="tests", conclusion="failure"),
+                                   Check(name="lint", conclusion="success")])
+        await record_look(store, pr, seen, Flags())
+
+    on_store(cairn, opened_and_failing)
+    wait_until(lambda: job_of(cairn, job_id)["status"] == "succeeded", 10, "the run to end")
+
+    def failing() -> bool:
+        with cairn.api() as api:
+            shown = api.get(f"/api/queue/jobs/{job_id}/pull-request")
+            return shown.status_code == 200 and shown.json()["failing"] == ["tests"]
+
+    wait_until(failing, 10, "the PR's checks to be read")
+    page.goto(f"{cairn.base}/tasks?project={project}&pr=failing")
+    line = page.locator(f"#card-{task['id']} .pr")
+    expect(line).to_contain_text("open")
+    expect(line.locator(".mark.failed")).to_have_attribute("title", "tests: failure")
+    expect(line.locator(".mark.passed")).to_have_attribute("title", "lint: success")
+    page.goto(f"{cairn.base}/tasks?project={project}&pr=review")
+    expect(page.locator(f"#card-{task['id']}")).to_have_count(0)  # its checks fail
+    page.goto(f"{cairn.base}/tasks/{task['id']}")
+    expect(page.locator(".pr .mark.failed")).to_have_count(1)
+    page.goto(f"{cairn.base}/queue/{job_id}")
+    timeline = page.locator("dd details:has-text('Timeline')")
+    timeline.locator("summary").click()
+    expect(timeline).to_contain_text("checks: lint success, tests failure")
+    assert run_axe(page) == []

@@ -261,3 +261,26 @@ async def test_the_token_is_in_no_argv_and_no_url(
         assert TOKEN not in config.read_text()
     assert TOKEN not in run_git("remote", "get-url", "--all", "origin", cwd=repo)
     assert TOKEN not in repr(result)
+
+
+async def test_a_follow_up_on_an_open_pr_pushes_to_it_and_opens_no_second(
+    repo: Path, git: Git, fake_gh: FakeGh, seeded: Seeded
+) -> None:
+    url = "https://github.com/octo/repo/pull/7"
+    edit(repo)
+    result = await publish(context(repo, git, fake_gh, mode="pr", open_pr=url))
+    assert (result.outcome, result.pr_url) == (Outcome.PUBLISHED_PR, url)
+    assert result.detail["updated"] is True and WORKING in seeded.branches()
+    assert fake_gh.calls() == []  # no `gh pr create`
+
+
+async def test_a_follow_up_that_changed_nothing_says_so_on_the_pr(
+    repo: Path, git: Git, fake_gh: FakeGh, seeded: Seeded
+) -> None:
+    url = "https://github.com/octo/repo/pull/7"
+    result = await publish(context(repo, git, fake_gh, mode="pr", open_pr=url))
+    assert result.outcome == Outcome.NO_CHANGES and result.detail["commented"] is True
+    [call] = fake_gh.calls()
+    assert call["argv"][:3] == ["pr", "comment", url]
+    assert "changed nothing" in call["argv"][call["argv"].index("--body") + 1]
+    assert seeded.branches() == ["main"]  # nothing pushed

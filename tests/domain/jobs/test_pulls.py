@@ -175,3 +175,10 @@ def test_the_policy_comes_from_the_jobs_publish_options() -> None:
     assert policy_of(given) == Policy(on_ci_failure="notify", max_auto_fixes=5,
                                       on_review="notify", on_close="cancel")  # fmt: skip
     assert policy_of({"maxAutoFixes": 99, "onCiFailure": "explode"}) == Policy()
+
+
+def test_a_credential_pasted_into_a_comment_never_reaches_the_log() -> None:
+    token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    facts = new_facts(pull(), Observation(comments=[
+        Comment("5", "ann", f"@cairn use {token} to push", "OWNER")]))  # fmt: skip
+    assert token not in str(facts) and "[redacted GitHub token]" in str(facts)
