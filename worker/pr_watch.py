@@ -51,6 +51,7 @@ class WatchConfig:
     rate_floor: int = 100  # below this many calls left of GitHub's limit, wait for its reset
     tick_s: float = 1.0
     gh_timeout_s: float = 60.0
+    rate_every_s: float = 300.0  # how often GitHub's rate limit is read
 
 
 @dataclass
@@ -89,6 +90,7 @@ class PrWatcher:
         self.due: dict[str, _Due] = {}
         self.budget = Budget(config.budget_per_minute)
         self.rate_wait_until = 0.0
+        self.rate_read_at = -1e9
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("PR watcher: polling every %gs (at most %gs), %d calls a minute",
@@ -105,8 +107,13 @@ class PrWatcher:
         now = time.monotonic()
         if now < self.rate_wait_until:
             return 0
+        opened = sorted(await self.open_prs(), key=lambda p: p.id)
+        if opened and now - self.rate_read_at >= self.config.rate_every_s:
+            self.rate_read_at = now
+            if not await self._rate_left():
+                return 0
         looked = 0
-        for pr in sorted(await self.open_prs(), key=lambda p: p.id):
+        for pr in opened:
             due = self.due.setdefault(pr.id, _Due(0.0, self.config.poll_s))
             if due.at > now:
                 continue
@@ -138,6 +145,22 @@ class PrWatcher:
             seen = replace(seen, failed_logs=logs)
         await record_look(self.store, pr.id, seen, self.settings.flags)
         return True
+
+    async def _rate_left(self) -> bool:
+        """Whether GitHub's rate limit has room; if not, the looks wait for its reset."""
+        try:
+            limit = await self._gh_json("api", "rate_limit")
+            core = limit["resources"]["core"]
+            remaining, reset = int(core["remaining"]), float(core["reset"])
+        except (GhFailed, KeyError, TypeError, ValueError):
+            return True  # unknown: the looks go on, and a refusal says so
+        if remaining >= self.config.rate_floor:
+            return True
+        wait = max(reset - time.time(), 60.0)
+        self.rate_wait_until = time.monotonic() + wait
+        log.warning("PR watcher: %d GitHub calls left; the next look waits %.0fs for the reset",
+                    remaining, wait)  # fmt: skip
+        return False
 
     async def _listed(self, pr: PullRequest, what: str) -> list[dict[str, Any]]:
         """The PR's reviews or line comments, from the REST API (numeric ids that tie each
