@@ -36,6 +36,7 @@ from cairn.streams.keys import Keys
 from cairn.streams.lifetime import wait_for_stop
 from cairn.streams.store import EventStore
 from cairn.worker.redaction import Redactor
+from cairn.worker.secrets import resolve_secrets
 
 log = logging.getLogger("cairn.pr_watch")
 VIEW_FIELDS = "number,state,mergedAt,closedAt,mergeCommit,comments,statusCheckRollup"
@@ -91,6 +92,7 @@ class PrWatcher:
         self.budget = Budget(config.budget_per_minute)
         self.rate_wait_until = 0.0
         self.rate_read_at = -1e9
+        self.token: str | None = None  # the publish token of the PR being looked at
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("PR watcher: polling every %gs (at most %gs), %d calls a minute",
@@ -109,7 +111,7 @@ class PrWatcher:
             return 0
         opened = sorted(await self.open_prs(), key=lambda p: p.id)
         if opened and now - self.rate_read_at >= self.config.rate_every_s:
-            self.rate_read_at = now
+            self.rate_read_at, self.token = now, None
             if not await self._rate_left():
                 return 0
         looked = 0
@@ -129,6 +131,7 @@ class PrWatcher:
     async def look(self, pr: PullRequest) -> bool:
         """One look at `pr`; whether it found something new."""
         try:
+            self.token = await self._token(pr)
             view = await self._gh_json("pr", "view", pr.url, "--json", VIEW_FIELDS)
             reviews = await self._listed(pr, "reviews")
             lines = await self._listed(pr, "comments")
@@ -145,6 +148,19 @@ class PrWatcher:
             seen = replace(seen, failed_logs=logs)
         await record_look(self.store, pr.id, seen, self.settings.flags)
         return True
+
+    async def _token(self, pr: PullRequest) -> str | None:
+        """The job's publish credentials for this PR's calls (None: the watcher's own gh)."""
+        if not pr.auth_ref:
+            return None
+        try:
+            found = await resolve_secrets({"publish": pr.auth_ref}, env=self.env,
+                                          vault_addr=self.settings.execution.vault_addr)
+        except CairnError as e:
+            raise GhFailed(e.message) from e
+        token = found["publish"]
+        self.redactor = Redactor([token], env=self.env)
+        return token
 
     async def _rate_left(self) -> bool:
         """Whether GitHub's rate limit has room; if not, the looks wait for its reset."""
@@ -193,7 +209,8 @@ class PrWatcher:
     async def _gh(self, *argv: str) -> str:
         try:
             proc = await asyncio.create_subprocess_exec(
-                "gh", *argv, env={**self.env, "GH_PROMPT_DISABLED": "1", "NO_COLOR": "1"},
+                "gh", *argv, env={**self.env, "GH_PROMPT_DISABLED": "1", "NO_COLOR": "1",
+                                  **({"GH_TOKEN": self.token} if self.token else {})},
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip

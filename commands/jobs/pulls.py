@@ -57,10 +57,12 @@ async def pull_writes(store: EventStore, job: Job, events: Sequence[JobEvent]) -
     found: list[PullEvent]
     if pr is None:
         publish = dict((job.normalized.get("task") or {}).get("publish") or {})
+        auth = job.normalized.get("auth") or {}
         found = [PrOpened(
             url=published.pr_url, number=_number(published.pr_url),
             branch=published.branch or "", base=published.detail.get("base"), job_id=job.id,
             task_id=job.task_id, project=job.project, policy=policy_of(publish),
+            auth_ref=auth.get("publishAuthRef") or auth.get("repoAuthRef"),
         )]  # fmt: skip
     elif job.id not in pr.jobs:
         found = [PrPushed(job_id=job.id, commit=published.commit)]

@@ -69,6 +69,7 @@ class PrOpened(PullEvent, frozen=True, kw_only=True, omit_defaults=True):
     task_id: str | None = None
     project: str
     policy: Policy = Policy()
+    auth_ref: str | None = None  # the job's publish credentials (a reference, never a value)
 
 
 class PrPushed(PullEvent, frozen=True, kw_only=True, omit_defaults=True):
@@ -162,6 +163,7 @@ class PullRequest(msgspec.Struct, frozen=True, kw_only=True):
     task_id: str | None
     policy: Policy
     jobs: list[str]
+    auth_ref: str | None = None
     state: str = "open"  # open, merged, closed
     merge_commit: str | None = None
     checks: list[Check] = []
@@ -192,7 +194,7 @@ def evolve(state: PullRequest | None, event: PullEvent, pr_id: str, version: int
         return PullRequest(
             id=pr_id, version=1, url=event.url, number=event.number, branch=event.branch,
             base=event.base, project=event.project, task_id=event.task_id, policy=event.policy,
-            jobs=[event.job_id], updated_at=ts,
+            jobs=[event.job_id], auth_ref=event.auth_ref, updated_at=ts,
             timeline=[{"type": event.TYPE, "ts": ts, "summary": f"opened by {event.job_id}"}],
         )  # fmt: skip
     if state is None:
