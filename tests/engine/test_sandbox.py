@@ -33,7 +33,9 @@ def shell(remote: Seeded, command: str) -> dict[str, object]:
 
 
 async def output_of(store: EventStore, keys: Keys, job_id: str) -> str:
-    return "".join(e.text for e in await OutputStream(store.redis, keys).read(job_id))
+    """What the step printed (its live output; the transcript's entries beside it left out)."""
+    entries = await OutputStream(store.redis, keys).read(job_id)
+    return "".join(e.text for e in entries if e.stream != "transcript")
 
 
 @pytest.fixture
