@@ -63,8 +63,26 @@ def keep_session(data_dir: Path, job_id: str, runtime: str, workspace: Workspace
 
 def continue_from(data_dir: Path, artifacts: ArtifactStore, workspace: Workspace, *,
                   followed: str, session: str | None, runtime: str, prompt: str,
-                  message: str) -> Continuation:  # fmt: skip
-    """The follow-up's way on from job `followed` (whose agent's session was `session`)."""
+                  message: str, published: bool = True) -> Continuation:  # fmt: skip
+    """The follow-up's way on from job `followed` (whose agent's session was `session`). When
+    that job published nothing (`published` false), its changes are not in this checkout: the
+    agent is told its diff, and the transcript says so."""
+    way = _resumed(data_dir, artifacts, workspace, followed=followed, session=session,
+                   runtime=runtime, prompt=prompt, message=message)  # fmt: skip
+    if published:
+        return way
+    diff = _diff(artifacts, followed)
+    told = ("Note: the changes of the earlier run were not published, so they are not in this "
+            f"checkout. Its diff, to redo what is still wanted:\n```diff\n{diff}\n```\n\n"
+            ) if diff else ""  # fmt: skip
+    note = (f"{way.note} Job {followed} published nothing, so this run starts without its "
+            "changes" + (" (its diff is in the prompt)." if diff else "."))  # fmt: skip
+    return Continuation(way.resume, note, told + way.prompt, way.before)
+
+
+def _resumed(data_dir: Path, artifacts: ArtifactStore, workspace: Workspace, *, followed: str,
+             session: str | None, runtime: str, prompt: str, message: str) -> Continuation:
+    """The session resumed where it was kept, else a fresh one told the summary."""
     folder = session_folder(data_dir, followed, runtime)
     if session is not None:
         try:
@@ -107,6 +125,16 @@ def summarize(artifacts: ArtifactStore, job_id: str) -> str:
             "session could not be resumed, so here is what happened.\n\n"
             f"## What the earlier run did\n{said}\n\n"
             f"## What it changed (on the branch you are on)\n```diff\n{diff or '(nothing)'}\n```")
+
+
+def _diff(artifacts: ArtifactStore, job_id: str) -> str:
+    """The job's last attempt's diff, cut to a prompt's size."""
+    stored = [a.path for a in _listed(artifacts, job_id) if a.path.endswith("/changes.patch")]
+    if not stored:
+        return ""
+    last = max(stored, key=lambda p: int(p.split("/")[0].split("-")[1]))
+    diff = _read(artifacts, job_id, last)
+    return (diff[:DIFF_MAX] + "\n… (the diff goes on)") if len(diff) > DIFF_MAX else diff
 
 
 def _line(entry: TranscriptEntry) -> str:

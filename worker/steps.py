@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cairn.commands.jobs.job import load_job
 from cairn.domain.errors import CairnError
 from cairn.domain.jobs.contract import ResolvedRuntime, resolve_runtime
 from cairn.domain.jobs.events import JobStepFinished, JobStepStarted
+from cairn.domain.jobs.followups import PUSHED
 from cairn.domain.jobs.publishing import Evidence, step_evidence
 from cairn.worker.agents.clis import CLIS
 from cairn.worker.agents.environment import prepare_home, step_env
@@ -144,7 +146,7 @@ class Steps:
                 operator_messages=messages,
             )  # fmt: skip
         prepare_home(mode, run.workspace.home, os.environ)
-        continuation = self._continuation(step, mode, prompt)
+        continuation = await self._continuation(step, mode, prompt)
         turn = Turn(prompt=continuation.prompt if continuation else prompt,
                     resume=continuation.resume if continuation else None,
                     before=continuation.before if continuation else None)  # fmt: skip
@@ -299,16 +301,22 @@ class Steps:
             refused = {"code": e.code, "message": e.message, "step": step.step_id}
             raise StageFailed("execute", refused, retryable=False) from e
 
-    def _continuation(self, step: PlannedStep, mode: str, prompt: str) -> Continuation | None:
+    async def _continuation(self, step: PlannedStep, mode: str, prompt: str
+                            ) -> Continuation | None:  # fmt: skip
         """A follow-up's first step goes on from the job it follows."""
         run = self.run
         followed = run.job.follows
         if followed is None or step.index != 1 or mode not in CLIS or run.workspace is None:
             return None
+        try:
+            publish = (await load_job(run.held.store, followed)).publish or {}
+        except CairnError:
+            publish = {}
         return continue_from(
             Path(run.tools.settings.data_dir), run.tools.artifacts, run.workspace,
             followed=followed, session=run.job.resume_session, runtime=mode, prompt=prompt,
             message=str(run.task.get("instructions") or ""),
+            published=publish.get("outcome") in PUSHED,
         )  # fmt: skip
 
     def _agent(self, mode: str) -> dict[str, Any] | None:

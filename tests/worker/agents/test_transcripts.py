@@ -118,3 +118,13 @@ def test_no_output_makes_a_parser_fail(runtime: str, junk: str, cut_at: int) -> 
     entries = parser.feed(real[:cut_at]) + parser.feed(junk) + parser.finish(None)
     for entry in entries:
         assert decode(encode(entry)) == entry
+
+
+def test_a_refused_command_is_no_refused_edit() -> None:
+    """claude's permission denials name every tool it refused: a Bash command it would not run
+    is that command's failure, not an edit refused."""
+    parser = parser_for("claude")
+    parser.feed('{"type":"result","subtype":"success","permission_denials":[{"tool_name":"Bash",'
+                '"tool_input":{"command":"python3 x.py"}},{"tool_name":"Edit","tool_input":'
+                '{"file_path":"a.py"}}]}\n')
+    assert parser.refused_edits == ["Edit a.py"]

@@ -25,6 +25,7 @@ from cairn.worker.agents.transcripts.base import Parser, message_text, text_of
 
 SHELL_TOOLS = ("Bash",)
 FILE_TOOLS = ("Write", "Edit", "MultiEdit", "NotebookEdit", "Read")
+EDIT_TOOLS = ("Write", "Edit", "MultiEdit", "NotebookEdit")
 EXIT_CODE = re.compile(r"Exit code (\d+)")
 
 
@@ -90,7 +91,8 @@ class ClaudeParser(Parser):
         for denial in event.get("permission_denials") or []:
             tool = denial.get("tool_name", "a tool") if isinstance(denial, dict) else str(denial)
             given = (denial.get("tool_input") or {}) if isinstance(denial, dict) else {}
-            self.refused_edits.append(f"{tool} {self._summary(tool, given)}".strip())
+            if tool in EDIT_TOOLS:  # a refused command shows as its command's exit status
+                self.refused_edits.append(f"{tool} {self._summary(tool, given)}".strip())
         if event.get("is_error") or str(event.get("subtype", "")).startswith("error"):
             said = event.get("result") or event.get("subtype") or "claude reported an error"
             return [ErrorEntry(message=cut(str(said), EXCERPT_MAX))]
