@@ -68,7 +68,8 @@ async def post_github(request: Request) -> Response:
     seen = observation(event, payload, pr)
     if seen is None:
         return json_response({"recorded": 0, "ignored": f"{event} is not followed"}, 202)
-    result = await record_look(ctx.store, pr.id, seen, ctx.settings.flags, actor="github",
+    # The PR watcher's act, whichever way GitHub's fact came (the delivery id is the command's).
+    result = await record_look(ctx.store, pr.id, seen, ctx.settings.flags,
                                command_id=command_id_for("github", "delivery", delivery))
     recorded = 0 if result.duplicate or not result.position else result.version - pr.version
     return json_response({"recorded": max(recorded, 0), "pr": pr.id,

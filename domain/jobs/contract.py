@@ -156,6 +156,8 @@ class PublishSpec(ContractModel):
     max_auto_fixes: int | None = Field(default=None, ge=0, le=20)
     on_review: Literal["follow_up", "notify"] | None = None
     on_close: Literal["ready", "cancel"] | None = None
+    # The word that, in a comment by someone who can write to the repository, runs a follow-up.
+    mention: Annotated[str, Field(pattern=r"^@[A-Za-z0-9][A-Za-z0-9_-]{0,38}$")] | None = None
 
     _base = field_validator("pr_base_branch", "base_branch")(check_branch)
 

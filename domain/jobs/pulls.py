@@ -421,9 +421,11 @@ def policy_of(publish: dict[str, Any]) -> Policy:
     on_review = publish.get("onReview")
     on_close = publish.get("onClose")
     fixes = publish.get("maxAutoFixes")
+    mention = publish.get("mention")
     return Policy(
         on_ci_failure=on_ci if on_ci in ON_CI_FAILURE else "follow_up",
         max_auto_fixes=fixes if isinstance(fixes, int) and 0 <= fixes <= 20 else 2,
         on_review=on_review if on_review in ON_REVIEW else "follow_up",
         on_close="cancel" if on_close == "cancel" else "ready",
+        mention=mention if isinstance(mention, str) and mention.startswith("@") else "@cairn",
     )  # fmt: skip

@@ -175,6 +175,7 @@ def test_the_policy_comes_from_the_jobs_publish_options() -> None:
     assert policy_of(given) == Policy(on_ci_failure="notify", max_auto_fixes=5,
                                       on_review="notify", on_close="cancel")  # fmt: skip
     assert policy_of({"maxAutoFixes": 99, "onCiFailure": "explode"}) == Policy()
+    assert policy_of({"mention": "@bot"}).mention == "@bot"
 
 
 def test_a_credential_pasted_into_a_comment_never_reaches_the_log() -> None:
