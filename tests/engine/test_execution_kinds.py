@@ -4,12 +4,19 @@ manifest job over a local folder, proposals an agent writes, and a plan the agen
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
-from cairn.commands.jobs.job import JobRequest, load_job, submit_quick_run
+from cairn.commands.jobs.job import (
+    JobRequest,
+    load_job,
+    pause_job,
+    resume_job,
+    submit_quick_run,
+)
 from cairn.commands.planning.import_plans import request_agent_plan
 from cairn.commands.planning.imports import load_import
 from cairn.commands.settings import Settings
@@ -174,3 +181,36 @@ async def test_the_agent_planner_runs_on_a_worker_and_its_plan_becomes_a_preview
     await wait_for(planned, what="the import planned")
     state = await load_import(store, result.id)
     assert state is not None and state.plan == plan and state.preview_id
+
+
+async def test_a_pause_holds_a_running_step_where_it_is_and_a_resume_lets_it_go_on(
+    running: Engine, store: EventStore, settings: Settings, keys: Keys, remote: Seeded
+) -> None:
+    """Pause stops the step's processes at once (not at the next step), within the lease; the
+    time held counts against neither its step time nor its silence; resume goes on."""
+    running.env["CAIRN_IDLE_TIMEOUT_S"] = "2"  # a pause three times as long is no silence
+    running.worker("w", "shell,git")
+    payload = {"repository": str(remote.bare), "targetRuntime": "shell",
+               # Long lines: the live output holds back a secret's length before it sends.
+               "task": {"instructions": "for i in $(seq 1 30); do printf 'tick %s%400s\\n' $i .; "
+                                        "sleep 0.1; done", "publish": {"mode": "none"}}}  # fmt: skip
+    result = await submit_quick_run(store, JobRequest("task", payload), "tick",
+                                    settings.contract(), actor="test")  # fmt: skip
+
+    async def ticks() -> int:
+        entries = await OutputStream(store.redis, keys).read(result.id)
+        return "".join(e.text for e in entries if e.stream != "transcript").count("tick ")
+
+    async def ticking() -> bool:
+        return await ticks() >= 3
+
+    await wait_for(ticking, timeout=60, what="the step ticking")
+    await pause_job(store, result.id, actor="test", reason="hold on")
+    await asyncio.sleep(1.5)  # the pause reaches it (a poll), the last batch goes out
+    held = await ticks()
+    await asyncio.sleep(6)
+    assert await ticks() == held < 30  # nothing ran while it was held
+    await resume_job(store, result.id, actor="test")
+    job = await finished(store, result.id, timeout=60)
+    assert job.status == "succeeded", job.outcome
+    assert await ticks() == 30
