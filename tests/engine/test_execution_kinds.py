@@ -190,10 +190,10 @@ async def test_a_pause_holds_a_running_step_where_it_is_and_a_resume_lets_it_go_
     time held counts against neither its step time nor its silence; resume goes on."""
     running.env["CAIRN_IDLE_TIMEOUT_S"] = "2"  # a pause three times as long is no silence
     running.worker("w", "shell,git")
+    # Long lines: the live output holds back a secret's length before it sends.
+    ticking_script = "for i in $(seq 1 30); do printf 'tick %s%400s\\n' $i .; sleep 0.1; done"
     payload = {"repository": str(remote.bare), "targetRuntime": "shell",
-               # Long lines: the live output holds back a secret's length before it sends.
-               "task": {"instructions": "for i in $(seq 1 30); do printf 'tick %s%400s\\n' $i .; "
-                                        "sleep 0.1; done", "publish": {"mode": "none"}}}  # fmt: skip
+               "task": {"instructions": ticking_script, "publish": {"mode": "none"}}}
     result = await submit_quick_run(store, JobRequest("task", payload), "tick",
                                     settings.contract(), actor="test")  # fmt: skip
 
