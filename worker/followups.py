@@ -22,6 +22,7 @@ from cairn.domain.jobs.transcript import (
 )
 from cairn.streams.artifacts import ArtifactStore
 from cairn.worker.agents.sessions import (
+    THREAD_TOTAL,
     prune_sessions,
     restore_session,
     save_session,
@@ -32,7 +33,6 @@ from cairn.worker.workspace import Workspace
 log = logging.getLogger("cairn.worker")
 SUMMARY_MAX = 8_000  # characters of the earlier run's summary in a fresh session's prompt
 DIFF_MAX = 20_000  # ... and of its diff
-THREAD_TOTAL = "thread_total.json"  # codex: the thread's tokens when the session was kept
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,10 @@ from cairn.worker.redaction import Redactor
 from cairn.worker.secrets import resolve_secrets
 
 log = logging.getLogger("cairn.pr_watch")
-VIEW_FIELDS = "number,state,mergedAt,closedAt,mergeCommit,comments,statusCheckRollup"
+VIEW_FIELDS = "number,state,mergedAt,closedAt,mergeCommit,statusCheckRollup"
+GH_ENV = frozenset({"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_CONFIG_HOME", "GITHUB_TOKEN",
+                    "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy",
+                    "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"})
 _RUN = re.compile(r"/actions/runs/(\d+)")
 _PR_URL = re.compile(r"https?://[^/]+/(?P<repo>[^/]+/[^/]+)/pull/(?P<number>\d+)")
 
@@ -88,6 +91,8 @@ class PrWatcher:
         self.open_prs = open_prs
         self.env = dict(env if env is not None else os.environ)
         self.redactor = Redactor(env=self.env)
+        # What gh needs of the watcher's environment (not its store URL, nor the webhook secret).
+        self.gh_env = {k: v for k, v in self.env.items() if k in GH_ENV or k.startswith("GH_")}
         self.due: dict[str, _Due] = {}
         self.budget = Budget(config.budget_per_minute)
         self.rate_wait_until = 0.0
@@ -121,7 +126,11 @@ class PrWatcher:
                 continue
             if not self.budget.take(now):
                 break  # the rest wait for the next minute's budget
-            changed = await self.look(pr)
+            try:
+                changed = await self.look(pr)
+            except CairnError as e:  # this PR's look is refused: the others go on
+                log.warning("PR %s: its look was not recorded: %s", pr.url, e.message)
+                changed = False
             due.every = self.config.poll_s if changed else min(due.every * 2,
                                                                self.config.max_poll_s)
             due.at = time.monotonic() + due.every
@@ -133,12 +142,13 @@ class PrWatcher:
         try:
             self.token = await self._token(pr)
             view = await self._gh_json("pr", "view", pr.url, "--json", VIEW_FIELDS)
-            reviews = await self._listed(pr, "reviews")
-            lines = await self._listed(pr, "comments")
+            reviews = await self._listed(pr, "pulls", "reviews")
+            lines = await self._listed(pr, "pulls", "comments")
+            talk = await self._listed(pr, "issues", "comments")
         except GhFailed as e:
             log.warning("PR %s not looked at: %s", pr.url, e)
             return False
-        seen = observation(view, reviews, lines)
+        seen = observation(view, reviews, lines, talk)
         facts = new_facts(pr, seen)
         if not facts:
             return False
@@ -178,13 +188,13 @@ class PrWatcher:
                     remaining, wait)  # fmt: skip
         return False
 
-    async def _listed(self, pr: PullRequest, what: str) -> list[dict[str, Any]]:
-        """The PR's reviews or line comments, from the REST API (numeric ids that tie each
-        line comment to its review)."""
+    async def _listed(self, pr: PullRequest, kind: str, what: str) -> list[dict[str, Any]]:
+        """The PR's reviews, line comments or comments, from the REST API (numeric ids, as a
+        webhook names them, that also tie each line comment to its review)."""
         found = _PR_URL.match(pr.url)
         if found is None:
             return []
-        path = f"repos/{found['repo']}/pulls/{found['number']}/{what}"
+        path = f"repos/{found['repo']}/{kind}/{found['number']}/{what}"
         value = await self._gh_json("api", path)
         return [c for c in value if isinstance(c, dict)] if isinstance(value, list) else []
 
@@ -209,7 +219,7 @@ class PrWatcher:
     async def _gh(self, *argv: str) -> str:
         try:
             proc = await asyncio.create_subprocess_exec(
-                "gh", *argv, env={**self.env, "GH_PROMPT_DISABLED": "1", "NO_COLOR": "1",
+                "gh", *argv, env={**self.gh_env, "GH_PROMPT_DISABLED": "1", "NO_COLOR": "1",
                                   **({"GH_TOKEN": self.token} if self.token else {})},
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -236,8 +246,9 @@ class GhFailed(Exception):
 
 
 def observation(view: dict[str, Any], rest_reviews: list[dict[str, Any]],
-                line_comments: list[dict[str, Any]]) -> Observation:  # fmt: skip
-    """What `gh pr view --json` and the PR's reviews and line comments (REST) say."""
+                line_comments: list[dict[str, Any]],
+                issue_comments: list[dict[str, Any]]) -> Observation:  # fmt: skip
+    """What `gh pr view --json` and the PR's reviews, line comments and comments (REST) say."""
     state = str(view.get("state") or "").lower() or None
     commit = (view.get("mergeCommit") or {}).get("oid") if isinstance(view.get("mergeCommit"),
                                                                    dict) else None  # fmt: skip
@@ -256,9 +267,9 @@ def observation(view: dict[str, Any], rest_reviews: list[dict[str, Any]],
         comments=tuple(by_review.get(str(r.get("id") or ""), ())),
     ) for r in rest_reviews if isinstance(r, dict)]  # fmt: skip
     comments = [Comment(
-        comment_id=str(c.get("id") or ""), author=_login(c.get("author")),
-        body=str(c.get("body") or ""), association=str(c.get("authorAssociation") or "NONE"),
-    ) for c in view.get("comments") or [] if isinstance(c, dict)]  # fmt: skip
+        comment_id=str(c.get("id") or ""), author=_login(c.get("user")),
+        body=str(c.get("body") or ""), association=str(c.get("author_association") or "NONE"),
+    ) for c in issue_comments if isinstance(c, dict)]  # fmt: skip
     comments += [Comment(
         comment_id=f"line-{c.get('id')}", author=_login(c.get("user")),
         body=str(c.get("body") or ""), association=str(c.get("author_association") or "NONE"),

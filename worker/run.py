@@ -14,6 +14,7 @@ from typing import Any
 
 from cairn.commands.jobs.held import Held
 from cairn.commands.jobs.job import load_job
+from cairn.commands.jobs.pulls import load_pulls, pull_id
 from cairn.commands.planning.import_plans import submit_plan_from_file
 from cairn.commands.planning.proposals import submit_proposals_from_file
 from cairn.domain.errors import CairnError, ValidationFailed
@@ -34,6 +35,7 @@ from cairn.worker.skills import SkillNotFound, SkillRef, materialize_skills
 from cairn.worker.steps import Steps
 from cairn.worker.workspace import make_workspace
 
+MAX_CHAIN = 50  # follow-ups of follow-ups looked back through for their pull request
 log = logging.getLogger("cairn.worker")
 EXCLUDED = (".cairn/", ".agents/", ".claude/", ".gemini/")  # never committed
 
@@ -250,18 +252,24 @@ class JobRun(Attempt):
         return given or None
 
     async def _open_pr(self) -> str | None:
-        """A follow-up's pull request: the one the job it follows opened (or updated) from the
-        branch this run works on; a push updates it, and no second one is opened."""
-        followed, working = self.job.follows, self.branches.working if self.branches else None
-        if followed is None:
-            return None
-        try:
-            earlier = await load_job(self.held.store, followed)
-        except CairnError:
-            return None
-        publish = earlier.publish or {}
-        same = publish.get("branch") == working and publish.get("outcome") == "PUBLISHED_PR"
-        return str(publish["pr_url"]) if same and publish.get("pr_url") else None
+        """A follow-up's pull request: the one an earlier job of its chain opened (or updated)
+        from the branch this run works on, while it is open; a push updates it, and no second
+        one is opened. A merged or closed one is not reused: this run opens its own."""
+        working = self.branches.working if self.branches else None
+        followed, hops = self.job.follows, 0
+        while followed is not None and hops < MAX_CHAIN:
+            try:
+                earlier = await load_job(self.held.store, followed)
+            except CairnError:
+                return None
+            publish = earlier.publish or {}
+            url = publish.get("pr_url")
+            if url and publish.get("branch") == working:
+                pr_id = pull_id(self.held.store.keys, earlier.project, str(url))
+                known = (await load_pulls(self.held.store, [pr_id])).get(pr_id)
+                return str(url) if known is None or known.state == "open" else None
+            followed, hops = earlier.follows, hops + 1
+        return None
 
     async def _submitter(self) -> str:
         """Who submitted the job (the first event's actor), for the commit's trailer."""

@@ -343,7 +343,10 @@ class Guard:
         self._task: asyncio.Task[None] | None = None
 
     def started(self, pid: int) -> None:
+        """A run of the step's command began (a steered step has several): watch it."""
         self.pid = pid
+        if self._task is not None:
+            self._task.cancel()  # the last run's watch: its processes are gone
         if self.enabled:
             self._task = asyncio.get_running_loop().create_task(self._watch())
 

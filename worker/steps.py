@@ -150,6 +150,8 @@ class Steps:
         turn = Turn(prompt=continuation.prompt if continuation else prompt,
                     resume=continuation.resume if continuation else None,
                     before=continuation.before if continuation else None)  # fmt: skip
+        if continuation is not None and messages:  # said while the follow-up waited its turn
+            turn.prompt += "\n\n" + steering_prompt(messages)
         invocation = self._invocation(runtime, step, turn)
         env, passed = step_env(mode, run.workspace.home, os.environ, run.execution.agent_env)
         sandbox = run.tools.sandbox
@@ -161,23 +163,24 @@ class Steps:
         artifacts = run.workspace.artifacts
         transcript = StepTranscript(
             mode, step.index, artifacts / "transcript" / f"step-{step.index}.jsonl",
-            command=prompt if mode == "shell" else "", root=str(run.workspace.repo),
+            command=run.redactor.redact(prompt) if mode == "shell" else "",
+            root=str(run.workspace.repo), attempt=run.job.attempt,
         )  # fmt: skip
         if continuation is not None:
             transcript.note("cairn", continuation.note)
-        transcript.prompt(run.redactor.redact(prompt))
+        transcript.prompt(run.redactor.redact(turn.prompt))  # what the agent was told
         log_path = artifacts / "logs" / "steps" / f"step-{step.index}.log"
         live = LiveOutput(run.tools.output, run.job.id, step.index, log_path, run.redactor,
                           run.execution.artifact_max_bytes, transcript)  # fmt: skip
         execution = run.execution
         hold = Hold(guard)
-        limits = Limits(step_s=execution.step_timeout_s, idle_s=execution.idle_timeout_s,
-                        deadline=run.started + execution.job_timeout_s,
-                        held=hold.times)  # fmt: skip
+        step_began = asyncio.get_running_loop().time()
         watch = Watch(mode)
         seen: list[Failure] = []  # a failure the output showed before the CLI gave up
-        heard = len(held.job.operator_messages)  # the messages this step's prompt has
+        heard = len(messages)  # the operator's messages this step's prompt has
+        named = 0  # how often the CLI named its session before this turn
         usage: dict[str, Any] | None = None
+        spent_s = 0.0
 
         async def on_output(chunk: str) -> None:
             await live.feed(chunk)
@@ -186,13 +189,16 @@ class Steps:
 
         async def should_stop() -> bool | str | None:
             if seen or guard.stopping():
+                hold.release()  # a held process could not take its SIGTERM
                 return True if seen else guard.stopping()
             job = await held.refresh()
             if job.status == "cancel_requested":
                 hold.release()
                 return True
             hold.follow(job.paused)
-            steerable = mode in CLIS and transcript.session_id is not None
+            # Steered once this turn's CLI named its session (so it has the last message), and
+            # not while paused (the message waits for the resume).
+            steerable = mode in CLIS and transcript.parser.sessions_seen > named and not job.paused
             return STEERED if steerable and len(job.operator_messages) > heard else None
 
         launch_error: str | None = None
@@ -207,12 +213,20 @@ class Steps:
                     # In the sandbox bubblewrap starts whatever is asked: say it before, as a
                     # launch outside it would.
                     raise LaunchFailed(f"{invocation.argv[0]!r} is not on the step's PATH")
+                named = transcript.parser.sessions_seen
+                # The turns of a step share its time (a steered step gets no more of it).
+                left_s = execution.step_timeout_s - (asyncio.get_running_loop().time()
+                                                     - step_began)  # fmt: skip
+                limits = Limits(step_s=max(left_s, 0.1), idle_s=execution.idle_timeout_s,
+                                deadline=run.started + execution.job_timeout_s,
+                                held=hold.times)  # fmt: skip
                 result = await run_process(
                     argv, cwd=run.workspace.repo, env=env, on_output=on_output, limits=limits,
                     should_stop=should_stop, grace_s=run.tools.cancel_grace_s,
                     stdin=invocation.stdin, on_start=guard.started,
                 )  # fmt: skip
                 hold.release()
+                spent_s += result.duration_s
                 live.settle()
                 text = live.text_since(offset)
                 turn_usage = parse_usage(mode, text, model=runtime.model or self._codex_model(mode),
@@ -263,7 +277,8 @@ class Steps:
             failure = Failure(guard.breach.code, f"stopped: {guard.breach.message}",
                               retryable=False)  # fmt: skip
         refused = transcript.refused_edits
-        if failure is None and refused and not diff.files and result is not None:
+        ended = result is not None and result.stopped is None and result.exit_status == 0
+        if failure is None and refused and not diff.files and ended:
             # The CLI kept the agent from writing (a read-only sandbox, a permission mode) and
             # exited 0: nothing was done, which is no success.
             failure = Failure("edits_refused", "the agent's edits were refused by its CLI ("
@@ -279,7 +294,7 @@ class Steps:
         finished = JobStepFinished(
             epoch=held.epoch, index=step.index, step_id=step.step_id, outcome=outcome,
             exit_status=result.exit_status if result else None,
-            duration_ms=int((result.duration_s if result else 0) * 1000), files=diff.files,
+            duration_ms=int(spent_s * 1000), files=diff.files,
             insertions=diff.insertions, deletions=diff.deletions, usage=usage, error=error,
             message=final_message(mode, run.redactor.redact(text)),
             session_id=transcript.session_id, refused_edits=refused[:20],
@@ -316,7 +331,8 @@ class Steps:
             Path(run.tools.settings.data_dir), run.tools.artifacts, run.workspace,
             followed=followed, session=run.job.resume_session, runtime=mode, prompt=prompt,
             message=str(run.task.get("instructions") or ""),
-            published=publish.get("outcome") in PUSHED,
+            # Pushed, or nothing new to push: the branch this run starts from has that work.
+            published=publish.get("outcome") in (*PUSHED, "NO_CHANGES"),
         )  # fmt: skip
 
     def _agent(self, mode: str) -> dict[str, Any] | None:

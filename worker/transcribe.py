@@ -36,9 +36,9 @@ class StepTranscript:
     `end` it with the step's diff and usage; `entries` holds what it wrote."""
 
     def __init__(self, runtime: str, step: int, path: Path, *, command: str = "",
-                 root: str = "") -> None:  # fmt: skip
+                 root: str = "", attempt: int = 0) -> None:  # fmt: skip
         self.parser: Parser = parser_for(runtime, command=command, root=root)
-        self.runtime, self.step = runtime, step
+        self.runtime, self.step, self.attempt = runtime, step, attempt
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._file = path.open("wb")
@@ -70,7 +70,7 @@ class StepTranscript:
     def add(self, entries: list[TranscriptEntry]) -> None:
         if not entries:
             return
-        placed = numbered(entries, self.step, len(self.entries))
+        placed = numbered(entries, self.step, len(self.entries), self.attempt)
         self.entries += placed
         lines = [encode(e) for e in placed]
         self._file.write(b"".join(line + b"\n" for line in lines))

@@ -60,7 +60,7 @@ async def read_transcript(artifacts: FileArtifactStore, output: OutputStream, jo
         stored = _stored(artifacts, job, index)
         if stored is None:
             if live is None:
-                live = await _live(output, job.id)
+                live = await _live(output, job.id, job.attempt)
             stored = live.get(index, [])
         entries += stored
     return entries
@@ -78,13 +78,15 @@ def _stored(artifacts: FileArtifactStore, job: Job, step: int) -> list[Transcrip
     return [entry for line in lines if (entry := _entry(line)) is not None]
 
 
-async def _live(output: OutputStream, job_id: str) -> dict[int, list[TranscriptEntry]]:
+async def _live(output: OutputStream, job_id: str, attempt: int
+                ) -> dict[int, list[TranscriptEntry]]:  # fmt: skip
     found: dict[int, list[TranscriptEntry]] = {}
     position = "0-0"
     while page := await output.read(job_id, position, count=1000):
         position = page[-1].id
         for item in page:
-            if item.stream == STREAM and (entry := _entry(item.text)) is not None:
+            entry = _entry(item.text) if item.stream == STREAM else None
+            if entry is not None and entry.attempt in (0, attempt):  # this attempt's only
                 found.setdefault(entry.step, []).append(entry)
     return found
 

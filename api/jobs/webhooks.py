@@ -21,7 +21,7 @@ from cairn.api.problems import problem
 from cairn.commands.jobs.pull_facts import record_look
 from cairn.commands.runner import command_id_for
 from cairn.domain.errors import ValidationFailed
-from cairn.domain.jobs.pulls import Check, Comment, Observation, PullRequest, Review
+from cairn.domain.jobs.pulls import Check, Comment, Observation, PullRequest
 from cairn.projections.jobs.pulls import Pulls
 
 EVENTS = ("pull_request", "pull_request_review", "pull_request_review_comment", "check_run",
@@ -98,7 +98,9 @@ def pull_url(event: str, payload: dict[str, Any]) -> str | None:
 
 
 def observation(event: str, payload: dict[str, Any], pr: PullRequest) -> Observation | None:
-    """What a delivery says, as a look's observation (None: nothing Cairn follows)."""
+    """What a delivery says, as a look's observation (None: nothing taken from it). A review
+    and its line comments come to a webhook as deliveries of their own, so they are left to the
+    PR watcher's next look, which reads them together (a follow-up gets every line comment)."""
     action = payload.get("action")
     if event == "pull_request":
         pull = payload.get("pull_request") or {}
@@ -110,21 +112,12 @@ def observation(event: str, payload: dict[str, Any], pr: PullRequest) -> Observa
         if action == "reopened":
             return Observation(state="open")
         return None
-    if event == "pull_request_review" and action == "submitted":
-        r = payload.get("review") or {}
-        return Observation(reviews=[Review(
-            review_id=str(r.get("id") or ""), reviewer=_login(r.get("user")),
-            state=str(r.get("state") or "").upper(), body=str(r.get("body") or ""),
-            association=str(r.get("author_association") or "NONE"))])  # fmt: skip
-    if event in ("pull_request_review_comment", "issue_comment") and action == "created":
+    if event == "issue_comment" and action == "created":
         c = payload.get("comment") or {}
-        in_review = event == "pull_request_review_comment"
-        line = c.get("line") if isinstance(c.get("line"), int) else None
         return Observation(comments=[Comment(
-            comment_id=f"line-{c.get('id')}" if in_review else str(c.get("id") or ""),
-            author=_login(c.get("user")), body=str(c.get("body") or ""),
-            association=str(c.get("author_association") or "NONE"),
-            path=c.get("path") if in_review else None, line=line if in_review else None)])
+            comment_id=str(c.get("id") or ""), author=_login(c.get("user")),
+            body=str(c.get("body") or ""),
+            association=str(c.get("author_association") or "NONE"))])  # fmt: skip
     if event == "check_run":
         run = payload.get("check_run") or {}
         conclusion = run.get("conclusion")

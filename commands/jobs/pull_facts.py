@@ -30,7 +30,7 @@ async def record_look(store: EventStore, pr_id: str, seen: Observation, flags: F
         if not facts:
             return Plan(writes=[], subject_version=pr.version)
         after = _after(pr, facts)
-        found = reactions(after, facts, seen)
+        found = reactions(after, facts, seen, pr.checks)
         reaction = found[0] if found else None
         jobs = await load_jobs(store, [after.last_job]) if reaction else {}
         last_job = jobs.get(after.last_job)

@@ -8,6 +8,7 @@ worker that opened it name it alike."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -352,13 +353,16 @@ class Reaction:
     gave_up: bool = False
 
 
-def reactions(pr: PullRequest, facts: Sequence[PullEvent], seen: Observation) -> list[Reaction]:
+def reactions(pr: PullRequest, facts: Sequence[PullEvent], seen: Observation,
+              before: Sequence[Check] = ()) -> list[Reaction]:  # fmt: skip
     """What the facts call for under the PR's policy: at most one follow-up per look (a
-    mention first, then requested changes, then failed checks)."""
+    mention first, then requested changes, then checks that newly failed: one that failed
+    already, `before`, asked for its fix then)."""
     if pr.state != "open" or any(isinstance(f, PrMerged | PrClosed) for f in facts):
         return []
     policy = pr.policy
-    mention = policy.mention.lower()
+    mention = re.compile(rf"(?<![\w@.]){re.escape(policy.mention)}(?![\w-])", re.IGNORECASE) \
+        if policy.mention else None  # fmt: skip
     for fact in facts:
         if isinstance(fact, PrCommented):
             said, association = [fact.body], fact.association
@@ -366,14 +370,16 @@ def reactions(pr: PullRequest, facts: Sequence[PullEvent], seen: Observation) ->
             said, association = [fact.body, *(c.body for c in fact.comments)], fact.association
         else:
             continue
-        if mention and association in WRITERS and any(mention in s.lower() for s in said):
+        if mention and association in WRITERS and any(mention.search(s) for s in said):
             return [Reaction("mention", _mention_message(fact))]
     for fact in facts:
         if isinstance(fact, PrReviewSubmitted) and fact.state == "CHANGES_REQUESTED" \
                 and fact.association in WRITERS and policy.on_review == "follow_up":  # fmt: skip
             return [Reaction("changes_requested", _review_message(fact))]
     changed = next((f for f in facts if isinstance(f, PrChecksChanged)), None)
-    failing = [c for c in changed.checks if c.failed] if changed else []
+    failed_before = {c.name for c in before if c.failed}
+    failing = [c for c in changed.checks if c.failed and c.name not in failed_before] \
+        if changed else []  # fmt: skip
     if failing and policy.on_ci_failure == "follow_up" and not pr.gave_up:
         if pr.auto_fixes >= policy.max_auto_fixes:
             names = ", ".join(c.name for c in failing)

@@ -31,6 +31,7 @@ ROLES = ("user", "assistant", "operator", "cairn")
 class Entry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="kind"):
     step: int = 0
     seq: int = 0
+    attempt: int = 0  # the job's attempt (a retried job's live stream holds every attempt's)
 
     @property
     def kind(self) -> str:
@@ -125,9 +126,11 @@ def one_line(text: str, limit: int = SUMMARY_MAX) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def numbered(entries: list[TranscriptEntry], step: int, start: int) -> list[TranscriptEntry]:
-    """The entries placed in `step`, numbered from `start`."""
-    return [msgspec.structs.replace(e, step=step, seq=start + i) for i, e in enumerate(entries)]
+def numbered(entries: list[TranscriptEntry], step: int, start: int, attempt: int = 0
+             ) -> list[TranscriptEntry]:  # fmt: skip
+    """The entries placed in `step` (of `attempt`), numbered from `start`."""
+    return [msgspec.structs.replace(e, step=step, seq=start + i, attempt=attempt)
+            for i, e in enumerate(entries)]  # fmt: skip
 
 
 def after(cursor: str | None) -> tuple[int, int]:

@@ -67,8 +67,11 @@ def decide_on_pull(
 
 
 def _can_follow_up(last_job: Job | None, task: Task | None) -> bool:
-    """A follow-up continues a finished job; a task runs one run at a time."""
-    if last_job is None or last_job.status not in TERMINAL:
+    """A follow-up continues a finished agent's task job; a task runs one run at a time. (What
+    cannot be followed up still has its facts recorded.)"""
+    if last_job is None or last_job.status not in TERMINAL or last_job.job_type != "task":
+        return False
+    if last_job.normalized.get("targetRuntime") == "shell":
         return False
     return task is None or task.active_job_id is None
 

@@ -44,6 +44,8 @@ elif argv[:2] == ["pr", "view"]:
     print(json.dumps(state.get("view", {{"state": "OPEN"}})))
 elif argv[:1] == ["api"] and argv[1].endswith("/reviews"):
     print(json.dumps(state.get("reviews", [])))
+elif argv[:1] == ["api"] and "/issues/" in argv[1]:
+    print(json.dumps(state.get("issue_comments", [])))
 elif argv[:1] == ["api"] and argv[1].endswith("/comments"):
     print(json.dumps(state.get("comments", [])))
 elif argv[:2] == ["run", "view"]:
@@ -62,7 +64,7 @@ class GitHub:
     def __init__(self, folder: Path) -> None:
         self.state_file, self.calls_file = folder / "gh-state.json", folder / "gh-calls.jsonl"
         self.state: dict[str, Any] = {"view": {"number": 7, "state": "OPEN",
-                                               "statusCheckRollup": [], "comments": []}}
+                                               "statusCheckRollup": []}}
         self.save()
 
     def save(self) -> None:

@@ -24,7 +24,7 @@ with open({calls!r}, "a") as out:
 if argv[:2] == ["api", "rate_limit"]:
     print(json.dumps({{"resources": {{"core": {{"remaining": {remaining}, "reset": 0}}}}}}))
 elif argv[:2] == ["pr", "view"]:
-    print(json.dumps({{"state": "OPEN", "statusCheckRollup": [], "comments": []}}))
+    print(json.dumps({{"state": "OPEN", "statusCheckRollup": []}}))
 else:
     print("[]")
 """
@@ -94,8 +94,6 @@ async def test_a_low_rate_limit_makes_the_looks_wait_for_its_reset(
 
 def test_ghs_json_as_an_observation() -> None:
     view = {"state": "MERGED", "mergeCommit": {"oid": "f00d"}, "mergedAt": "2026-12-07T10:00:00Z",
-            "comments": [{"id": "IC_1", "author": {"login": "ann"}, "body": "ok",
-                          "authorAssociation": "MEMBER"}],
             "statusCheckRollup": [
                 {"__typename": "CheckRun", "name": "tests", "status": "COMPLETED",
                  "conclusion": "FAILURE", "detailsUrl": "https://x/actions/runs/9/job/1"},
@@ -104,10 +102,11 @@ def test_ghs_json_as_an_observation() -> None:
                 "author_association": "OWNER"}]
     lines = [{"id": 1, "pull_request_review_id": 11, "path": "a.py", "line": 3, "body": "here"},
              {"id": 2, "path": "b.py", "line": 4, "body": "loose", "user": {"login": "cy"}}]
-    seen = observation(view, reviews, lines)
+    talk = [{"id": 71, "user": {"login": "ann"}, "body": "ok", "author_association": "MEMBER"}]
+    seen = observation(view, reviews, lines, talk)
     assert (seen.state, seen.merge_commit) == ("merged", "f00d")
     assert [(c.name, c.conclusion, c.failed) for c in seen.checks or []] == [
         ("tests", "failure", True), ("ci/legacy", "failure", True)]
     [review] = seen.reviews
     assert review.reviewer == "bob" and review.comments[0].path == "a.py"
-    assert [(c.comment_id, c.path) for c in seen.comments] == [("IC_1", None), ("line-2", "b.py")]
+    assert [(c.comment_id, c.path) for c in seen.comments] == [("71", None), ("line-2", "b.py")]

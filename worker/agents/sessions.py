@@ -26,6 +26,7 @@ from pathlib import Path
 SESSION_KEEP_S = 14 * 24 * 3600
 SESSION_MAX_BYTES = 64 * 1024 * 1024
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
+THREAD_TOTAL = "thread_total.json"  # codex: the thread's tokens when the session was kept
 CODEX_KEPT = ("sessions", "state_5.sqlite", "thread_history_1.sqlite")  # besides rollouts
 
 
@@ -63,7 +64,8 @@ def restore_session(runtime: str, folder: Path, home: Path, cwd: Path) -> bool:
     if not (folder / "cwd").is_file() or time.time() - folder.stat().st_mtime > SESSION_KEEP_S:
         return False
     old = Path((folder / "cwd").read_text())
-    for source in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "cwd"):
+    kept = {folder / "cwd", folder / "home", folder / THREAD_TOTAL}  # Cairn's own notes
+    for source in sorted(p for p in folder.rglob("*") if p.is_file() and p not in kept):
         relative = source.relative_to(folder)
         if runtime == "claude" and relative.parts[:2] == (".claude", "projects"):
             relative = Path(".claude", "projects", claude_project(cwd), *relative.parts[3:])

@@ -183,3 +183,24 @@ def test_a_credential_pasted_into_a_comment_never_reaches_the_log() -> None:
     facts = new_facts(pull(), Observation(comments=[
         Comment("5", "ann", f"@cairn use {token} to push", "OWNER")]))  # fmt: skip
     assert token not in str(facts) and "[redacted GitHub token]" in str(facts)
+
+
+def test_a_check_that_failed_already_asks_for_no_second_fix() -> None:
+    """tests failed and its fix was asked for; lint finishing later is no new failure."""
+    pending = Check(name="lint", status="in_progress")
+    pr = pull(*new_facts(pull(), Observation(checks=[RED, pending])))
+    seen = Observation(checks=[RED, GREEN])
+    facts = new_facts(pr, seen)
+    assert reactions(pull(*facts), facts, seen, pr.checks) == []
+    rerun = Observation(checks=[Check(name="tests", status="in_progress"), GREEN])
+    pr = pull(*new_facts(pr, rerun))
+    facts = new_facts(pr, Observation(checks=[RED, GREEN]))
+    assert reactions(pull(*facts), facts, Observation(), pr.checks)  # failed again: a fix
+
+
+@pytest.mark.parametrize(("said", "asked"), [
+    ("@cairn fix it", True), ("please @Cairn, fix it", True), ("@cairnbot fix it", False),
+    ("mail me@cairn.dev", False), ("cairn fix it", False)])  # fmt: skip
+def test_a_mention_is_the_word_itself(said: str, asked: bool) -> None:
+    facts = new_facts(pull(), Observation(comments=[Comment("5", "ann", said, "OWNER")]))
+    assert bool(reactions(pull(*facts), facts, Observation())) == asked

@@ -23,9 +23,19 @@ class Parser:
 
     def __init__(self, *, root: str = "") -> None:
         self.root = root.rstrip("/")
-        self.session_id: str | None = None
+        self._session_id: str | None = None
+        self.sessions_seen = 0  # how often the stream named its session (each run of the CLI)
         self.refused_edits: list[str] = []
         self._partial = ""
+
+    @property
+    def session_id(self) -> str | None:
+        return self._session_id
+
+    @session_id.setter
+    def session_id(self, value: str | None) -> None:
+        self._session_id = value
+        self.sessions_seen += 1
 
     def feed(self, chunk: str) -> list[TranscriptEntry]:
         """The entries `chunk` completes (a line cut at its end waits for the rest)."""
