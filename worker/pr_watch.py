@@ -150,7 +150,7 @@ class PrWatcher:
             return False
         seen = observation(view, reviews, lines, talk)
         facts = new_facts(pr, seen)
-        if not facts:
+        if not facts and pr.deferred is None:  # (a follow-up that waited may run now)
             return False
         changed = next((f for f in facts if isinstance(f, PrChecksChanged)), None)
         if changed is not None and pr.policy.on_ci_failure == "follow_up":

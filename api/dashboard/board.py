@@ -123,6 +123,7 @@ def pr_summary(pr: PullRequest) -> dict[str, Any]:
                     "mark": "failed" if c.failed else "passed" if c.conclusion in (
                         "success", "neutral", "skipped") else "pending"} for c in pr.checks],
         "failing": [c.name for c in pr.failing], "gave_up": pr.gave_up,
+        "waiting": str(pr.deferred["reason"]).replace("_", " ") if pr.deferred else None,
         "auto_fixes": pr.auto_fixes, "max_auto_fixes": pr.policy.max_auto_fixes,
     }  # fmt: skip
 

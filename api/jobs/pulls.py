@@ -25,7 +25,8 @@ def pull_view(pr: PullRequest) -> dict[str, Any]:
                     "url": c.url, "failed": c.failed} for c in pr.checks],
         "failing": [c.name for c in pr.failing], "jobs": pr.jobs, "taskId": pr.task_id,
         "autoFixes": pr.auto_fixes, "maxAutoFixes": pr.policy.max_auto_fixes,
-        "gaveUp": pr.gave_up, "updatedAt": pr.updated_at, "timeline": pr.timeline,
+        "gaveUp": pr.gave_up, "waiting": pr.deferred, "updatedAt": pr.updated_at,
+        "timeline": pr.timeline,
     }  # fmt: skip
 
 

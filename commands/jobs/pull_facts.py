@@ -11,7 +11,15 @@ from cairn.commands.jobs.job import load_jobs
 from cairn.commands.jobs.pulls import load_pull
 from cairn.commands.runner import CommandResult, Plan, id_for_key, run_command, writes
 from cairn.commands.tasks.task import load_tasks
-from cairn.domain.jobs.pulls import Observation, PullRequest, evolve, new_facts, reactions
+from cairn.domain.jobs.pulls import (
+    Observation,
+    PrFollowUpDeferred,
+    PullRequest,
+    deferred_reaction,
+    evolve,
+    new_facts,
+    reactions,
+)
 from cairn.domain.tasks.pulls import decide_on_pull
 from cairn.domain.tasks.states import Flags
 from cairn.streams.envelope import now_rfc3339
@@ -27,11 +35,13 @@ async def record_look(store: EventStore, pr_id: str, seen: Observation, flags: F
     async def plan() -> Plan:
         pr = await load_pull(store, pr_id)
         facts = new_facts(pr, seen)
-        if not facts:
+        if not facts and pr.deferred is None:
             return Plan(writes=[], subject_version=pr.version)
         after = _after(pr, facts)
         found = reactions(after, facts, seen, pr.checks)
-        reaction = found[0] if found else None
+        reaction = deferred_reaction(after, found[0] if found else None)
+        if after.state != "open":
+            reaction = None  # merged or closed: what waited is moot
         jobs = await load_jobs(store, [after.last_job]) if reaction else {}
         last_job = jobs.get(after.last_job)
         tasks = await load_tasks(store, [pr.task_id]) if pr.task_id else {}
@@ -39,6 +49,11 @@ async def record_look(store: EventStore, pr_id: str, seen: Observation, flags: F
         # The same PR version gives the same follow-up id: a retry converges on one job.
         follow_id = id_for_key(store.keys, "job", pr.project, f"pr:{pr_id}:{pr.version}")
         decision = decide_on_pull(after, facts, reaction, last_job, task, flags, follow_id)
+        if not any(decision.values()):
+            return Plan(writes=[], subject_version=pr.version)
+        if not facts and reaction is not None and decision.get(pr.id) and all(
+                isinstance(e, PrFollowUpDeferred) for e in decision[pr.id]):  # fmt: skip
+            return Plan(writes=[], subject_version=pr.version)  # still waiting: nothing new
         versions = {pr_id: pr.version}
         if last_job is not None:
             versions[last_job.id] = last_job.version

@@ -131,6 +131,16 @@ class PrFollowUpRequested(PullEvent, frozen=True, kw_only=True, omit_defaults=Tr
     auto: bool = False
 
 
+class PrFollowUpDeferred(PullEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """A follow-up the facts called for while a run of the PR was going: it runs once that run
+    ended (a later one's message joins it)."""
+
+    TYPE: ClassVar[str] = "pr.follow_up_deferred"
+    reason: str
+    message: str
+    auto: bool = False
+
+
 class PrGaveUp(PullEvent, frozen=True, kw_only=True, omit_defaults=True):
     """Checks failed again with the automatic fixes spent: a person's turn."""
 
@@ -141,7 +151,7 @@ class PrGaveUp(PullEvent, frozen=True, kw_only=True, omit_defaults=True):
 PULL_EVENTS: dict[str, type[PullEvent]] = {
     cls.TYPE: cls
     for cls in (PrOpened, PrPushed, PrChecksChanged, PrReviewSubmitted, PrCommented, PrMerged,
-                PrClosed, PrReopened, PrFollowUpRequested, PrGaveUp)
+                PrClosed, PrReopened, PrFollowUpRequested, PrFollowUpDeferred, PrGaveUp)
 }  # fmt: skip
 PULL_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
@@ -173,6 +183,7 @@ class PullRequest(msgspec.Struct, frozen=True, kw_only=True):
     comments: list[str] = []  # comment ids seen
     auto_fixes: int = 0
     gave_up: bool = False
+    deferred: dict[str, Any] | None = None  # {reason, message, auto}: waits for the run going
     updated_at: str = ""
     timeline: list[dict[str, Any]] = []  # {type, ts, summary}: what the run page shows
 
@@ -228,7 +239,10 @@ def _apply(s: PullRequest, e: PullEvent) -> PullRequest:
         case PrReopened():
             return replace(s, state="open")
         case PrFollowUpRequested(job_id=job_id, auto=auto):
-            return replace(s, jobs=[*s.jobs, job_id], auto_fixes=s.auto_fixes + int(auto))
+            return replace(s, jobs=[*s.jobs, job_id], auto_fixes=s.auto_fixes + int(auto),
+                           deferred=None)  # fmt: skip
+        case PrFollowUpDeferred(reason=reason, message=message, auto=auto):
+            return replace(s, deferred={"reason": reason, "message": message, "auto": auto})
         case PrGaveUp():
             return replace(s, gave_up=True)
     raise TypeError(f"not a pull request event: {e!r}")
@@ -255,6 +269,8 @@ def summary(event: PullEvent) -> str:
             return f"{job_id} pushed to it"
         case PrFollowUpRequested(job_id=job_id, reason=reason):
             return f"follow-up {job_id} ({reason.replace('_', ' ')})"
+        case PrFollowUpDeferred(reason=reason):
+            return f"a follow-up ({reason.replace('_', ' ')}) waits for the run going"
         case PrGaveUp(reason=reason):
             return reason
     return event.TYPE
@@ -388,6 +404,18 @@ def reactions(pr: PullRequest, facts: Sequence[PullEvent], seen: Observation,
                 f"limit (publish.maxAutoFixes): a person's turn"))]  # fmt: skip
         return [Reaction("checks_failed", _checks_message(failing, seen.failed_logs), auto=True)]
     return []
+
+
+def deferred_reaction(pr: PullRequest, reaction: Reaction | None) -> Reaction | None:
+    """The reaction to take now: this look's, joined to one that waited for a run to end."""
+    waited = pr.deferred
+    if waited is None:
+        return reaction
+    if reaction is None or reaction.gave_up:
+        return reaction or Reaction(str(waited["reason"]), str(waited["message"]),
+                                    auto=bool(waited["auto"]))  # fmt: skip
+    return Reaction(reaction.reason, f"{waited['message']}\n\n{reaction.message}",
+                    auto=reaction.auto or bool(waited["auto"]))  # fmt: skip
 
 
 def _checks_message(failing: Sequence[Check], logs: dict[str, str]) -> str:

@@ -14,6 +14,7 @@ from cairn.domain.jobs.followups import decide_follow_up
 from cairn.domain.jobs.job import TERMINAL, Job
 from cairn.domain.jobs.pulls import (
     PrClosed,
+    PrFollowUpDeferred,
     PrFollowUpRequested,
     PrGaveUp,
     PrMerged,
@@ -41,6 +42,10 @@ def decide_on_pull(
             blocked: dict[str, object] = {"code": "pr_checks_failing", "pr": pr.url,
                                           "message": reaction.message}
             task_events += _moved(task, Status.BLOCKED, reaction.message, blocked)
+    elif reaction is not None and _busy(last_job, task):
+        # A run of the PR is going: the follow-up waits for it, and runs at a look after it.
+        pr_events.append(PrFollowUpDeferred(reason=reaction.reason, message=reaction.message,
+                                            auto=reaction.auto))  # fmt: skip
     elif reaction is not None and _can_follow_up(last_job, task):
         assert last_job is not None
         follow = decide_follow_up(last_job, follow_up_id, reaction.message)
@@ -64,6 +69,17 @@ def decide_on_pull(
     if task_events:
         decision[task.id] = [*decision.get(task.id, []), *task_events]  # type: ignore[union-attr]
     return decision
+
+
+def _busy(last_job: Job | None, task: Task | None) -> bool:
+    """A run of the PR (or of its task) is going, and the last job is one a follow-up can
+    continue once it ends."""
+    if last_job is None or last_job.job_type != "task":
+        return False
+    if last_job.normalized.get("targetRuntime") == "shell":
+        return False
+    running = last_job.status not in TERMINAL
+    return running or (task is not None and task.active_job_id is not None)
 
 
 def _can_follow_up(last_job: Job | None, task: Task | None) -> bool:

@@ -23,7 +23,7 @@ from cairn.commands.jobs.pull_facts import record_look
 from cairn.commands.jobs.pulls import pull_id
 from cairn.commands.settings import PullSettings, Settings
 from cairn.domain.jobs.events import JobPublished, JobSucceeded
-from cairn.domain.jobs.pulls import Observation
+from cairn.domain.jobs.pulls import Comment, Observation
 from cairn.domain.tasks.states import Flags
 from cairn.streams.keys import Keys
 from cairn.streams.store import EventStore
@@ -144,3 +144,25 @@ async def test_a_comment_from_someone_without_write_access_starts_nothing(
 async def test_webhooks_are_off_without_a_secret(api: httpx.AsyncClient) -> None:
     r = await deliver(api, "pull_request", merged(), "d-30")
     assert r.status_code == 401 and "CAIRN_GITHUB_WEBHOOK_SECRET" in r.json()["detail"]
+
+
+async def test_a_follow_up_asked_while_the_run_goes_on_waits_and_then_runs_once(
+    hooked: httpx.AsyncClient, store: EventStore, keys: Keys
+) -> None:
+    job_id = await submit(hooked)
+    await running(store, job_id)
+    await report(store, job_id, lambda job: [JobPublished(
+        epoch=job.epoch, outcome="PUBLISHED_PR", branch="cairn/a", pr_url=URL)])  # still running
+    pr = pull_id(keys, "default", URL)
+    said = Observation(comments=[Comment("9", "ann", "@cairn also the docs", "OWNER")])
+    await record_look(store, pr, said, Flags())
+    assert await count(store, pr, "pr.follow_up_deferred") == 1
+    await record_look(store, pr, said, Flags())  # a look while it still runs: nothing new
+    assert len(await store.read_aggregate(pr)) == 3  # opened, commented, deferred
+    await report(store, job_id, lambda job: [JobSucceeded(epoch=job.epoch)])
+    await record_look(store, pr, Observation(), Flags())  # the next look after the run
+    await record_look(store, pr, Observation(), Flags())  # and one more: once only
+    [asked] = [e for e in await store.read_aggregate(pr) if e.type == "pr.follow_up_requested"]
+    follow = await job_when(hooked, asked.data["job_id"], lambda j: "follows" in j)
+    assert follow["follows"] == job_id and "also the docs" in follow["normalized"]["task"][
+        "instructions"]  # fmt: skip

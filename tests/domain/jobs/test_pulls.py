@@ -19,6 +19,7 @@ from cairn.domain.jobs.pulls import (
     PrChecksChanged,
     PrClosed,
     PrCommented,
+    PrFollowUpDeferred,
     PrFollowUpRequested,
     PrGaveUp,
     PrMerged,
@@ -26,7 +27,9 @@ from cairn.domain.jobs.pulls import (
     PrReviewSubmitted,
     PullEvent,
     PullRequest,
+    Reaction,
     Review,
+    deferred_reaction,
     evolve,
     new_facts,
     policy_of,
@@ -163,10 +166,27 @@ def test_a_fix_is_a_follow_up_of_the_last_job_and_the_tasks_next_run() -> None:
     decision = decide_on_pull(pull(*facts), facts, spent, last, board, Flags(), "job-fix")
     assert "job-fix" not in decision and isinstance(decision["pr-00-x"][-1], PrGaveUp)
     assert decision["task-00-t"][0].to_status == "blocked"  # type: ignore[attr-defined]
-    # A run going: the fact is recorded, no second run starts.
+    # A run going: the fact is recorded, no second run starts: the fix waits for it.
     busy = decide_on_pull(pull(*facts), facts, fix, last, task("in_progress", "job-b"),
                           Flags(), "job-fix")  # fmt: skip
-    assert "job-fix" not in busy and [type(e) for e in busy["pr-00-x"]] == [PrChecksChanged]
+    assert "job-fix" not in busy
+    assert [type(e) for e in busy["pr-00-x"]] == [PrChecksChanged, PrFollowUpDeferred]
+
+
+def test_a_follow_up_that_waited_for_a_run_runs_once_the_run_ended() -> None:
+    waiting = pull(PrFollowUpDeferred(reason="changes_requested", message="Rename x."))
+    assert waiting.deferred is not None
+    later = deferred_reaction(waiting, None)
+    assert later is not None and later.message == "Rename x."
+    decision = decide_on_pull(waiting, [], later, ran(), task("in_review"), Flags(), "job-f")
+    assert isinstance(decision["job-f"][0], JobSubmitted)
+    assert decision["job-f"][0].normalized["task"]["instructions"] == "Rename x."
+    done = pull(PrFollowUpDeferred(reason="changes_requested", message="Rename x."),
+                PrFollowUpRequested(job_id="job-f", reason="changes_requested"))  # fmt: skip
+    assert done.deferred is None
+    # A new request while one waits: both, in order.
+    both = deferred_reaction(waiting, Reaction("mention", "Also the docs."))
+    assert both is not None and both.message == "Rename x.\n\nAlso the docs."
 
 
 def test_the_policy_comes_from_the_jobs_publish_options() -> None:
