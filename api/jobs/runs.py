@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -107,32 +107,40 @@ async def get_output(request: Request) -> Response:
 async def stream_output(request: Request) -> Response:
     """Server-sent events: the job's output after `Last-Event-ID` (or `after`), then each
     new entry as it comes; `end` once the job has finished and its output is drained."""
-    job_id = path_id(request, "job")
     query = read_query(request, OutputStreamQuery)
+    return await output_events(request, query.after, _sse)
+
+
+async def output_events(request: Request, after: str,
+                        event: Callable[[OutputEntry], bytes | None]) -> Response:  # fmt: skip
+    """Server-sent events of the job's output stream after `Last-Event-ID` (else `after`),
+    each entry as `event` writes it (None: not this stream's), followed with a blocking read;
+    `end` once the job has finished and what it wrote is drained."""
+    job_id = path_id(request, "job")
     last = request.headers.get("last-event-id", "")
-    start = last if re.fullmatch(ENTRY, last) else query.after
+    start = last if re.fullmatch(ENTRY, last) else after
     await _job_or_404(request, job_id)
     output, queue = output_of(request), context(request).queue
 
     async def stream() -> AsyncIterator[bytes]:
-        after, quiet_since = start, time.monotonic()
+        position, quiet_since = start, time.monotonic()
         while not await request.is_disconnected():
-            entries = await output.follow(job_id, after, block_ms=FOLLOW_MS)
+            entries = await output.follow(job_id, position, block_ms=FOLLOW_MS)
             for entry in entries:
-                after = entry.id
-                if entry.stream != TRANSCRIPT:
-                    yield _sse(entry)
+                position = entry.id
+                if (chunk := event(entry)) is not None:
+                    yield chunk
             if entries:
                 quiet_since = time.monotonic()
                 continue
             job = (await queue.get_jobs([job_id])).get(job_id)
             if job is not None and job.status in TERMINAL:
                 # Whatever the worker wrote before it finished is there now: drain, then end.
-                while rest := await output.read(job_id, after, count=1000):
+                while rest := await output.read(job_id, position, count=1000):
                     for entry in rest:
-                        after = entry.id
-                        if entry.stream != TRANSCRIPT:
-                            yield _sse(entry)
+                        position = entry.id
+                        if (chunk := event(entry)) is not None:
+                            yield chunk
                 yield b"event: end\ndata: " + orjson.dumps({"status": job.status}) + b"\n\n"
                 return
             if time.monotonic() - quiet_since >= KEEP_ALIVE_S:
@@ -144,7 +152,9 @@ async def stream_output(request: Request) -> Response:
     )
 
 
-def _sse(entry: OutputEntry) -> bytes:
+def _sse(entry: OutputEntry) -> bytes | None:
+    if entry.stream == TRANSCRIPT:  # read from /transcript
+        return None
     data = orjson.dumps(entry_view(entry))
     return f"id: {entry.id}\nevent: output\ndata: ".encode() + data + b"\n\n"
 

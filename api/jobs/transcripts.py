@@ -5,21 +5,18 @@ are its `transcript/step-N.jsonl` artifact; the running step's, the job's output
 
 from __future__ import annotations
 
-import re
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
-from cairn.api.context import context, json_response, path_id, read_query
+from cairn.api.context import json_response, path_id, read_query
 from cairn.api.jobs.queue import _job_or_404
-from cairn.api.jobs.runs import ENTRY, FOLLOW_MS, KEEP_ALIVE_S, artifacts_of, output_of
+from cairn.api.jobs.runs import ENTRY, artifacts_of, output_events, output_of
 from cairn.api.jobs.runs import TRANSCRIPT as STREAM
 from cairn.api.roles import VIEWER
 from cairn.api.schemas import ref
@@ -122,40 +119,8 @@ async def stream_transcript(request: Request) -> Response:
     """Server-sent events: each transcript entry as the worker sends it (event `entry`, its id
     the output stream's, for Last-Event-ID), from the start of the job's live output or after
     `after`; `end` once the job finished and all is sent."""
-    job_id = path_id(request, "job")
     query = read_query(request, TranscriptStreamQuery)
-    last = request.headers.get("last-event-id", "")
-    start = last if re.fullmatch(ENTRY, last) else query.after
-    await _job_or_404(request, job_id)
-    output, queue = output_of(request), context(request).queue
-
-    async def stream() -> AsyncIterator[bytes]:
-        position, quiet_since = start, time.monotonic()
-        while not await request.is_disconnected():
-            entries = await output.follow(job_id, position, block_ms=FOLLOW_MS)
-            for item in entries:
-                position = item.id
-                if (chunk := _sse(item)) is not None:
-                    yield chunk
-            if entries:
-                quiet_since = time.monotonic()
-                continue
-            job = (await queue.get_jobs([job_id])).get(job_id)
-            if job is not None and job.status in TERMINAL:
-                while rest := await output.read(job_id, position, count=1000):
-                    for item in rest:
-                        position = item.id
-                        if (chunk := _sse(item)) is not None:
-                            yield chunk
-                yield b"event: end\ndata: " + orjson.dumps({"status": job.status}) + b"\n\n"
-                return
-            if time.monotonic() - quiet_since >= KEEP_ALIVE_S:
-                quiet_since = time.monotonic()
-                yield b": keep-alive\n\n"
-
-    return StreamingResponse(
-        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    return await output_events(request, query.after, _sse)
 
 
 def _sse(item: OutputEntry) -> bytes | None:
