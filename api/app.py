@@ -29,6 +29,7 @@ from cairn.api.jobs import (
 )
 from cairn.api.metrics import ProcessMetrics, RequestMetrics, TimedEventStore, metrics, readyz
 from cairn.api.openapi import Declarations, build_openapi
+from cairn.api.orchestrator import routes as orchestrator
 from cairn.api.planning import imports, proposals, schedules, templates
 from cairn.api.problems import ProblemBoundary, handle_cairn_error, handle_http
 from cairn.api.roles import guard_routes
@@ -49,7 +50,7 @@ log = logging.getLogger("cairn.api")
 # bodies, queries and responses beside them.
 MODULES = (
     tasks, projects, queue, runs, transcripts, followups, quick_runs, workers, imports, proposals,
-    templates, schedules, webhooks, pulls,
+    templates, schedules, webhooks, pulls, orchestrator,
 )
 
 

@@ -15,6 +15,19 @@ from cairn.domain.jobs.kinds import ContractSettings
 from cairn.domain.tasks.states import Flags
 
 
+def _duration(raw: str | None, default: float, errors: list[dict[str, str]]) -> float:
+    """Seconds from `90`, `90s`, `15m`, `24h` or `2d`."""
+    if raw in (None, ""):
+        return default
+    assert raw is not None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", raw)
+    if match is None or float(match[1]) <= 0:
+        errors.append({"path": "CAIRN_APPROVAL_TIMEOUT",
+                       "reason": f"must be a duration such as 3600, 90m, 24h or 2d, got {raw!r}"})
+        return default
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}[match[2]]
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -104,6 +117,10 @@ class Settings:
     max_body_bytes: int = 1_048_576
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
     pulls: PullSettings = field(default_factory=PullSettings)
+    # Orchestrator runs: how long a plan waits for its approval, and whether its submitter may
+    # approve it (four eyes: not).
+    approval_timeout_s: float = 86_400.0
+    four_eyes: bool = False
 
     def contract(self) -> ContractSettings:
         """The defaults the job contract applies."""
@@ -159,6 +176,8 @@ class Settings:
             retry_cap_s=float(number("CAIRN_RETRY_CAP_S", 600.0, float, minimum=0)),
             lease_s=float(number("CAIRN_LEASE_S", 120.0, float, minimum=0.1)),
             max_body_bytes=int(number("CAIRN_MAX_BODY_BYTES", 1_048_576, minimum=1024)),
+            approval_timeout_s=_duration(env.get("CAIRN_APPROVAL_TIMEOUT"), 86_400.0, errors),
+            four_eyes=_flag(env.get("CAIRN_ORCHESTRATOR_FOUR_EYES")),
             pulls=PullSettings(
                 poll_s=float(number("CAIRN_PR_POLL_S", 30.0, float, minimum=0.1)),
                 max_poll_s=float(number("CAIRN_PR_POLL_MAX_S", 300.0, float, minimum=0.1)),

@@ -64,6 +64,13 @@ class NotFound(DomainError):
     status = 404
 
 
+class NotAllowed(DomainError):
+    """The actor may not do this here (another must: four eyes, say)."""
+
+    code = "not_allowed"
+    status = 403
+
+
 class StaleLease(DomainError):
     """A worker wrote for a job whose lease it no longer holds (fencing)."""
 

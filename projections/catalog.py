@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cairn.projections.jobs.pulls import PullProjection
 from cairn.projections.jobs.queue import QueueProjection
+from cairn.projections.orchestrator.catalog import RunProjection, ServiceProjection
 from cairn.projections.planning.imports import ImportProjection
 from cairn.projections.planning.proposals import ProposalProjection
 from cairn.projections.planning.schedules import ScheduleProjection
@@ -18,5 +19,6 @@ def all_projections() -> dict[str, Projection]:
         "board": BoardProjection(), "queue": QueueProjection(), "imports": ImportProjection(),
         "proposals": ProposalProjection(), "templates": TemplateProjection(),
         "schedules": ScheduleProjection(), "projects": ProjectProjection(),
-        "pulls": PullProjection(),
+        "pulls": PullProjection(), "orchestrator_runs": RunProjection(),
+        "services": ServiceProjection(),
     }  # fmt: skip

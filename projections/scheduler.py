@@ -22,6 +22,8 @@ from cairn.projections.jobs.dispatcher import Dispatcher
 from cairn.projections.jobs.queue import NAME as QUEUE
 from cairn.projections.jobs.queue import Queue
 from cairn.projections.jobs.reaper import Reaper
+from cairn.projections.orchestrator.catalog import Runs
+from cairn.projections.orchestrator.expiry import ApprovalExpiry
 from cairn.projections.planning.import_releases import ImportReleases
 from cairn.projections.planning.imports import Imports
 from cairn.projections.planning.schedule_fires import ScheduleFires
@@ -70,6 +72,7 @@ class Scheduler:
         self.schedule_fires = ScheduleFires(self.store, Schedules(client, self.keys), settings)
         self.reaper = Reaper(self.store, self.dispatch, self.registry, self.queue, settings,
                              config.default_lease_ms)  # fmt: skip
+        self.approvals = ApprovalExpiry(self.store, Runs(client, self.keys))
         self._board_at = self._reap_at = 0.0
         self._reached_at = time.monotonic()
         self._log_ends: dict[Any, Any] | None = None
@@ -164,3 +167,4 @@ class Scheduler:
         if now - self._reap_at >= self.config.reap_every_s:
             self._reap_at = now
             await self.reaper.reap()
+            await self.approvals.expire()

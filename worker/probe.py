@@ -21,14 +21,17 @@ def agents_bin(data_dir: Path) -> Path:
 
 def probe_capabilities(env: Mapping[str, str]) -> tuple[list[str], dict[str, AgentFound]]:
     """The tools found on PATH, as capability names; each agent runtime whose CLI is there and
-    signs in; `shell` when bash is there (steps that are commands); and `noop`, which needs
-    nothing. Also what was found of each agent CLI, for the report."""
+    signs in; `shell` when bash is there (steps that are commands); `orchestrator` when the
+    operator lets this worker run services' commands (CAIRN_ORCHESTRATOR_WORKER=true); and
+    `noop`, which needs nothing. Also what was found of each agent CLI, for the report."""
     path = env.get("PATH")
     agents = find_agents(env)
     found = [tool for tool in TOOLS if shutil.which(tool, path=path)]
     found += [runtime for runtime in CLIS if agents[runtime].usable]
     found += [tool for tool in AFTER if shutil.which(tool, path=path)]
-    return [*found, *(["shell"] if shutil.which("bash", path=path) else []), "noop"], agents
+    found += ["shell"] if shutil.which("bash", path=path) else []
+    trusted = env.get("CAIRN_ORCHESTRATOR_WORKER", "").lower() in ("1", "true", "yes")
+    return [*found, *(["orchestrator"] if trusted else []), "noop"], agents
 
 
 def report(capabilities: list[str], agents: Mapping[str, AgentFound], probed: bool) -> list[str]:

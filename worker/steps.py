@@ -30,6 +30,7 @@ from cairn.worker.attempt import Attempt
 from cairn.worker.failures import Cancelled, StageFailed
 from cairn.worker.followups import Continuation, continue_from, keep_session
 from cairn.worker.live import LiveOutput
+from cairn.worker.orchestrator import plan_done, plan_step_done
 from cairn.worker.process import LaunchFailed, Limits, ProcessResult, run_process
 from cairn.worker.special import run_container_job, run_manifest_job
 from cairn.worker.steering import Hold, Turn, add_step_usage, steering_prompt
@@ -97,11 +98,13 @@ class Steps:
             return detail
         previous = base
         for step in self.plan:
-            previous = await self._step(step, previous)
+            before, previous = previous, await self._step(step, previous)
+            await plan_step_done(self.run, step.index, before, previous)
         await self._changes(base, previous)
+        planned = await plan_done(self.run, self.changed_paths)
         last = self.plan[-1]
         self.summary = f"{len(self.plan)} step(s) ran; the last, {last.step_id}, exited 0"
-        return {"steps": len(self.plan), "files": len(self.changed_paths)}
+        return {"steps": len(self.plan), "files": len(self.changed_paths), **planned}
 
     async def _noop(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cairn.commands.jobs.pulls import pull_writes
+from cairn.commands.orchestrator.runs import run_writes
 from cairn.commands.runner import (
     CommandResult,
     Plan,
@@ -72,7 +73,8 @@ async def with_its_task(
         task = (await load_tasks(store, [job.task_id])).get(job.task_id)
     decision = decide_with_task(job, events, after, task, flags)
     planned = writes(decision, {job.id: job.version, **({task.id: task.version} if task else {})})
-    return planned + await pull_writes(store, job, events)
+    return [*planned, *await pull_writes(store, job, events),
+            *await run_writes(store, job, events, after)]
 
 
 @dataclass(frozen=True, slots=True)

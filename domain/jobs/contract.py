@@ -280,7 +280,8 @@ def resolve_runtime(
     normalized: Mapping[str, Any], worker_defaults: WorkerDefaults
 ) -> ResolvedRuntime:
     """Settle runtime, model and effort at execution time: the task's, else the worker's."""
-    payload = _parse(normalized)
+    # An orchestrator run's plan job carries the run's marker, added after the contract.
+    payload = _parse({k: v for k, v in normalized.items() if k != "orchestrator"})
     mode = payload.runtime or worker_defaults.mode or "codex"
     if mode == "universal" and worker_defaults.mode:
         mode = worker_defaults.mode

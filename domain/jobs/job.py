@@ -62,6 +62,7 @@ class JobSource(StrEnum):
     QUICK_ACTION = "quick_action"
     PROPOSAL = "proposal"
     SCHEDULE = "schedule"
+    ORCHESTRATOR = "orchestrator"  # an orchestrator run's plan or apply job
 
 
 TERMINAL = frozenset(

@@ -1,0 +1,1 @@
+"""Orchestrator runs and the service catalog over HTTP."""
