@@ -19,6 +19,7 @@ from cairn.api.cli import (
     planning,
     processes,
     reading,
+    services,
     tokens,
 )
 from cairn.api.cli.logs import configure_logging
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     acl.add_commands(command)
     agents.add_commands(command)
     everyday.add_commands(command)
+    services.add_commands(command)
     redis_cli = command(
         "redis-cli", reading.redis_cli, "run redis-cli against the store, e.g. XRANGE KEY - +"
     )

@@ -26,7 +26,7 @@ def is_plain(path: str) -> bool:
     """A repository-relative path with no `..`, no leading `/` and nothing to normalize."""
     if not path or path.startswith("/") or "\\" in path or "\0" in path:
         return False
-    return normpath(path) == path and not any(part == ".." for part in path.split("/"))
+    return normpath(path) == path and not any(p in ("", ".", "..") for p in path.split("/"))
 
 
 def check_pattern(pattern: str) -> str | None:
