@@ -55,7 +55,15 @@ MODULES = (
 
 
 def _declared(name: str) -> dict[str, Any]:
-    return {k: v for module in MODULES for k, v in getattr(module, name, {}).items()}
+    """Each module's declarations of `name`, by operation (a handler's name: one per module)."""
+    found: dict[str, Any] = {}
+    for module in MODULES:
+        for key, value in getattr(module, name, {}).items():
+            if key in found:
+                raise RuntimeError(f"{module.__name__} declares {key} in {name}, as another "
+                                   "module does: operations are named by their handlers")  # fmt: skip
+            found[key] = value
+    return found
 
 
 DECLARED = Declarations(

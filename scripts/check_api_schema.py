@@ -57,7 +57,7 @@ negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "405", 
 [[operations]]
 include-operation-id = ["post_job", "put_job", "post_quick_run", "post_run", "post_schedule",
                         "post_template", "post_template_expand", "post_preview", "post_commit",
-                        "post_project", "patch_project"]
+                        "post_project", "patch_project", "post_service", "put_service"]
 checks.positive_data_acceptance.enabled = false
 
 # A PRD's source may be 200,000 characters: Hypothesis builds no string past 8,192, so the

@@ -155,7 +155,7 @@ class RunsQuery(BaseModel):
     limit: int = Field(default=50, ge=1, le=200)
 
 
-async def post_run(request: Request) -> Response:
+async def post_orchestrator_run(request: Request) -> Response:
     """A run on a service (201: the run, planning or waiting for the service)."""
     body: RunBody = await read_body(request, RunBody)
     ctx = context(request)
@@ -176,7 +176,7 @@ def _shown(request: Request, run_id: str) -> Any:
     return shown
 
 
-async def list_runs(request: Request) -> Response:
+async def list_orchestrator_runs(request: Request) -> Response:
     """Runs newest first, by service and state, a page at a time (`cursor`: the last one's id)."""
     query = read_query(request, RunsQuery)
     ctx = context(request)
@@ -185,11 +185,11 @@ async def list_runs(request: Request) -> Response:
     return json_response({"items": [run_view(r) for r in page], "nextCursor": cursor})
 
 
-async def get_run(request: Request) -> Response:
+async def get_orchestrator_run(request: Request) -> Response:
     return json_response(run_view(await _run(request, path_id(request, "orun", "run_id"))))
 
 
-async def get_run_events(request: Request) -> Response:
+async def get_orchestrator_run_events(request: Request) -> Response:
     """The run's events and its jobs', in the order they were written (the audit trail)."""
     run = await _run(request, path_id(request, "orun", "run_id"))
     store = context(request).store
@@ -199,7 +199,7 @@ async def get_run_events(request: Request) -> Response:
     return json_response({"items": events})
 
 
-async def get_run_artifacts(request: Request) -> Response:
+async def get_orchestrator_run_artifacts(request: Request) -> Response:
     """Every artifact of the run's jobs: logs, patches, the plan, run_summary.json."""
     run = await _run(request, path_id(request, "orun", "run_id"))
     ctx = context(request)
@@ -210,19 +210,26 @@ async def get_run_artifacts(request: Request) -> Response:
     return json_response({"items": items})
 
 
-async def get_run_diff(request: Request) -> Response:
+def read_artifact(request: Request, ref: str, limit: int = PATCH_MAX) -> tuple[str, bool]:
+    """An artifact a run names (its patch, its plan) as text, up to `limit` bytes, and whether
+    it was cut there; NotFound (or OSError) when it is not on this server."""
+    job_id, _, path = ref.removeprefix("/api/queue/jobs/").partition("/artifacts/")
+    with artifacts_of(request).open(job_id, path).open("rb") as file:
+        data = file.read(limit + 1)
+    return data[:limit].decode(errors="replace"), len(data) > limit
+
+
+async def get_orchestrator_run_diff(request: Request) -> Response:
     """The change the run's plan made, as a patch (the redacted text the approval is for)."""
     run = await _run(request, path_id(request, "orun", "run_id"))
     if not run.patch:
         raise NotFound(f"run {run.id} has no diff yet (it is {run.state})", run_id=run.id)
-    job_id, _, path = run.patch.removeprefix("/api/queue/jobs/").partition("/artifacts/")
-    file = artifacts_of(request).open(job_id, path)
-    text = file.read_bytes()[:PATCH_MAX].decode(errors="replace")
+    text, _ = read_artifact(request, run.patch)
     return PlainTextResponse(text, media_type="text/x-diff",
                              headers={"X-Content-Type-Options": "nosniff"})  # fmt: skip
 
 
-async def post_approve(request: Request) -> Response:
+async def approve_orchestrator_run(request: Request) -> Response:
     run_id = path_id(request, "orun", "run_id")
     ctx = context(request)
     result = await approve_run(ctx.store, run_id, actor=actor(request),
@@ -230,7 +237,7 @@ async def post_approve(request: Request) -> Response:
     return await written(request, result, RUNS, _shown(request, run_id))
 
 
-async def post_reject(request: Request) -> Response:
+async def reject_orchestrator_run(request: Request) -> Response:
     run_id = path_id(request, "orun", "run_id")
     body: ReasonBody = await read_body(request, ReasonBody)
     ctx = context(request)
@@ -238,7 +245,7 @@ async def post_reject(request: Request) -> Response:
     return await written(request, result, RUNS, _shown(request, run_id))
 
 
-async def post_cancel(request: Request) -> Response:
+async def cancel_orchestrator_run(request: Request) -> Response:
     """Cancel in any state: at once with no job going, else through its job (a cancel during
     `restart` or `verify` rolls back first; the run ends `cancelled`)."""
     run_id = path_id(request, "orun", "run_id")
@@ -255,38 +262,38 @@ ROUTES = [
     Route(SERVICE, get_service, methods=["GET"]),
     Route(SERVICE, put_service, methods=["PUT"]),
     Route(SERVICE, delete_service, methods=["DELETE"]),
-    Route("/api/orchestrator/runs", list_runs, methods=["GET"]),
-    Route("/api/orchestrator/runs", post_run, methods=["POST"]),
-    Route(RUN, get_run, methods=["GET"]),
-    Route(RUN + "/events", get_run_events, methods=["GET"]),
-    Route(RUN + "/artifacts", get_run_artifacts, methods=["GET"]),
-    Route(RUN + "/diff", get_run_diff, methods=["GET"]),
-    Route(RUN + "/approve", post_approve, methods=["POST"]),
-    Route(RUN + "/reject", post_reject, methods=["POST"]),
-    Route(RUN + "/cancel", post_cancel, methods=["POST"]),
+    Route("/api/orchestrator/runs", list_orchestrator_runs, methods=["GET"]),
+    Route("/api/orchestrator/runs", post_orchestrator_run, methods=["POST"]),
+    Route(RUN, get_orchestrator_run, methods=["GET"]),
+    Route(RUN + "/events", get_orchestrator_run_events, methods=["GET"]),
+    Route(RUN + "/artifacts", get_orchestrator_run_artifacts, methods=["GET"]),
+    Route(RUN + "/diff", get_orchestrator_run_diff, methods=["GET"]),
+    Route(RUN + "/approve", approve_orchestrator_run, methods=["POST"]),
+    Route(RUN + "/reject", reject_orchestrator_run, methods=["POST"]),
+    Route(RUN + "/cancel", cancel_orchestrator_run, methods=["POST"]),
 ]
 ROLES: dict[str, str] = {
     "list_services": VIEWER, "get_service": VIEWER, "post_service": ADMIN,
-    "put_service": ADMIN, "delete_service": ADMIN, "list_runs": VIEWER, "post_run": OPERATOR,
-    "get_run": VIEWER, "get_run_events": VIEWER, "get_run_artifacts": VIEWER,
-    "get_run_diff": VIEWER, "post_approve": OPERATOR, "post_reject": OPERATOR,
-    "post_cancel": OPERATOR,
+    "put_service": ADMIN, "delete_service": ADMIN, "list_orchestrator_runs": VIEWER, "post_orchestrator_run": OPERATOR,
+    "get_orchestrator_run": VIEWER, "get_orchestrator_run_events": VIEWER, "get_orchestrator_run_artifacts": VIEWER,
+    "get_orchestrator_run_diff": VIEWER, "approve_orchestrator_run": OPERATOR, "reject_orchestrator_run": OPERATOR,
+    "cancel_orchestrator_run": OPERATOR,
 }  # fmt: skip
 BODIES: dict[str, type[BaseModel]] = {
-    "post_service": ServiceSpec, "put_service": ServiceSpec, "post_run": RunBody,
-    "post_reject": ReasonBody,
+    "post_service": ServiceSpec, "put_service": ServiceSpec, "post_orchestrator_run": RunBody,
+    "reject_orchestrator_run": ReasonBody,
 }  # fmt: skip
-QUERIES: dict[str, type[BaseModel]] = {"list_runs": RunsQuery}
+QUERIES: dict[str, type[BaseModel]] = {"list_orchestrator_runs": RunsQuery}
 RESPONSES: dict[str, dict[str, Any]] = {
     "list_services": {"200": {"type": "object"}}, "get_service": {"200": {"type": "object"}},
     "post_service": {"201": {"type": "object"}, "202": {"type": "object"}},
     "put_service": {"200": {"type": "object"}, "202": {"type": "object"}},
     "delete_service": {"204": {"description": "removed"}},
-    "list_runs": {"200": {"type": "object"}}, "get_run": {"200": {"type": "object"}},
-    "post_run": {"201": {"type": "object"}, "202": {"type": "object"}},
-    "get_run_events": {"200": {"type": "object"}}, "get_run_artifacts": {"200": {"type": "object"}},
-    "get_run_diff": {"200": {"type": "string"}},
-    "post_approve": {"200": {"type": "object"}, "202": {"type": "object"}},
-    "post_reject": {"200": {"type": "object"}, "202": {"type": "object"}},
-    "post_cancel": {"202": {"type": "object"}},
+    "list_orchestrator_runs": {"200": {"type": "object"}}, "get_orchestrator_run": {"200": {"type": "object"}},
+    "post_orchestrator_run": {"201": {"type": "object"}, "202": {"type": "object"}},
+    "get_orchestrator_run_events": {"200": {"type": "object"}}, "get_orchestrator_run_artifacts": {"200": {"type": "object"}},
+    "get_orchestrator_run_diff": {"200": {"type": "string"}},
+    "approve_orchestrator_run": {"200": {"type": "object"}, "202": {"type": "object"}},
+    "reject_orchestrator_run": {"200": {"type": "object"}, "202": {"type": "object"}},
+    "cancel_orchestrator_run": {"202": {"type": "object"}},
 }  # fmt: skip
