@@ -65,7 +65,7 @@ class RunRequested(RunEvent, frozen=True, kw_only=True, omit_defaults=True):
 
 class RunWaiting(RunEvent, frozen=True, kw_only=True, omit_defaults=True):
     TYPE: ClassVar[str] = "orun.waiting"
-    behind: str  # the run holding the service
+    behind: str  # the run before it in the service's line (the one holding it, if none waits)
 
 
 class RunPlanning(RunEvent, frozen=True, kw_only=True, omit_defaults=True):
@@ -226,7 +226,7 @@ def summary(event: RunEvent) -> str:
         case RunRequested():
             return f"requested by {event.submitted_by} on {event.service}"
         case RunWaiting(behind=behind):
-            return f"waits for {behind}, which holds the service"
+            return f"waits for the service, behind {behind}"
         case RunPlanning(job_id=job_id):
             return f"planning in {job_id}"
         case RunPlanned(files=files):
@@ -263,16 +263,16 @@ def check_request(request: RunRequest, settings: ContractSettings) -> str:
     """The runtime the run's agent steps use; ValidationFailed for a bad request."""
     errors = []
     if not request.instruction.strip():
-        errors.append({"path": "body.instruction", "reason": "must say what to do"})
+        errors.append({"path": "instruction", "reason": "must say what to do"})
     elif len(request.instruction) > INSTRUCTION_MAX:
-        errors.append({"path": "body.instruction",
+        errors.append({"path": "instruction",
                        "reason": f"at most {INSTRUCTION_MAX} characters"})  # fmt: skip
     if request.approval not in APPROVALS:
-        errors.append({"path": "body.approval", "reason": f"one of {', '.join(APPROVALS)}"})
+        errors.append({"path": "approval", "reason": f"one of {', '.join(APPROVALS)}"})
     default = settings.default_runtime if settings.default_runtime in AGENT_RUNTIMES else "codex"
     runtime = request.runtime or default
     if runtime not in AGENT_RUNTIMES:
-        errors.append({"path": "body.runtime",
+        errors.append({"path": "runtime",
                        "reason": f"one of {', '.join(AGENT_RUNTIMES)}: the agent that plans "
                                  "and patches"})  # fmt: skip
     if errors:
@@ -297,7 +297,8 @@ def decide_request(run_id: str, service: Service, request: RunRequest, runtime: 
         starting = _start(run, service, plan_job_id)
         return {run_id: [requested, *starting[run_id]],
                 **{k: v for k, v in starting.items() if k != run_id}}
-    behind = service.holder or service.waiting[-1]
+    behind = service.waiting[-1] if service.waiting else service.holder
+    assert behind is not None
     return {run_id: [requested, RunWaiting(behind=behind)],
             service.id: [ServiceQueued(run_id=run_id)]}
 
@@ -415,8 +416,8 @@ def decide_reject(run: Run, service: Service, actor: str, reason: str, *, expire
                   next_start: Decision | None = None) -> Decision:  # fmt: skip
     _awaiting(run, "rejected")
     if not expired and not reason.strip():
-        raise ValidationFailed("body.reason: say why the plan is rejected",
-                               errors=[{"path": "body.reason", "reason": "required"}])  # fmt: skip
+        raise ValidationFailed("reason: say why the plan is rejected",
+                               errors=[{"path": "reason", "reason": "required"}])  # fmt: skip
     said = "the approval expired with no decision" if expired else reason.strip()[:REASON_MAX]
     finished = RunFinished(state="failed", reason=f"rejected by {actor}: {said}"
                            if not expired else said)  # fmt: skip

@@ -114,14 +114,15 @@ class ServiceSpec(ContractModel):
 
 
 def parse_service(document: Any, settings: ContractSettings, *, name: str | None = None,
-                  prefix: str = "body") -> dict[str, Any]:  # fmt: skip
+                  prefix: str = "") -> dict[str, Any]:  # fmt: skip
     """A service definition as stored (camelCase, defaults filled, compose expanded), or
     ValidationFailed with the field paths. `name`: the one the URL gives, which the body may
     repeat but not contradict."""
     if isinstance(document, dict) and name is not None:
         given = document.get("name", name)
         if given != name:
-            raise validation_failed_at(f"{prefix}.name", f"is {given!r} but the URL names {name!r}")
+            raise validation_failed_at(_at(prefix, "name"),
+                                       f"is {given!r} but the URL names {name!r}")
         document = {**document, "name": name}
     try:
         spec = ServiceSpec.model_validate(document)
@@ -130,11 +131,15 @@ def parse_service(document: Any, settings: ContractSettings, *, name: str | None
     try:
         check_repository(spec.repository, allow_local=settings.allow_local_repositories)
     except ValueError as e:
-        raise validation_failed_at(f"{prefix}.repository", str(e)) from e
+        raise validation_failed_at(_at(prefix, "repository"), str(e)) from e
     stored = spec.model_dump(by_alias=True, exclude_none=True)
     if spec.compose is not None:
         stored.update(compose_commands(spec.compose, stored))
     return stored
+
+
+def _at(prefix: str, field: str) -> str:
+    return f"{prefix}.{field}" if prefix else field
 
 
 def validation_failed_at(path: str, reason: str) -> ValidationFailed:
