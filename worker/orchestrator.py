@@ -116,6 +116,7 @@ class ServiceApply:
         self.summary: list[dict[str, Any]] = []
         self.commit: str | None = None
         self.verify: dict[str, Any] | None = None
+        self.rolling_back = False  # a rollback runs to its end, a cancel or not
         # The operator's commands get the worker's environment, without Cairn's own settings
         # (the store's address and password among them).
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
@@ -372,7 +373,7 @@ class ServiceApply:
         limits = Limits(step_s=timeout_s, idle_s=timeout_s, deadline=None)
         result = await run_process(["bash", "-lc", text], cwd=self.checkout, env=self.env,
                                    on_output=live.feed, limits=limits,
-                                   should_stop=self.run.held.cancel_requested,
+                                   should_stop=self._cancelled_now,
                                    grace_s=self.run.tools.cancel_grace_s)  # fmt: skip
         self._status = result.exit_status
         if result.stopped == "cancelled":
@@ -389,7 +390,7 @@ class ServiceApply:
         pause = float(http.get("windowSeconds") or 30) / tries
         status: int | str = "no answer"
         for attempt in range(1, tries + 1):
-            if await self.run.held.cancel_requested():
+            if await self._cancelled_now():
                 return None, "cancelled"
             status = await asyncio.to_thread(_get_status, url, min(HTTP_TRY_S, max(pause, 1.0)))
             await live.feed(f"try {attempt}/{tries}: GET {url} -> {status}\n")
@@ -400,6 +401,9 @@ class ServiceApply:
         return False, f"{url} answered {status}, not {expect}, {tries} times over " \
                       f"{float(http.get('windowSeconds') or 30):g} s"
 
+    async def _cancelled_now(self) -> bool:
+        return not self.rolling_back and await self.run.held.cancel_requested()
+
     # ---- rollback -----------------------------------------------------------------------------
 
     async def _rollback(self, why: str) -> bool:
@@ -407,6 +411,7 @@ class ServiceApply:
         catalog's rollback command."""
         index, live, began = await self._begin("rollback", "Roll back")
         await live.feed(f"rolling back: {why}\n")
+        self.rolling_back = True
         passed = False
         try:
             rollback = self.spec.get("rollback") or {"mode": "revert"}
@@ -428,6 +433,7 @@ class ServiceApply:
         """The rest of a rollback whose revert is on the branch already."""
         index, live, began = await self._begin("rollback", "Roll back")
         await live.feed(f"going on with {why}\n")
+        self.rolling_back = True
         passed = False
         try:
             rollback = self.spec.get("rollback") or {"mode": "revert"}
