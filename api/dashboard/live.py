@@ -20,6 +20,7 @@ from cairn.api.dashboard.audit import audit_filter, render_row
 from cairn.api.dashboard.render import stream_for
 from cairn.api.problems import problem
 from cairn.api.roles import AUDITOR, VIEWER, allows
+from cairn.domain.orchestrator.runs import PROJECT as ORCHESTRATOR
 from cairn.streams.envelope import Envelope, decode_entry, text
 from cairn.streams.store import log_ends
 
@@ -52,7 +53,9 @@ def scope_of(request: Request) -> Scope | None:
         return Scope([keys.partition_of(project or "default")], _kind("task"))
     if name == "queue":
         return Scope([keys.partition_of(project)] if project else every, _kind("job"))
-    if name in ("job", "task"):
+    if name == "orchestrator":  # the runs and the service catalog share one partition
+        return Scope([keys.partition_of(ORCHESTRATOR)], _kind("orun", "svc"))
+    if name in ("job", "task", "orun"):  # a task's or a run's page follows its jobs too
         aggregate = query.get("id", "")
         if not is_id_of(keys, name, aggregate):
             return None
@@ -67,9 +70,9 @@ def scope_of(request: Request) -> Scope | None:
     return None
 
 
-def _kind(kind: str) -> EventFilter:
-    prefix = kind + "-"
-    return lambda e: e.agg.startswith(prefix)
+def _kind(*kinds: str) -> EventFilter:
+    prefixes = tuple(kind + "-" for kind in kinds)
+    return lambda e: e.agg.startswith(prefixes)
 
 
 @stream_for(AUDITOR)  # the audit scope is the log; every other scope needs a viewer

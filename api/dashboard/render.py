@@ -143,6 +143,11 @@ NOTICES = {
     "dependency_added": "Dependency added.",
     "dependency_removed": "Dependency removed.",
     "logged_out": "Signed out.",
+    "run_submitted": "Run submitted: an agent plans the change first.",
+    "approved": "Approved: the apply job commits, builds, restarts and verifies.",
+    "rejected": "Rejected: the run ended and the service is free for the next.",
+    "run_cancel_requested": "Cancel requested: the run's job stops at its next step (during a "
+                            "restart or verify it rolls back first).",
 }
 
 

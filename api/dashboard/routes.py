@@ -13,6 +13,8 @@ from cairn.api.dashboard import (
     board,
     live,
     login,
+    orchestrator_pages,
+    orchestrator_run,
     projects_page,
     queue_page,
     run_page,
@@ -32,6 +34,7 @@ async def home(request: Request) -> Response:
 
 TASK = "/tasks/{task_id:task_id}"
 JOB = "/queue/{job_id}"
+RUN = "/orchestrator/{run_id}"
 ROUTES: list[BaseRoute] = [
     Route("/", home, methods=["GET"]),
     Route("/login", login.login_page, methods=["GET"]),
@@ -75,6 +78,15 @@ ROUTES: list[BaseRoute] = [
     Route(JOB + "/transcript/stream", run_page.transcript_stream, methods=["GET"]),
     Route(JOB + "/artifacts/{path:path}", run_page.artifact, methods=["GET"]),
     Route(JOB + "/log", run_page.full_log, methods=["GET"]),
+    # Orchestrator runs and the service catalog
+    Route("/orchestrator", orchestrator_pages.runs_page, methods=["GET"]),
+    Route("/orchestrator/new", orchestrator_pages.new_run_page, methods=["GET"]),
+    Route("/orchestrator/new", orchestrator_pages.submit, methods=["POST"]),
+    Route("/orchestrator/services", orchestrator_pages.services_page, methods=["GET"]),
+    Route(RUN, orchestrator_run.run_page, methods=["GET"]),
+    Route(RUN + "/approve", orchestrator_run.approve, methods=["POST"]),
+    Route(RUN + "/reject", orchestrator_run.reject, methods=["POST"]),
+    Route(RUN + "/cancel", orchestrator_run.cancel, methods=["POST"]),
     # Workers, telemetry, audit, live updates
     Route("/workers", workers_page.workers_page, methods=["GET"]),
     Route("/workers/pause", workers_page.set_pause, methods=["POST"]),

@@ -262,13 +262,20 @@ def _result_of(
 
 
 def diff_lines(hunk: str) -> list[tuple[str, str]]:
-    """A unified diff's lines, each with how it is shown: `add`, `del`, `meta` (the file's
+    """A unified diff's lines, each with how it is shown: `add`, `del`, `meta` (each file's
     header before its first hunk, and each hunk's `@@` line) or plain."""
     lines = hunk.splitlines()
-    first = next((i for i, line in enumerate(lines) if line.startswith("@@")), 0)
-    return [("meta" if i < first or line.startswith("@@")
-             else {"+": "add", "-": "del"}.get(line[:1], ""), line)
-            for i, line in enumerate(lines)]  # fmt: skip
+    header = any(line.startswith("@@") for line in lines)  # a bare hunk has none
+    shown: list[tuple[str, str]] = []
+    for line in lines:
+        if line.startswith("diff --git "):  # the next file of a whole patch
+            header = True
+        elif line.startswith("@@"):
+            header = False
+            shown.append(("meta", line))
+            continue
+        shown.append(("meta" if header else {"+": "add", "-": "del"}.get(line[:1], ""), line))
+    return shown
 
 
 @page

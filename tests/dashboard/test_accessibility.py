@@ -43,7 +43,8 @@ def pages(seeded: dict[str, str]) -> list[str]:
     return [
         f"/tasks?project={project}", f"/tasks/new?project={project}", f"/tasks/{task}",
         f"/tasks/{task}/history", f"/queue?project={project}", "/queue/new", f"/queue/{job}",
-        f"/queue/{job}/edit", "/workers", "/telemetry", "/audit",
+        f"/queue/{job}/edit", "/workers", "/telemetry", "/audit", "/orchestrator",
+        "/orchestrator/new", "/orchestrator/services",
         "/tasks/task-00-0000000000000000000000000a",
     ]  # fmt: skip
 

@@ -6,13 +6,8 @@ agent is a stand-in: the fake CLI of the execution tests, which edits what it is
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -25,118 +20,18 @@ from cairn.api.app import create_app
 from cairn.api.auth import store_token
 from cairn.commands.settings import Settings
 from cairn.streams.keys import Keys
-from cairn.streams.server import free_port
 from cairn.streams.store import EventStore
 from tests.engine.conftest import Engine, log_events, wait_for
-from tests.worker.conftest import Seeded, make_remote, run_git
-
-SERVER = """import http.server, os, sys
-port, pidfile = int(sys.argv[1]), sys.argv[2]
-here = os.path.dirname(os.path.abspath(__file__))
-class Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        with open(os.path.join(here, "config.txt")) as f:
-            ok = f.read().splitlines()[:1] == ["ok"]
-        self.send_response(200 if ok else 500)
-        self.end_headers()
-        self.wfile.write(b"ok" if ok else b"unhealthy")
-    def log_message(self, *args):
-        pass
-server = http.server.HTTPServer(("127.0.0.1", port), Health)
-with open(pidfile, "w") as f:
-    f.write(str(os.getpid()))
-server.serve_forever()
-"""
-
-# The agent: `analyze` prints a plan and touches nothing; `patch` does what the test wrote in
-# the shared `action` file (a line of shell, run in the checkout).
-AGENT = """#!/bin/sh
-[ "$1" = "--version" ] && {{ echo "fake 0.0.0"; exit 0; }}
-for last; do :; done
-case "$last" in
-  *"Analyze only"*) echo "Plan: set app/config.txt to ok"; exit 0;;
-esac
-sh "{shared}/action"
-echo "patched"
-"""
-
-# The operator's restart: stop the last server (its pid file), start one from this checkout,
-# detached (setsid: the command's own process group ends with it), and wait for its pid file.
-# `hold` in the shared folder keeps it waiting (a worker killed mid-restart).
-RESTART = """pid=$(cat {pidfile} 2>/dev/null); if [ -n "$pid" ]; then kill $pid 2>/dev/null;
-while kill -0 $pid 2>/dev/null; do sleep 0.05; done; fi; rm -f {pidfile}
-while [ -f {shared}/hold ]; do sleep 0.1; done
-setsid {python} app/server.py {port} {pidfile} >/dev/null 2>&1 </dev/null &
-for i in $(seq 100); do [ -s {pidfile} ] && exit 0; sleep 0.05; done; exit 1"""
+from tests.engine.orchestrator_helpers import Service, seed_service, write_agent
 
 TOKENS = {"viewer": "viewer-Token-0123456789abcdefghij", "ann": "ann-Token-0123456789abcdefghijkl",
           "bob": "bob-Token-0123456789abcdefghijklm"}  # fmt: skip
 
 
-class Service:
-    def __init__(self, engine: Engine, remote: Seeded) -> None:
-        self.engine, self.remote = engine, remote
-        self.port = free_port()
-        self.pidfile = engine.shared / "service.pid"
-        self.url = f"http://127.0.0.1:{self.port}/health"
-
-    def spec(self, **more: Any) -> dict[str, Any]:
-        restart = RESTART.format(pidfile=self.pidfile, shared=self.engine.shared,
-                                 python=sys.executable, port=self.port)  # fmt: skip
-        return {
-            "name": "billing", "repository": str(self.remote.bare), "branch": "main",
-            "allowedPaths": ["app/config.txt", "app/*.py"],
-            "build": {"run": f"{sys.executable} -m py_compile app/server.py", "timeoutSeconds": 60},
-            "restart": {"run": restart, "timeoutSeconds": 60},
-            "verify": {"http": {"url": self.url, "retries": 6, "windowSeconds": 1.5}},
-            **more,
-        }  # fmt: skip
-
-    def health(self) -> int | str:
-        try:
-            with urllib.request.urlopen(self.url, timeout=2) as reply:
-                return int(reply.status)
-        except urllib.error.HTTPError as e:
-            return int(e.code)
-        except OSError as e:
-            return type(e).__name__
-
-    def start(self) -> None:
-        """The service as it runs before any run: from a checkout of the branch."""
-        checkout = self.engine.tmp / "deployed"
-        run_git("clone", "-q", str(self.remote.bare), str(checkout))
-        restart = RESTART.format(pidfile=self.pidfile, shared=self.engine.shared,
-                                 python=sys.executable, port=self.port)  # fmt: skip
-        subprocess.run(["bash", "-c", restart], cwd=checkout, check=True)
-
-    def stop(self) -> None:
-        if self.pidfile.exists():
-            with_pid = self.pidfile.read_text().strip()
-            if with_pid:
-                try:
-                    os.kill(int(with_pid), signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-
-    def branch_log(self) -> list[str]:
-        run_git("fetch", "-q", "origin", cwd=self.remote.seed)
-        return run_git("log", "--format=%s%n%b%x1e", "origin/main", cwd=self.remote.seed
-                       ).split("\x1e")  # fmt: skip
-
-    def head(self) -> str:
-        run_git("fetch", "-q", "origin", cwd=self.remote.seed)
-        return run_git("rev-parse", "origin/main", cwd=self.remote.seed).strip()
-
-
 @pytest.fixture
 def service(engine: Engine, tmp_path: Path) -> Any:
-    remote = make_remote(tmp_path / "git", "acme/billing")
-    remote.commit("app/server.py", SERVER, message="the service")
-    remote.commit("app/config.txt", "broken\n", message="a bad deploy")
-    found = Service(engine, remote)
-    agent = engine.tmp / "bin" / "claude"
-    agent.write_text(AGENT.format(shared=engine.shared))
-    agent.chmod(0o755)
+    found = Service(engine.shared, engine.tmp, seed_service(tmp_path / "git"))
+    write_agent(engine.tmp / "bin" / "claude", engine.shared)
     engine.env.update({"CAIRN_GIT_AUTHOR_NAME": "Cairn Test",
                        "CAIRN_GIT_AUTHOR_EMAIL": "cairn@test"})  # fmt: skip
     engine.projector()
