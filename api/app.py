@@ -61,7 +61,7 @@ def _declared(name: str) -> dict[str, Any]:
         for key, value in getattr(module, name, {}).items():
             if key in found:
                 raise RuntimeError(f"{module.__name__} declares {key} in {name}, as another "
-                                   "module does: operations are named by their handlers")  # fmt: skip
+                                   "module does: an operation is named by its handler")
             found[key] = value
     return found
 

@@ -36,6 +36,7 @@ from cairn.worker.workspace import make_workspace
 RUN_TRAILER = "Cairn-Run"
 ROLLBACK_TRAILER = "Cairn-Rollback"
 HTTP_TRY_S = 5.0  # one health check request at most
+PLAN_MAX = 8_000  # the end of an analysis's output kept as its plan (no last message named)
 
 
 def marker(run: Attempt) -> dict[str, Any] | None:
@@ -61,7 +62,7 @@ async def plan_step_done(run: Attempt, index: int, before: str, after: str) -> N
                        "committed"}, retryable=False)  # fmt: skip
     steps = run.held.job.steps
     said = str((steps[-1] if steps else {}).get("message") or "").strip()
-    plan = said or "(the agent's analysis ended without a plan in its last message)"
+    plan = said or _output_end(run.workspace.artifacts / "logs" / "steps" / "step-1.log")
     folder = run.workspace.repo / ".cairn"
     folder.mkdir(exist_ok=True)
     (folder / "plan.md").write_text(plan + "\n")
@@ -87,6 +88,12 @@ async def plan_done(run: Attempt, changed: list[str]) -> dict[str, Any]:
             "message": f"the patch changed files outside allowedPaths ({', '.join(allowed)}): "
                        f"{shown}; nothing was committed"}, retryable=False)  # fmt: skip
     return {"changed": changed[:500]}
+
+
+def _output_end(log: Path) -> str:
+    """The end of what the analysis printed, when its CLI named no last message."""
+    text = log.read_text(errors="replace").strip() if log.is_file() else ""
+    return text[-PLAN_MAX:] or "(the analysis printed nothing)"
 
 
 def _through_link(repo: Path, path: str) -> bool:

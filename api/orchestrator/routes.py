@@ -274,10 +274,11 @@ ROUTES = [
 ]
 ROLES: dict[str, str] = {
     "list_services": VIEWER, "get_service": VIEWER, "post_service": ADMIN,
-    "put_service": ADMIN, "delete_service": ADMIN, "list_orchestrator_runs": VIEWER, "post_orchestrator_run": OPERATOR,
-    "get_orchestrator_run": VIEWER, "get_orchestrator_run_events": VIEWER, "get_orchestrator_run_artifacts": VIEWER,
-    "get_orchestrator_run_diff": VIEWER, "approve_orchestrator_run": OPERATOR, "reject_orchestrator_run": OPERATOR,
-    "cancel_orchestrator_run": OPERATOR,
+    "put_service": ADMIN, "delete_service": ADMIN, "list_orchestrator_runs": VIEWER,
+    "post_orchestrator_run": OPERATOR, "get_orchestrator_run": VIEWER,
+    "get_orchestrator_run_events": VIEWER, "get_orchestrator_run_artifacts": VIEWER,
+    "get_orchestrator_run_diff": VIEWER, "approve_orchestrator_run": OPERATOR,
+    "reject_orchestrator_run": OPERATOR, "cancel_orchestrator_run": OPERATOR,
 }  # fmt: skip
 BODIES: dict[str, type[BaseModel]] = {
     "post_service": ServiceSpec, "put_service": ServiceSpec, "post_orchestrator_run": RunBody,
@@ -289,9 +290,11 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "post_service": {"201": {"type": "object"}, "202": {"type": "object"}},
     "put_service": {"200": {"type": "object"}, "202": {"type": "object"}},
     "delete_service": {"204": {"description": "removed"}},
-    "list_orchestrator_runs": {"200": {"type": "object"}}, "get_orchestrator_run": {"200": {"type": "object"}},
+    "list_orchestrator_runs": {"200": {"type": "object"}},
+    "get_orchestrator_run": {"200": {"type": "object"}},
     "post_orchestrator_run": {"201": {"type": "object"}, "202": {"type": "object"}},
-    "get_orchestrator_run_events": {"200": {"type": "object"}}, "get_orchestrator_run_artifacts": {"200": {"type": "object"}},
+    "get_orchestrator_run_events": {"200": {"type": "object"}},
+    "get_orchestrator_run_artifacts": {"200": {"type": "object"}},
     "get_orchestrator_run_diff": {"200": {"type": "string"}},
     "approve_orchestrator_run": {"200": {"type": "object"}, "202": {"type": "object"}},
     "reject_orchestrator_run": {"200": {"type": "object"}, "202": {"type": "object"}},
