@@ -68,7 +68,7 @@ def rules(kind: str, prefix: str) -> list[str]:
     partitions, dispatch = f"~{prefix}:{{p*}}:*", f"~{prefix}:{{dispatch}}:*"
     presence = [f"~{prefix}:sys:workers", f"~{prefix}:sys:worker-pause*"]
     # A partition's keys other than its log and its aggregates' lists.
-    others = _partition(prefix, "rm:*", "lock:*", "cmd:*", "preview:*", "out:*")
+    others = _partition(prefix, "rm:*", "lock:*", "cmd:*", "preview:*", "out:*", "live:*")
     base = [*CONNECTION, *FUNCTIONS, *TRANSACTIONS, *READS]
     if kind == "api":
         return [f"~{prefix}:*", *_plus(base + LOADING + WRITES)]

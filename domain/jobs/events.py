@@ -265,6 +265,32 @@ class JobDeadLettered(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
     reason: dict[str, Any]
 
 
+class JobLiveSessionOpened(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """A person opened a live session on the running job: `watch` (its terminal, read only)
+    or `takeover` (a shell in its sandbox, the agent held meanwhile), until `expires_at`."""
+
+    TYPE: ClassVar[str] = "job.live_session_opened"
+    session_id: str
+    mode: str  # watch, takeover
+    actor: str
+    ttl_s: int
+    expires_at: str
+
+
+class JobLiveSessionEnded(JobEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """A live session ended: `why` is closed (by a person), handed_back, ttl, idle, job_ended,
+    worker_lost or refused; a takeover's hand-back carries the person's note, and a session's
+    recording its artifact (written by the worker that served it)."""
+
+    TYPE: ClassVar[str] = "job.live_session_ended"
+    session_id: str
+    why: str
+    actor: str | None = None
+    note: str | None = None
+    duration_s: float | None = None
+    recording: dict[str, Any] | None = None  # {path, ref, sha256, size}
+
+
 JOB_EVENTS: dict[str, type[JobEvent]] = {
     cls.TYPE: cls
     for cls in (
@@ -272,7 +298,7 @@ JOB_EVENTS: dict[str, type[JobEvent]] = {
         JobResubmitted, JobPromoted, JobClaimed, JobStageStarted, JobStageFinished,
         JobArtifactAdded, JobSucceeded, JobFailed, JobLeaseExpired, JobReleased, JobDeadLettered,
         JobBranchResolved, JobStepStarted, JobStepFinished, JobPublished, JobPaused, JobResumed,
-        JobOperatorMessage, JobFollowedUp,
+        JobOperatorMessage, JobFollowedUp, JobLiveSessionOpened, JobLiveSessionEnded,
     )
 }  # fmt: skip
 

@@ -26,6 +26,8 @@ from cairn.domain.jobs.events import (
     JobFollowedUp,
     JobLeaseExpired,
     JobLegacySubmitted,
+    JobLiveSessionEnded,
+    JobLiveSessionOpened,
     JobOperatorMessage,
     JobPaused,
     JobPromoted,
@@ -104,6 +106,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     paused: bool = False  # the worker holds at its next step boundary
     pause_reason: str | None = None
     operator_messages: list[dict[str, Any]] = []  # {id: the event's version, text, ts}
+    # Live sessions: those open now, and those ended (with their recordings), the last 50.
+    live_sessions: list[dict[str, Any]] = []  # {session_id, mode, actor, expires_at, opened_at}
+    live_ended: list[dict[str, Any]] = []
     artifacts: list[dict[str, Any]] = []
     usage: dict[str, Any] | None = None  # tokens and cost over every step of every attempt
     outcome: dict[str, Any] | None = None
@@ -237,6 +242,16 @@ def _apply(s: Job, e: JobEvent, ts: str) -> Job:
             return replace(s, paused=True, pause_reason=reason)
         case JobResumed():
             return replace(s, paused=False, pause_reason=None)
+        case JobLiveSessionOpened():
+            opened = {**_fact(e), "opened_at": ts}
+            return replace(s, live_sessions=[*s.live_sessions, opened])
+        case JobLiveSessionEnded(session_id=sid):
+            found = next((x for x in s.live_sessions if x["session_id"] == sid), None)
+            if found is None:
+                return s
+            ended = {**found, **_fact(e), "ended_at": ts}
+            return replace(s, live_sessions=[x for x in s.live_sessions if x is not found],
+                           live_ended=[*s.live_ended, ended][-50:])  # fmt: skip
         case JobOperatorMessage(text=text):
             message = {"id": s.version + 1, "text": text, "ts": ts}  # evolve checked the version
             return replace(s, operator_messages=[*s.operator_messages, message])
