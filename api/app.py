@@ -20,6 +20,7 @@ from cairn.api.context import Context, json_response
 from cairn.api.dashboard.routes import ROUTES as DASHBOARD
 from cairn.api.jobs import (
     followups,
+    live,
     pulls,
     queue,
     quick_runs,
@@ -50,7 +51,7 @@ log = logging.getLogger("cairn.api")
 # bodies, queries and responses beside them.
 MODULES = (
     tasks, projects, queue, runs, transcripts, followups, quick_runs, workers, imports, proposals,
-    templates, schedules, webhooks, pulls, orchestrator,
+    templates, schedules, webhooks, pulls, orchestrator, live,
 )
 
 

@@ -39,6 +39,7 @@ class TokenRecord:
     role: str
     created: float
     expires: float | None = None  # epoch seconds; None: never
+    grants: tuple[str, ...] = ()  # rights beyond the role (GRANTS), e.g. takeover
 
     def expired(self, now: float | None = None) -> bool:
         return self.expires is not None and (time.time() if now is None else now) >= self.expires
@@ -46,7 +47,17 @@ class TokenRecord:
     def view(self) -> dict[str, object]:
         return {"name": self.name, "role": self.role, "created": _iso(self.created),
                 "expires": _iso(self.expires) if self.expires else None,
-                "expired": self.expired()}  # fmt: skip
+                "expired": self.expired(), "grants": list(self.grants)}  # fmt: skip
+
+
+GRANTS = ("takeover",)  # takeover: an operator may take a running job over (a live session)
+
+
+def check_grants(grants: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [g for g in grants if g not in GRANTS]
+    if unknown:
+        raise CairnError(f"unknown grant {unknown[0]!r}: one of {', '.join(GRANTS)}")
+    return tuple(dict.fromkeys(grants))
 
 
 def hash_token(token: str) -> str:
@@ -86,22 +97,23 @@ def parse_record(raw: bytes | str) -> TokenRecord:
     expires = values.get("expires")
     return TokenRecord(
         str(values["name"]), str(values.get("role", "")), float(values.get("created", 0)),
-        float(expires) if expires else None,
+        float(expires) if expires else None, tuple(str(g) for g in values.get("grants") or ()),
     )
 
 
 def _encode(record: TokenRecord) -> bytes:
     return orjson.dumps({"name": record.name, "role": record.role, "created": record.created,
-                         "expires": record.expires})  # fmt: skip
+                         "expires": record.expires, "grants": list(record.grants)})  # fmt: skip
 
 
 async def store_token(
-    client: Client, keys: Keys, token: str, name: str, role: str, expires: float | None = None
+    client: Client, keys: Keys, token: str, name: str, role: str, expires: float | None = None,
+    grants: tuple[str, ...] = (),
 ) -> None:
     """Store `token` under `name`, replacing the token stored under that name before (so a new
     CAIRN_ADMIN_TOKEN revokes the old one)."""
     digest = hash_token(token)
-    record = _encode(TokenRecord(name, role, time.time(), expires))
+    record = _encode(TokenRecord(name, role, time.time(), expires, check_grants(grants)))
     stale = [f for f in await _fields_named(client, keys, name) if text(f) != digest]
     async with client.pipeline(transaction=True) as pipe:
         if stale:
@@ -111,18 +123,20 @@ async def store_token(
 
 
 async def create_token(
-    client: Client, keys: Keys, name: str, role: str, expires: float | None = None
+    client: Client, keys: Keys, name: str, role: str, expires: float | None = None,
+    grants: tuple[str, ...] = (),
 ) -> str:
     """A new token named `name` with `role`; returned once, stored hashed. A name in use is
     refused: it is the actor in the log, so it must say which token did what."""
     check_token_name(name)
     check_role(role)
+    check_grants(grants)
     if await _fields_named(client, keys, name):
         raise CairnError(f"a token named {name!r} exists: revoke it first "
                          f"(`cairn token revoke {name}`) or choose another name")  # fmt: skip
     token = new_token()
     await client.hset(keys.tokens(), hash_token(token), _encode(
-        TokenRecord(name, role, time.time(), expires)))  # fmt: skip
+        TokenRecord(name, role, time.time(), expires, grants)))  # fmt: skip
     return token
 
 
@@ -192,7 +206,7 @@ class BearerAuth:
             await response(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        state["actor"], state["role"] = record.name, record.role
+        state["actor"], state["role"], state["grants"] = record.name, record.role, record.grants
         await self.app(scope, receive, send)
 
     async def _actor(self, token: str) -> TokenRecord | None:

@@ -73,6 +73,10 @@ class ExecutionSettings:
     vault_addr: str | None = None
     artifact_max_bytes: int = 50 * 1024 * 1024
     output_max_entries: int = 20_000  # per job, in the live output stream
+    # Live sessions (a person watching or taking over a running job): this worker serves them,
+    # and its agent steps run under a pseudo-terminal (CAIRN_LIVE_SESSIONS).
+    live_sessions: bool = False
+    live_idle_s: float = 600.0  # a takeover nobody typed in for this long ends
     # More variables an agent gets from the worker's environment, by name (CAIRN_AGENT_ENV).
     agent_env: tuple[str, ...] = ()
     # model -> {"in", "cached", "out"}: USD per million tokens (CAIRN_PRICES), for the CLIs
@@ -121,6 +125,7 @@ class Settings:
     # approve it (four eyes: not).
     approval_timeout_s: float = 86_400.0
     four_eyes: bool = False
+    live_session_max_ttl_s: int = 1_800  # CAIRN_LIVE_SESSION_MAX_TTL: a live session's longest
 
     def contract(self) -> ContractSettings:
         """The defaults the job contract applies."""
@@ -178,6 +183,7 @@ class Settings:
             max_body_bytes=int(number("CAIRN_MAX_BODY_BYTES", 1_048_576, minimum=1024)),
             approval_timeout_s=_duration(env.get("CAIRN_APPROVAL_TIMEOUT"), 86_400.0, errors),
             four_eyes=_flag(env.get("CAIRN_ORCHESTRATOR_FOUR_EYES")),
+            live_session_max_ttl_s=int(number("CAIRN_LIVE_SESSION_MAX_TTL", 1_800, minimum=10)),
             pulls=PullSettings(
                 poll_s=float(number("CAIRN_PR_POLL_S", 30.0, float, minimum=0.1)),
                 max_poll_s=float(number("CAIRN_PR_POLL_MAX_S", 300.0, float, minimum=0.1)),
@@ -204,6 +210,8 @@ class Settings:
                     number("CAIRN_ARTIFACT_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
                 ),
                 output_max_entries=int(number("CAIRN_OUTPUT_MAX_ENTRIES", 20_000, minimum=100)),
+                live_sessions=_flag(env.get("CAIRN_LIVE_SESSIONS")),
+                live_idle_s=float(number("CAIRN_LIVE_SESSION_IDLE_S", 600.0, float)),
                 agent_env=_agent_env(env.get("CAIRN_AGENT_ENV") or "", errors),
                 prices=_prices(env.get("CAIRN_PRICES") or "", errors),
                 sandbox=_sandbox(env, errors),

@@ -19,6 +19,7 @@ from cairn.domain.jobs.contract import WorkerDefaults
 from cairn.domain.jobs.events import JobArtifactAdded
 from cairn.domain.jobs.job import Job
 from cairn.streams.artifacts import ArtifactStore, StoredArtifact
+from cairn.streams.live import LiveChannels
 from cairn.streams.output import OutputStream
 from cairn.worker.agents.signin import AgentFound
 from cairn.worker.gitops import Git, askpass_env
@@ -42,6 +43,7 @@ class RunTools:
     sandbox: Sandbox  # how agent steps run
     cancel_grace_s: float = 5.0
     agents: Mapping[str, AgentFound] = field(default_factory=dict)  # found at the worker's start
+    live: LiveChannels | None = None  # live sessions' terminals, when this worker serves them
 
     @property
     def readable(self) -> list[Path]:

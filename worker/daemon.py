@@ -28,6 +28,7 @@ from cairn.streams.dispatch import Dispatch, Message
 from cairn.streams.driver import Client
 from cairn.streams.keys import Keys
 from cairn.streams.lifetime import wait_for_stop
+from cairn.streams.live import LiveChannels
 from cairn.streams.output import OutputStream
 from cairn.streams.registry import Registry
 from cairn.streams.store import EventStore
@@ -83,6 +84,7 @@ class Worker:
             artifacts=FileArtifactStore(Path(settings.data_dir) / "artifacts",
                                         execution.artifact_max_bytes),
             cancel_grace_s=config.cancel_grace_s, agents=config.agents,
+            live=LiveChannels(client, self.keys) if execution.live_sessions else None,
             sandbox=config.sandbox or prepare_sandbox(execution.sandbox, settings.data_dir),
         )  # fmt: skip
         self.holding: dict[str, Holding] = {}
@@ -261,6 +263,7 @@ class Worker:
             "id": self.config.worker_id,
             "capabilities": self.config.capabilities,
             "sandbox": self.tools.sandbox.summary(),
+            "live_sessions": self.tools.live is not None,
             "concurrency": self.config.concurrency,
             "lease_s": self.config.lease_s,
             "heartbeat_s": self.heartbeat_s,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from cairn.domain.errors import CairnError
@@ -22,6 +23,7 @@ log = logging.getLogger("cairn.worker")
 BATCH_S = 0.3  # a batch goes out at least this often while output comes
 BATCH_BYTES = 8 * 1024  # ... or as soon as it holds this much
 TAIL_CHARS = 256 * 1024
+QUIET_S = 0.25  # output paused this long: the redactor lets go of the lines it held
 
 
 class LiveOutput:
@@ -29,9 +31,11 @@ class LiveOutput:
 
     def __init__(self, stream: OutputStream, job_id: str, step: int, log_path: Path,
                  redactor: Redactor, max_bytes: int,
-                 transcript: StepTranscript | None = None) -> None:  # fmt: skip
+                 transcript: StepTranscript | None = None,
+                 terminal: Callable[[str], None] | None = None) -> None:  # fmt: skip
         self.stream, self.job_id, self.step = stream, job_id, step
         self.transcript = transcript
+        self.terminal = terminal  # what a person at the terminal sees (redacted, escapes kept)
         self.redact = redactor.stream()
         self.readable = EscapeStripper()
         self.max_bytes = max_bytes
@@ -47,10 +51,27 @@ class LiveOutput:
         self._closing = False
         self._sender = asyncio.create_task(self._send_batches())
         self.tail = ""  # the last 256 KB, without escapes: an error's log tail, a cut log's end
+        self._fed_at = 0.0
+        self._quiet: asyncio.TimerHandle | None = None
 
     async def feed(self, chunk: str) -> None:
-        """Take a chunk of raw output (it is redacted here, before it goes anywhere)."""
+        """Take a chunk of raw output (it is redacted here, before it goes anywhere). When the
+        output pauses, what the redactor may let go of goes out (worker/redaction.py)."""
         self._emit(self.redact.feed(chunk))
+        loop = asyncio.get_running_loop()
+        self._fed_at = loop.time()
+        if self._quiet is None:
+            self._quiet = loop.call_later(QUIET_S, self._on_quiet)
+
+    def _on_quiet(self) -> None:
+        loop = asyncio.get_running_loop()
+        waited = loop.time() - self._fed_at
+        if waited < QUIET_S and not self._closing:
+            self._quiet = loop.call_later(QUIET_S - waited, self._on_quiet)
+            return
+        self._quiet = None
+        if not self._closing:
+            self._emit(self.redact.release())
 
     def settle(self) -> int:
         """Between two runs of the CLI in one step (an operator's message resumed it): what the
@@ -75,6 +96,9 @@ class LiveOutput:
 
     async def close(self) -> None:
         """Flush what is held back, send the last batch, close the log file."""
+        if self._quiet is not None:
+            self._quiet.cancel()
+            self._quiet = None
         self._emit(self.redact.flush(), final=True)
         self._closing = True
         self._wake.set()
@@ -96,6 +120,8 @@ class LiveOutput:
             self._written += len(part.encode())
         if len(data) > room:
             self._cut = True
+        if self.terminal is not None and text:
+            self.terminal(text)
         shown = self.readable.feed(text) + (self.readable.flush() if final else "")
         if self.transcript is not None and shown:
             self.transcript.feed(shown)

@@ -89,25 +89,35 @@ async def run_process(
     grace_s: float = 5.0,
     stdin: bytes | None = None,
     on_start: Callable[[int], None] | None = None,
+    terminal: bool = False,
 ) -> ProcessResult:
     """Run `argv` to its end or until a limit or `should_stop` (True: "cancelled"; a string:
     that reason, such as a sandbox limit); stdout and stderr merged and decoded as UTF-8 go to
-    `on_output` in order; `on_start` gets the pid. Nothing of the group is left running."""
+    `on_output` in order; `on_start` gets the pid. Nothing of the group is left running.
+    `terminal`: its output is a pseudo-terminal's (what a person at one would see)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
+    pty = open_pty() if terminal else None
     try:
         process = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
             env=dict(env),
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            stdout=pty[1] if pty else asyncio.subprocess.PIPE,
+            stderr=pty[1] if pty else asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own group: a stop reaches everything it started
         )
     except OSError as e:
+        if pty is not None:
+            os.close(pty[0])
         reason = e.strerror or type(e).__name__
         raise LaunchFailed(f"could not start {argv[0]!r} in {cwd}: {reason}") from e
+    finally:
+        if pty is not None:
+            os.close(pty[1])  # the child has it; the master sees its end when it is gone
+    if pty is not None:
+        process.stdout = pty_reader(pty[0])
     assert process.stdout is not None
     if on_start is not None:
         on_start(process.pid)
@@ -240,6 +250,42 @@ def _group_alive(group: int) -> bool:
         if len(fields) > 2 and int(fields[2]) == group and fields[0] not in (b"Z", b"X"):
             return True
     return False
+
+
+def open_pty(columns: int = 120, rows: int = 32) -> tuple[int, int]:
+    """A pseudo-terminal's master and slave, sized."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    os.set_blocking(master, False)
+    return master, slave
+
+
+def pty_reader(master: int) -> asyncio.StreamReader:
+    """A stream of what a pseudo-terminal's master reads, ending (and closing it) when the last
+    holder of its slave is gone (Linux answers EIO then)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=READ_BYTES * 4)
+
+    def readable() -> None:
+        try:
+            data = os.read(master, READ_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            reader.feed_data(data)
+            return
+        loop.remove_reader(master)
+        os.close(master)
+        reader.feed_eof()
+
+    loop.add_reader(master, readable)
+    return reader
 
 
 class _Output:

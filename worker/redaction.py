@@ -43,6 +43,7 @@ _GOOGLE_KEY = re.compile(r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_
 _PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----")
 _PEM_END = re.compile(r"-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----")
 _PEM_MARKER_MAX = 70
+_TRAILING_RUN = re.compile(r"\S*$")
 # Text (lower case) without which a shape cannot match: a shape's pattern runs only over text
 # holding one of them, since scanning is most of the cost. A shape not named here always runs.
 _TRIGGERS = {
@@ -57,6 +58,11 @@ _TRIGGERS = {
     "a JSON Web Token": ("eyj",),
     "a password or secret": ("passw", "secret", "api_key", "apikey", "access_token"),
 }
+
+
+# What a shape's match may start with, in a line begun: such a line waits for its end.
+_STARTS = tuple({t for words in _TRIGGERS.values() for t in words} | {"bearer", "token",
+                                                                       "-----begin"})
 
 
 def _encoded(triggers: tuple[str, ...] | None) -> tuple[bytes, ...] | None:
@@ -180,6 +186,25 @@ class StreamRedactor:
         out = self._emit(final=True)
         self.held, self.in_key = "", False
         return out
+
+    def release(self) -> str:
+        """On a pause in the output (a watcher waits for it): the complete lines held, and the
+        line begun too when nothing in it may start a secret (no run of MIN_SECRET_CHARS at its
+        end, no word a secret's shape starts with); the rest stays held."""
+        if self.in_key or not self.held:
+            return ""
+        text = self.held
+        end = max(text.rfind("\n"), text.rfind("\r")) + 1
+        begun = text[end:]
+        run = _TRAILING_RUN.search(begun)
+        trailing = len(run.group()) if run else 0
+        lowered = begun.lower()
+        if begun and trailing < MIN_SECRET_CHARS and not any(w in lowered for w in _STARTS):
+            end = len(text)
+        if end == 0:
+            return ""
+        head, self.held = text[:end], text[end:]
+        return self._redact_settled(head, final=True)[0]
 
     def _emit(self, final: bool) -> str:
         out: list[str] = []

@@ -7,6 +7,7 @@ result (worker/agents/failures.py), never from the agent's words."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from cairn.worker.attempt import Attempt
 from cairn.worker.failures import Cancelled, StageFailed
 from cairn.worker.followups import Continuation, continue_from, keep_session
 from cairn.worker.live import LiveOutput
+from cairn.worker.live_sessions import SessionServer
 from cairn.worker.orchestrator import plan_done, plan_step_done
 from cairn.worker.process import LaunchFailed, Limits, ProcessResult, run_process
 from cairn.worker.special import run_container_job, run_manifest_job
@@ -75,6 +77,9 @@ class Steps:
         self.diffstat = ""
         self.evidence: list[Evidence] = []
         self.summary = ""
+        live = run.tools.live
+        self.live = (SessionServer(run, live, idle_s=run.execution.live_idle_s)
+                     if live is not None and run.job.job_type == "task" else None)  # fmt: skip
 
     async def execute(self) -> dict[str, Any]:
         job = self.run.job
@@ -97,9 +102,14 @@ class Steps:
             self.summary = f"the container {container.get('image')} exited 0"
             return detail
         previous = base
-        for step in self.plan:
-            before, previous = previous, await self._step(step, previous)
-            await plan_step_done(self.run, step.index, before, previous)
+        try:
+            for step in self.plan:
+                before, previous = previous, await self._step(step, previous)
+                await plan_step_done(self.run, step.index, before, previous)
+        finally:
+            if self.live is not None:  # the agent's work is over: so are its live sessions
+                with contextlib.suppress(CairnError):
+                    await self.live.close_all("job_ended")
         await self._changes(base, previous)
         planned = await plan_done(self.run, self.changed_paths)
         last = self.plan[-1]
@@ -123,7 +133,9 @@ class Steps:
             if job.status == "cancel_requested":
                 raise Cancelled({"stage": "execute", "step": step.step_id, "index": step.index,
                                  "before_step": True})  # fmt: skip
-            if not job.paused:
+            if self.live is not None:
+                await self.live.follow(job)
+            if not job.paused and not (self.live is not None and self.live.holding):
                 break
             await asyncio.sleep(PAUSE_POLL_S)
         messages = [str(m.get("text", "")) for m in job.operator_messages]
@@ -174,7 +186,8 @@ class Steps:
         transcript.prompt(run.redactor.redact(turn.prompt))  # what the agent was told
         log_path = artifacts / "logs" / "steps" / f"step-{step.index}.log"
         live = LiveOutput(run.tools.output, run.job.id, step.index, log_path, run.redactor,
-                          run.execution.artifact_max_bytes, transcript)  # fmt: skip
+                          run.execution.artifact_max_bytes, transcript,
+                          terminal=self.live.show if self.live else None)  # fmt: skip
         execution = run.execution
         hold = Hold(guard)
         step_began = asyncio.get_running_loop().time()
@@ -198,10 +211,14 @@ class Steps:
             if job.status == "cancel_requested":
                 hold.release()
                 return True
-            hold.follow(job.paused)
+            if self.live is not None:
+                await self.live.follow(job)
+            taken = self.live is not None and self.live.holding
+            hold.follow(job.paused or taken)
             # Steered once this turn's CLI named its session (so it has the last message), and
             # not while paused (the message waits for the resume).
-            steerable = mode in CLIS and transcript.parser.sessions_seen > named and not job.paused
+            steerable = (mode in CLIS and transcript.parser.sessions_seen > named
+                         and not job.paused and not taken)  # fmt: skip
             return STEERED if steerable and len(job.operator_messages) > heard else None
 
         launch_error: str | None = None
@@ -227,6 +244,7 @@ class Steps:
                     argv, cwd=run.workspace.repo, env=env, on_output=on_output, limits=limits,
                     should_stop=should_stop, grace_s=run.tools.cancel_grace_s,
                     stdin=invocation.stdin, on_start=guard.started,
+                    terminal=self.live is not None,
                 )  # fmt: skip
                 hold.release()
                 spent_s += result.duration_s

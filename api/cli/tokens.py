@@ -22,7 +22,8 @@ def create(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> str:
         client = await open_client(settings)
         try:
-            return await create_token(client, keys_of(settings), args.name, args.role, expires)
+            return await create_token(client, keys_of(settings), args.name, args.role, expires,
+                                      tuple(args.grant or ()))  # fmt: skip
         finally:
             await client.aclose()
 
@@ -81,6 +82,9 @@ def add_commands(command: Any) -> None:
     made.add_argument("--role", required=True, choices=ROLES,
                       help="auditor (log and replays), viewer (read), operator (read and run "
                       "work), admin (everything)")  # fmt: skip
+    made.add_argument("--grant", action="append", choices=["takeover"],
+                      help="a right beyond the role: takeover (an operator may take a running "
+                      "job over in a live session)")  # fmt: skip
     made.add_argument("--expires", help="a duration (90m, 12h, 30d, 8w) or a date (2027-01-31); "
                       "default never")  # fmt: skip
     listed = sub.add_parser("list", help="every token: name, role, created, expires")

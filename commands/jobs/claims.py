@@ -19,6 +19,7 @@ from cairn.domain.decision import events_for
 from cairn.domain.jobs.attempts import RetryPolicy, decide_lease_expired
 from cairn.domain.jobs.events import JobEvent
 from cairn.domain.jobs.job import Job, JobStatus, apply_events
+from cairn.domain.jobs.live import end_all
 from cairn.domain.tasks.runs import (
     decide_claim_run,
 )
@@ -108,6 +109,7 @@ async def expire_lease(
     def expired(job: Job) -> list[JobEvent]:
         if job.epoch != epoch:
             return []
-        return decide_lease_expired(job, datetime.now(UTC), policy)
+        # Its live sessions went with the worker that served them.
+        return [*end_all(job, "worker_lost"), *decide_lease_expired(job, datetime.now(UTC), policy)]
 
     return await write_job(store, job_id, expired, flags, actor="reaper")

@@ -30,7 +30,8 @@ from cairn.domain.jobs.events import (
     JobStageStarted,
     JobSucceeded,
 )
-from cairn.domain.jobs.job import Job, JobStatus, apply_events
+from cairn.domain.jobs.job import ACTIVE, Job, JobStatus, apply_events
+from cairn.domain.jobs.live import end_all
 from cairn.domain.tasks.states import Flags
 from cairn.streams.envelope import now_rfc3339
 from cairn.streams.store import EventStore, Meta
@@ -101,6 +102,10 @@ class Held:
         if not events:
             return self.job
         after = apply_events(self.job, events, now_rfc3339())
+        if after.live_sessions and after.status not in ACTIVE:
+            # Its live sessions end with the attempt (done, failed, released, cancelled).
+            ending = end_all(after, "job_ended")
+            events, after = [*events, *ending], apply_events(after, ending, now_rfc3339())
         planned = await with_its_task(self.store, self.job, events, after, self.flags)
         partition = self.store.keys.partition_of_id(self.job.id)
         command = f"run:{self.job.id}:{self.epoch}:{self.job.version}"

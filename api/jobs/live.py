@@ -1,0 +1,238 @@
+"""Live sessions over HTTP and a WebSocket (decision 0011): open one on a running job (watch:
+operator; takeover: admin, or an operator with the `takeover` grant), close it, hand a takeover
+back, and attach a terminal with a single-use ticket. The API only relays frames between the
+WebSocket and the session's streams in the store; the terminal is the worker's."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from cairn.api.context import actor, context, json_response, path_id, read_body
+from cairn.api.jobs.queue import _job_or_404, _Wire
+from cairn.api.roles import ADMIN, OPERATOR, allows
+from cairn.commands.jobs.job import load_job
+from cairn.commands.jobs.live import close_session, hand_back, open_session
+from cairn.domain.errors import InvalidTransition, NotAllowed, NotFound
+from cairn.domain.jobs.live import NOTE_MAX, session_of
+from cairn.streams.keys import new_ulid
+from cairn.streams.live import Frame, LiveChannels
+from cairn.streams.registry import Registry
+
+TICKET_S = 60  # a ticket's life: long enough to open a WebSocket, short enough to be useless after
+ATTACHED_MAX = 200  # WebSockets one API process relays at once
+INPUT_PER_S = 200  # frames a takeover's WebSocket sends a second (more are dropped)
+LOOK_S = 2.0  # how often a relay checks the session is still open
+_attached = 0
+
+
+class OpenBody(_Wire):
+    mode: Literal["watch", "takeover"]
+    ttl_s: int = Field(default=900, ge=10, le=86_400)
+
+
+class HandBackBody(_Wire):
+    note: str = Field(default="", max_length=NOTE_MAX)
+
+
+def _channels(request: Request | WebSocket) -> LiveChannels:
+    ctx = request.app.state.ctx
+    return LiveChannels(ctx.client, ctx.keys)
+
+
+async def post_live_session(request: Request) -> Response:
+    """A live session on a running job (201): its id and a ticket for its WebSocket."""
+    job_id = path_id(request, "job")
+    body: OpenBody = await read_body(request, OpenBody)
+    state = request.scope.get("state", {})
+    role, grants = state.get("role"), tuple(state.get("grants") or ())
+    if body.mode == "takeover" and not (role == ADMIN or (allows(role, OPERATOR)
+                                                          and "takeover" in grants)):  # fmt: skip
+        raise NotAllowed("a takeover needs the admin role, or an operator's token with the "
+                         "takeover grant (`cairn token create --grant takeover`)",
+                         needed="takeover")  # fmt: skip
+    job = await _job_or_404(request, job_id)
+    await _served(request, job.worker_id)
+    ctx, who, sid = context(request), actor(request), f"ls{new_ulid().lower()}"
+    await open_session(ctx.store, job_id, session_id=sid, mode=body.mode, actor=who,
+                       ttl_s=body.ttl_s, max_ttl_s=ctx.settings.live_session_max_ttl_s)
+    opened = await _open_of(request, job_id, sid)
+    ticket = await _ticket(request, job_id, sid, who, body.mode)
+    return json_response({**ticket, "expiresAt": opened["expires_at"], "ttlS": opened["ttl_s"]},
+                         201)  # fmt: skip
+
+
+async def post_ticket(request: Request) -> Response:
+    """A new ticket for an open session of the caller's (a reloaded page attaches again)."""
+    job_id, sid = path_id(request, "job"), str(request.path_params["sid"])
+    found = await _open_of(request, job_id, sid)
+    who = actor(request)
+    if found["actor"] != who and request.scope.get("state", {}).get("role") != ADMIN:
+        raise NotAllowed(f"session {sid} is {found['actor']}'s", session_id=sid)
+    return json_response(await _ticket(request, job_id, sid, who, str(found["mode"])), 201)
+
+
+async def delete_live_session(request: Request) -> Response:
+    job_id, sid = path_id(request, "job"), str(request.path_params["sid"])
+    await close_session(context(request).store, job_id, sid, actor=actor(request))
+    return Response(status_code=204)
+
+
+async def post_hand_back(request: Request) -> Response:
+    """A takeover given back with a note: the agent goes on, told what changed."""
+    job_id, sid = path_id(request, "job"), str(request.path_params["sid"])
+    body: HandBackBody = await read_body(request, HandBackBody)
+    await hand_back(context(request).store, job_id, sid, actor=actor(request), note=body.note)
+    return json_response({"sessionId": sid, "handedBack": True})
+
+
+async def _served(request: Request, worker_id: str | None) -> None:
+    ctx = context(request)
+    workers = {w["id"]: w for w in await Registry(ctx.client, ctx.keys).workers()}
+    record = workers.get(worker_id or "")
+    if record is None or not record.get("live_sessions"):
+        raise InvalidTransition(
+            f"the worker running this job ({worker_id or 'none yet'}) serves no live sessions: "
+            "its operator turns them on with CAIRN_LIVE_SESSIONS=true", worker_id=worker_id)
+
+
+async def _open_of(request: Request, job_id: str, sid: str) -> dict[str, Any]:
+    found = session_of(await load_job(context(request).store, job_id), sid)
+    if found is None:
+        raise NotFound(f"job {job_id} has no open live session {sid}", session_id=sid)
+    return found
+
+
+async def _ticket(request: Request, job_id: str, sid: str, who: str, mode: str
+                  ) -> dict[str, Any]:  # fmt: skip
+    ticket = secrets.token_urlsafe(32)
+    claim = json.dumps({"job": job_id, "session": sid, "actor": who, "mode": mode})
+    await _channels(request).issue(ticket, claim, TICKET_S)
+    return {"sessionId": sid, "mode": mode, "ticket": ticket,
+            "ws": f"/api/queue/jobs/{job_id}/live-sessions/{sid}/ws?ticket={ticket}"}  # fmt: skip
+
+
+# ---- the WebSocket --------------------------------------------------------------------------
+
+
+async def live_ws(ws: WebSocket) -> None:
+    """Attach to a session: its ticket once, the dashboard's origin, then frames both ways."""
+    global _attached
+    job_id, sid = str(ws.path_params["job_id"]), str(ws.path_params["sid"])
+    channels = _channels(ws)
+    claim_text = await channels.redeem(str(ws.query_params.get("ticket", ""))[:200])
+    claim = json.loads(claim_text) if claim_text else {}
+    if claim.get("job") != job_id or claim.get("session") != sid:
+        await ws.close(code=4403, reason="the ticket is used, expired, or for another session")
+        return
+    if not _same_origin(ws):
+        await ws.close(code=4403, reason="the page's origin is not the dashboard's")
+        return
+    if _attached >= ATTACHED_MAX:
+        await ws.close(code=4429, reason="this API process relays as many sessions as it may")
+        return
+    _attached += 1
+    try:
+        await ws.accept()
+        await _relay(ws, channels, job_id, sid, claim["mode"] == "takeover")
+    finally:
+        _attached -= 1
+
+
+def _same_origin(ws: WebSocket) -> bool:
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return True  # not a browser (a browser always says where the page came from)
+    host = ws.headers.get("host", "")
+    return origin in (f"http://{host}", f"https://{host}")
+
+
+async def _relay(ws: WebSocket, channels: LiveChannels, job_id: str, sid: str, typing: bool
+                 ) -> None:  # fmt: skip
+    writer = asyncio.create_task(_to_terminal(ws, channels, job_id, sid)) if typing else None
+    try:
+        await _from_terminal(ws, channels, job_id, sid)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await writer
+        with contextlib.suppress(RuntimeError):
+            await ws.close()
+
+
+async def _from_terminal(ws: WebSocket, channels: LiveChannels, job_id: str, sid: str) -> None:
+    """The session's frames to the browser, from the oldest kept; a gap says what was lost."""
+    store = ws.app.state.ctx.store
+    after, seen, looked = "0-0", 0, asyncio.get_running_loop().time()
+    while True:
+        frames: list[Frame] = await channels.read(job_id, sid, "out", after, block_ms=1000)
+        for frame in frames:
+            after = frame.id
+            if frame.kind == "e":
+                await ws.send_text(f"\r\n[cairn: the session ended: {frame.data}]\r\n")
+                return
+            if frame.kind != "o":
+                continue
+            if frame.n > seen + 1 and seen:
+                await ws.send_text(f"\r\n[cairn: {frame.n - seen - 1} chunk(s) dropped: this "
+                                   "view fell behind]\r\n")  # fmt: skip
+            seen = frame.n
+            await ws.send_text(frame.data)
+        now = asyncio.get_running_loop().time()
+        if now - looked > LOOK_S:
+            looked = now
+            if session_of(await load_job(store, job_id), sid) is None:
+                await ws.send_text("\r\n[cairn: the session ended]\r\n")
+                return
+
+
+async def _to_terminal(ws: WebSocket, channels: LiveChannels, job_id: str, sid: str) -> None:
+    """What the person types (`{"i": text}`) and resizes (`{"r": "COLSxROWS"}`), rate-limited."""
+    loop = asyncio.get_running_loop()
+    window, taken = loop.time(), 0
+    while True:
+        message = await ws.receive_text()
+        now = loop.time()
+        if now - window >= 1:
+            window, taken = now, 0
+        taken += 1
+        if taken > INPUT_PER_S:
+            continue
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            parsed = json.loads(message)
+            if isinstance(parsed.get("i"), str):
+                await channels.put(job_id, sid, "in", [("i", parsed["i"][:65_536], 0)])
+            elif isinstance(parsed.get("r"), str):
+                await channels.put(job_id, sid, "in", [("r", parsed["r"][:20], 0)])
+
+
+SESSION = "/api/queue/jobs/{job_id}/live-sessions/{sid}"
+ROUTES = [
+    Route("/api/queue/jobs/{job_id}/live-sessions", post_live_session, methods=["POST"]),
+    Route(SESSION, delete_live_session, methods=["DELETE"]),
+    Route(SESSION + "/hand-back", post_hand_back, methods=["POST"]),
+    Route(SESSION + "/tickets", post_ticket, methods=["POST"]),
+    WebSocketRoute(SESSION + "/ws", live_ws),
+]
+ROLES: dict[str, str] = {
+    "post_live_session": OPERATOR, "delete_live_session": OPERATOR, "post_hand_back": OPERATOR,
+    "post_ticket": OPERATOR,
+}  # fmt: skip
+BODIES: dict[str, type[BaseModel]] = {"post_live_session": OpenBody, "post_hand_back": HandBackBody}
+RESPONSES: dict[str, dict[str, Any]] = {
+    "post_live_session": {"201": {"type": "object"}}, "post_ticket": {"201": {"type": "object"}},
+    "delete_live_session": {"204": {"description": "ended"}},
+    "post_hand_back": {"200": {"type": "object"}},
+}  # fmt: skip
