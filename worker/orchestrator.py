@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from cairn.commands.orchestrator.runs import load_run
 from cairn.domain.jobs.events import JobStepFinished, JobStepStarted
 from cairn.domain.jobs.repositories import resolve_repository
 from cairn.domain.orchestrator.paths import outside
@@ -87,7 +88,13 @@ async def plan_done(run: Attempt, changed: list[str]) -> dict[str, Any]:
             "code": "outside_allowed_paths", "files": refused[:200],
             "message": f"the patch changed files outside allowedPaths ({', '.join(allowed)}): "
                        f"{shown}; nothing was committed"}, retryable=False)  # fmt: skip
-    return {"changed": changed[:500]}
+    # What the approver sees is redacted; the commit is not. A change holding text the redactor
+    # hides is never applied without a person's approval (domain/orchestrator/runs.py).
+    assert run.git is not None and run.start_commit is not None
+    now = await run.git.snapshot(run.workspace.repo)
+    patch = (await run.git.diff(run.workspace.repo, run.start_commit, now)).patch
+    hidden = run.redactor.redact(patch) != patch
+    return {"changed": changed[:500], **({"redacted": True} if hidden else {})}
 
 
 def _output_end(log: Path) -> str:
@@ -124,13 +131,21 @@ class ServiceApply:
         self.commit: str | None = None
         self.verify: dict[str, Any] | None = None
         self.rolling_back = False  # a rollback runs to its end, a cancel or not
-        # The operator's commands get the worker's environment, without Cairn's own settings
-        # (the store's address and password among them).
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
-        self.env.update({"CAIRN_RUN_ID": self.run_id, "CAIRN_SERVICE": str(self.spec["name"])})
+        # The operator's commands run code the agent may have patched: they get PATH, HOME, the
+        # locale and the variables the service names (`env`), never the worker's tokens or keys.
+        home = Path(os.environ.get("HOME") or "/")
+        named = [str(n) for n in self.spec.get("env") or []]
+        self.env = minimal_env(home, passthrough=named)
+        self.env.update({"HOME": str(home), "CAIRN_RUN_ID": self.run_id,
+                         "CAIRN_SERVICE": str(self.spec["name"])})
 
     async def prepare(self) -> dict[str, Any]:
         run = self.run
+        ours = await load_run(run.held.store, self.run_id)
+        if ours.apply_job != run.job.id or ours.state not in ("applying", "verifying"):
+            raise StageFailed("prepare", {"code": "not_the_run_s", "message": f"run {ours.id} is "
+                              f"{ours.state} and its apply job is {ours.apply_job}, not this "
+                              "one: nothing is applied"}, retryable=False)  # fmt: skip
         data_dir = Path(run.tools.settings.data_dir)
         run.workspace = make_workspace(data_dir, run.job.id, run.job.attempt)
         token = worker_token()
@@ -220,10 +235,12 @@ class ServiceApply:
             rolled_back=False), retryable=False)  # fmt: skip
 
     async def _cancelled(self, during: str) -> None:
-        """A cancel: once the change is on the branch, the rollback runs first."""
+        """A cancel: once the change is on the branch, the rollback runs first (before any
+        restart, the revert alone: the service still runs what it ran)."""
         rolled = None
         if self.commit is not None:
-            rolled = await self._rollback(f"cancelled during {during}")
+            rolled = await self._rollback(f"cancelled during {during}",
+                                          restarted=during != "build")  # fmt: skip
         raise Cancelled({"stage": "execute", "step": during, "commit": self.commit,
                          "rolled_back": bool(rolled), "verify": self.verify})  # fmt: skip
 
@@ -371,6 +388,7 @@ class ServiceApply:
             passed, why = await self._shell(str(command.get("run") or "true"),
                                             float(command.get("timeoutSeconds") or 300), live)
         if name == "verify" and passed is not None:
+            live.settle()  # what the redactor held back, out (the verify's last lines)
             self.verify = {"passed": passed, "output": live.tail[-4000:], "why": why}
         return passed, why
 
@@ -413,9 +431,9 @@ class ServiceApply:
 
     # ---- rollback -----------------------------------------------------------------------------
 
-    async def _rollback(self, why: str) -> bool:
-        """Undo the run's change: revert its commit (and rebuild, restart, verify), or the
-        catalog's rollback command."""
+    async def _rollback(self, why: str, *, restarted: bool = True) -> bool:
+        """Undo the run's change: revert its commit (and rebuild, restart, verify, once the
+        service was restarted), or the catalog's rollback command."""
         index, live, began = await self._begin("rollback", "Roll back")
         await live.feed(f"rolling back: {why}\n")
         self.rolling_back = True
@@ -428,7 +446,7 @@ class ServiceApply:
                 passed = bool(ok)
             else:
                 await self._revert(live)
-                passed = await self._rebuild(live)
+                passed = await self._rebuild(live) if restarted else True
         except GitFailed as e:
             await live.feed(f"{e}\n")
         finally:

@@ -53,6 +53,10 @@ class JobRun(Attempt):
         """Whether a stage may take a while (so what led up to it is written first)."""
         if self.job.job_type == "noop":
             return stage == "execute" and bool(self.job.normalized.get("sleepMs"))
+        if self.job.job_type == "orchestrator":
+            # Past a verify that passed, a cancel no longer turns the run's end: the change is
+            # live, and it is the run's success (a cancel comes in time only before).
+            return stage != "publish"
         return True
 
     async def stage(self, name: str) -> tuple[str, dict[str, Any]]:

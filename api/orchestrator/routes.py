@@ -58,6 +58,7 @@ def run_view(run: Run) -> dict[str, Any]:
         "cancelRequestedBy": run.cancel_requested_by, "waitingBehind": run.waiting_behind,
         "reason": run.reason, "planJob": run.plan_job, "applyJob": run.apply_job,
         "files": run.files, "patch": run.patch, "plan": run.plan, "proposal": run.proposal,
+        "redacted": run.redacted,
         "expiresAt": run.expires_at, "rolledBack": run.rolled_back, "commit": run.commit,
         "createdAt": run.created_at, "startedAt": run.started_at,
         "finishedAt": run.finished_at, "updatedAt": run.updated_at, "timeline": run.timeline,

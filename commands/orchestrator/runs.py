@@ -94,7 +94,8 @@ async def approve_run(store: EventStore, run_id: str, *, actor: str, four_eyes: 
     async def plan() -> Plan:
         run = await load_run(store, run_id)
         job_id = new_job_id(store)
-        decision = decide_approve(run, actor, four_eyes=four_eyes, apply_job_id=job_id)
+        decision = decide_approve(run, actor, four_eyes=four_eyes, apply_job_id=job_id,
+                                  now=datetime.now(UTC))  # fmt: skip
         return Plan(writes=writes(decision, {run.id: run.version, job_id: 0}),
                     subject_version=run.version)  # fmt: skip
 

@@ -39,9 +39,10 @@ def last_session(job: Job) -> str | None:
 
 def decide_follow_up(job: Job, new_job_id: str, message: str) -> Decision:
     """A follow-up of a finished task job, and the link on the job it follows."""
-    if job.job_type != "task":
+    if job.job_type != "task" or job.source == "orchestrator":
         raise InvalidTransition(
-            f"job {job.id} is a {job.job_type} job; only a task job's agent can be followed up",
+            f"job {job.id} is a {job.job_type} job of {job.source}; only a task job's agent (not "
+            "an orchestrator run's) can be followed up",
             job_type=job.job_type,
         )
     if job.status not in TERMINAL:

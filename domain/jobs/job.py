@@ -342,9 +342,20 @@ def decide_submit(job: NormalizedJob, options: SubmitOptions) -> list[JobEvent]:
     return events
 
 
+def _not_a_run_s(job: Job, what: str) -> None:
+    """An orchestrator run's job is the run's to make and end: it is not changed, resubmitted
+    or followed up by itself (the run would not know it)."""
+    if job.source == JobSource.ORCHESTRATOR:
+        run = (job.normalized.get("orchestrator") or {}).get("run")
+        raise InvalidTransition(
+            f"job {job.id} is a step of orchestrator run {run}; it is not {what} on its own: "
+            f"start a new run (POST /api/orchestrator/runs)", source=job.source, run_id=run)
+
+
 def decide_update(job: Job, changes: JobChanges) -> list[JobEvent]:
     """Change a queued job's payload or options; nothing once a worker may have it, nor when
     every value is already as asked."""
+    _not_a_run_s(job, "changed")
     if job.status != JobStatus.QUEUED:
         raise InvalidTransition(
             f"job {job.id} is {job.status}; only a queued job can be changed",
@@ -383,6 +394,7 @@ def decide_resubmit(job: Job, new_job_id: str) -> Decision:
             job_status=job.status,
             allowed_statuses=sorted(RESUBMITTABLE),
         )
+    _not_a_run_s(job, "resubmitted")
     if job.source == JobSource.BOARD:
         raise InvalidTransition(
             f"job {job.id} is a run of task {job.task_id}; a board task's run is retried from "

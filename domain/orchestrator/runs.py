@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from cairn.domain.credentials import redact_credentials
 from cairn.domain.decision import Decision
 from cairn.domain.errors import CorruptStream, InvalidTransition, NotAllowed, ValidationFailed
 from cairn.domain.events import Event
@@ -25,6 +26,7 @@ from cairn.domain.jobs.job import Job, JobSource, SubmitOptions, decide_submit
 from cairn.domain.jobs.kinds import AGENT_RUNTIMES, ContractSettings, NormalizedJob
 from cairn.domain.jobs.registry import normalize_job
 from cairn.domain.orchestrator.services import (
+    WAITING_MAX,
     Service,
     ServiceChecked,
     ServiceClaimed,
@@ -69,8 +71,13 @@ class RunWaiting(RunEvent, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class RunPlanning(RunEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """The run got the service: its plan job is queued, under the service's rules as they are
+    now (a run that waited takes the definition of when its turn came)."""
+
     TYPE: ClassVar[str] = "orun.planning"
     job_id: str
+    spec: dict[str, Any] | None = None
+    needs_approval: bool | None = None
 
 
 class RunPlanned(RunEvent, frozen=True, kw_only=True, omit_defaults=True):
@@ -79,6 +86,7 @@ class RunPlanned(RunEvent, frozen=True, kw_only=True, omit_defaults=True):
     patch: str | None = None  # the patch artifact's ref
     plan: str | None = None  # the plan artifact's ref
     proposal: dict[str, Any] | None = None  # {branch, base, head}: the change as pushed
+    redacted: bool = False  # the diff holds text Cairn redacts (shown hidden): approval needed
 
 
 class RunApprovalRequested(RunEvent, frozen=True, kw_only=True, omit_defaults=True):
@@ -155,6 +163,7 @@ class Run(msgspec.Struct, frozen=True, kw_only=True):
     plan: str | None = None
     proposal: dict[str, Any] | None = None
     planned: bool = False
+    redacted: bool = False
     expires_at: str | None = None
     approved_by: str | None = None
     rejected_by: str | None = None
@@ -198,10 +207,16 @@ def evolve(state: Run | None, event: RunEvent, run_id: str, version: int, ts: st
         case RunWaiting(behind=behind):
             return replace(s, waiting_behind=behind)
         case RunPlanning(job_id=job_id):
-            return replace(s, plan_job=job_id, waiting_behind=None, started_at=ts)
+            s = replace(s, plan_job=job_id, waiting_behind=None, started_at=ts)
+            if event.spec is not None:
+                s = replace(s, spec=event.spec)
+            if event.needs_approval is not None:
+                s = replace(s, needs_approval=event.needs_approval)
+            return s
         case RunPlanned():
             return replace(s, planned=True, files=event.files, patch=event.patch, plan=event.plan,
-                           proposal=event.proposal)  # fmt: skip
+                           proposal=event.proposal, redacted=event.redacted,
+                           needs_approval=s.needs_approval or event.redacted)  # fmt: skip
         case RunApprovalRequested(expires_at=expires_at):
             return replace(s, state="awaiting_approval", expires_at=expires_at)
         case RunApproved(actor=actor):
@@ -297,6 +312,11 @@ def decide_request(run_id: str, service: Service, request: RunRequest, runtime: 
         starting = _start(run, service, plan_job_id)
         return {run_id: [requested, *starting[run_id]],
                 **{k: v for k, v in starting.items() if k != run_id}}
+    plan_job(run, service)  # checked now, though it is made when the run's turn comes
+    if len(service.waiting) >= WAITING_MAX:
+        raise InvalidTransition(f"{len(service.waiting)} runs wait for service {service.name}, "
+                                "the most it takes: cancel some, or wait",
+                                service=service.name)  # fmt: skip
     behind = service.waiting[-1] if service.waiting else service.holder
     assert behind is not None
     return {run_id: [requested, RunWaiting(behind=behind)],
@@ -304,10 +324,12 @@ def decide_request(run_id: str, service: Service, request: RunRequest, runtime: 
 
 
 def _start(run: Run, service: Service, plan_job_id: str) -> Decision:
-    """The run takes the service and its plan job is queued."""
-    job = plan_job(run, service)
+    """The run takes the service and its plan job is queued, under the service's rules now."""
+    needs = bool(service.spec.get("protected")) or run.approval == "required"
+    planning = RunPlanning(job_id=plan_job_id, spec=service.spec, needs_approval=needs)
+    job = plan_job(msgspec.structs.replace(run, spec=service.spec), service)
     options = SubmitOptions(project=PROJECT, source=JobSource.ORCHESTRATOR, max_attempts=3)
-    return {run.id: [RunPlanning(job_id=plan_job_id)],
+    return {run.id: [planning],
             service.id: [ServiceClaimed(run_id=run.id)],
             plan_job_id: list(decide_submit(job, options))}  # fmt: skip
 
@@ -319,7 +341,7 @@ def plan_job(run: Run, service: Service) -> NormalizedJob:
     allowed = list(spec["allowedPaths"])
     check = service.last_check
     seen = ("The service's last verify " + ("passed" if check["passed"] else "FAILED") +
-            f" (run {check['run_id']}), ending:\n```\n{check['output']}\n```"
+            f" (run {check['run_id']}), ending:\n```\n{redact_credentials(check['output'])}\n```"
             if check else "No verify has run on this service through Cairn yet.")  # fmt: skip
     commands = "\n".join(f"- {name}: `{_command_text(spec.get(name))}`"
                          for name in ("build", "restart", "verify"))  # fmt: skip
@@ -401,8 +423,12 @@ def _first_line(text: str) -> str:
 # ---- decisions of people ------------------------------------------------------------------
 
 
-def decide_approve(run: Run, actor: str, *, four_eyes: bool, apply_job_id: str) -> Decision:
+def decide_approve(run: Run, actor: str, *, four_eyes: bool, apply_job_id: str,
+                   now: datetime | None = None) -> Decision:  # fmt: skip
     _awaiting(run, "approved")
+    if now is not None and expired(run, now):
+        raise InvalidTransition(f"run {run.id}'s approval expired at {run.expires_at}; start a "
+                                "new run", run_id=run.id, expires_at=run.expires_at)  # fmt: skip
     if four_eyes and actor == run.submitted_by:
         raise NotAllowed(f"{actor} submitted run {run.id}; with four eyes "
                          "(CAIRN_ORCHESTRATOR_FOUR_EYES) another operator approves it",
@@ -510,17 +536,18 @@ def _planned(run: Run, service: Service, job: Job, *, apply_job_id: str, now: da
     if job.status != "succeeded":
         error = (job.outcome or {}).get("error") or {}
         files = list(error.get("files") or [])
-        reason = str(error.get("message") or (job.outcome or {}).get("reason")
+        reason = str(error.get("message") or _text((job.outcome or {}).get("reason"))
                      or f"the plan job {job.status}")  # fmt: skip
         return _end(run, service, RunFinished(state="failed", reason=f"planning failed: {reason}",
                                               files=files))  # fmt: skip
     planned = RunPlanned(files=_files(job), patch=_artifact(job, "changes.patch"),
-                         plan=_artifact(job, "plan.md"), proposal=_proposal(job))  # fmt: skip
+                         plan=_artifact(job, "plan.md"), proposal=_proposal(job),
+                         redacted=_said(job, "redacted"))  # fmt: skip
     after = evolve(run, planned, run.id, run.version + 1, "")
     if run.cancel_requested_by is not None:
         return _end(after, service, RunFinished(state="cancelled", reason=_cancelled_by(run, job)),
                     first=[planned])  # fmt: skip
-    if run.needs_approval:
+    if after.needs_approval:
         expires = approval_expires(now, run.approval_timeout_s)
         return Followed({run.id: [planned, RunApprovalRequested(expires_at=expires)]})
     applying = _apply(after, apply_job_id)
@@ -529,25 +556,37 @@ def _planned(run: Run, service: Service, job: Job, *, apply_job_id: str, now: da
 
 
 def _applied(run: Run, service: Service, job: Job) -> Followed:
-    stages = job.stages or []
+    # What the worker said: its stages' details, a failed stage's error, the outcome's error.
     detail: dict[str, Any] = {}
-    for stage in stages:
-        detail.update(stage.get("detail") or {})
-    commit = detail.get("commit")
-    check = detail.get("verify")
+    error = (job.outcome or {}).get("error") or {}
+    for stage in job.stages or []:
+        found: dict[str, Any] = stage.get("detail") or {}
+        detail.update(found)
+        nested = found.get("error")
+        detail.update(nested if isinstance(nested, dict) else {})
+    detail.update(error if isinstance(error, dict) else {})
+    commit, check, code = detail.get("commit"), detail.get("verify"), str(detail.get("code") or "")
+    said = "rolled_back" in detail  # the worker's own end (it says whether it rolled back)
     if job.status == "succeeded":
         finished = RunFinished(state="succeeded", reason="verify passed after the restart",
                                commit=commit)  # fmt: skip
-    elif job.status == "cancelled":
+    elif code == "rollback_failed":
+        finished = RunFinished(state="rollback_failed", reason=str(detail.get("message") or code),
+                               commit=commit)  # fmt: skip
+    elif job.status == "cancelled" and (said or job.attempt == 0):
         rolled = bool(detail.get("rolled_back"))
         why = _cancelled_by(run, job) + (" (rolled back)" if rolled else "")
         finished = RunFinished(state="cancelled", reason=why, rolled_back=rolled, commit=commit)
+    elif job.status in ("cancelled", "dead_letter") or (job.status == "failed" and not code):
+        # It ended with no worker to roll back after it ran: the change may be on the branch
+        # and the service half restarted. A person looks.
+        finished = RunFinished(state="rollback_failed", commit=commit, reason=(
+            f"the apply job {job.status.replace('_', '-')} after {job.attempt} attempt(s) with "
+            "no worker to roll back: the service's branch may hold this run's commit (trailer "
+            f"Cairn-Run: {run.id}) and the service may be half restarted; check it"))  # fmt: skip
     else:
-        error = (job.outcome or {}).get("error") or {}
-        code = str(error.get("code") or "")
-        state = code if code in ("rolled_back", "rollback_failed") else "failed"
-        reason = str(error.get("message") or (job.outcome or {}).get("reason")
-                     or f"the apply job {job.status}")  # fmt: skip
+        state = code if code == "rolled_back" else "failed"
+        reason = str(detail.get("message") or f"the apply job {job.status}")
         finished = RunFinished(state=state, reason=reason, rolled_back=state == "rolled_back",
                                commit=commit)  # fmt: skip
     checked: list[ServiceEvent] = []
@@ -577,7 +616,11 @@ def start_next(service: Service, ended: str, waiting: Run | None, plan_job_id: s
     """When `ended` lets go of the service, the first run in line (`waiting`) takes it."""
     if waiting is None or service.holder not in (None, ended):
         return {}
-    return _start(waiting, service, plan_job_id)
+    try:
+        return _start(waiting, service, plan_job_id)
+    except ValidationFailed as e:  # the service's definition changed under it: it cannot start
+        failed = RunFinished(state="failed", reason=f"it could not start: {e.message}")
+        return {waiting.id: [failed], service.id: [ServiceReleased(run_id=waiting.id)]}
 
 
 def next_in_line(service: Service, ended: str) -> str | None:
@@ -597,9 +640,20 @@ def merge(*decisions: Decision) -> Decision:
     return _merge(*decisions)
 
 
+def _text(reason: Any) -> str:
+    if isinstance(reason, dict):
+        return str(reason.get("message") or reason.get("code") or "")
+    return str(reason or "")
+
+
 def _cancelled_by(run: Run, job: Job) -> str:
     who = run.cancel_requested_by
     return f"cancelled by {who}" if who else f"cancelled ({job.cancel_reason or 'its job was'})"
+
+
+def _said(job: Job, key: str) -> bool:
+    return any(bool((stage.get("detail") or {}).get(key)) for stage in job.stages or []
+               if stage.get("attempt", job.attempt) == job.attempt)  # fmt: skip
 
 
 def _files(job: Job) -> list[str]:

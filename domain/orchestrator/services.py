@@ -6,11 +6,13 @@ last verify result."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal
 
 import msgspec
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from cairn.domain.credentials import ensure_no_credentials
 from cairn.domain.errors import CorruptStream, DomainError, NotFound, ValidationFailed
 from cairn.domain.events import Event
 from cairn.domain.jobs.contract import Branch, check_branch
@@ -91,6 +93,19 @@ class ServiceSpec(ContractModel):
     protected: bool = False
     rollback: Rollback = Rollback()
     compose: Compose | None = None
+    # The worker's environment variables the commands get (besides PATH, HOME and the locale):
+    # the commands run code the agent may have patched, so nothing else of the worker's reaches
+    # them (its tokens, its keys).
+    env: list[str] = Field(default_factory=list, max_length=50)
+
+    @field_validator("env")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for i, name in enumerate(value):
+            if not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,99}", name) or name.startswith("CAIRN_"):
+                raise ValueError(f"env[{i}] must be a variable's name (A-Z, 0-9, _), not "
+                                 "one of Cairn's own (CAIRN_*)")  # fmt: skip
+        return value
 
     _branch = field_validator("branch")(check_branch)
 
@@ -124,6 +139,7 @@ def parse_service(document: Any, settings: ContractSettings, *, name: str | None
             raise validation_failed_at(_at(prefix, "name"),
                                        f"is {given!r} but the URL names {name!r}")
         document = {**document, "name": name}
+    ensure_no_credentials(document, prefix or "body")  # references, never values
     try:
         spec = ServiceSpec.model_validate(document)
     except ValidationError as e:

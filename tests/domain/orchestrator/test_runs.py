@@ -191,7 +191,9 @@ def test_the_apply_job_s_end_is_the_run_s() -> None:
     followed = decide_on_job(run, svc, failed, [], apply_job_id="job-00-y", now=NOW)
     after = folded(run.id, followed.decision, run)
     assert after.state == "rolled_back" and after.rolled_back and followed.ended
-    assert [e.TYPE for e in followed.decision["svc-00-b"]] == ["service.released"]
+    assert after.commit == "abc"  # read from the failed stage's error, where the worker put it
+    assert [e.TYPE for e in followed.decision["svc-00-b"]] == ["service.checked",
+                                                               "service.released"]  # fmt: skip
     retried = decide_on_job(run, svc, job("job-00-x", "queued"), [], apply_job_id="job-00-y",
                             now=NOW)  # fmt: skip
     assert retried.decision == {}
@@ -211,3 +213,48 @@ def test_no_path_that_climbs_is_ever_allowed(parts: list[str]) -> None:
     path = "/".join(parts)
     if ".." in parts or "." in parts or "" in parts:
         assert not is_allowed(path, ["**", "app/**"])
+
+
+def test_an_apply_job_ended_with_no_worker_to_roll_back_needs_a_person() -> None:
+    run, svc = applying()
+    for status in ("cancelled", "dead_letter"):
+        ended = job("job-00-x", status, attempt=2)
+        after = folded(run.id, decide_on_job(run, svc, ended, [], apply_job_id="job-00-y",
+                                             now=NOW).decision, run)  # fmt: skip
+        assert after.state == "rollback_failed" and f"Cairn-Run: {run.id}" in after.reason
+    never_ran = job("job-00-x", "cancelled", attempt=0)
+    after = folded(run.id, decide_on_job(run, svc, never_ran, [], apply_job_id="job-00-y",
+                                         now=NOW).decision, run)  # fmt: skip
+    assert after.state == "cancelled"
+
+
+def test_a_stale_approval_is_refused() -> None:
+    run, _ = awaiting()
+    later = NOW + timedelta(seconds=61)
+    with pytest.raises(InvalidTransition) as refused:
+        decide_approve(run, "bob", four_eyes=False, apply_job_id="job-00-x", now=later)
+    assert "expired" in refused.value.message
+
+
+def test_a_waiting_run_starts_under_the_service_s_rules_of_when_its_turn_comes() -> None:
+    first, _ = new_run()
+    second, _ = new_run("orun-00-b", service(holder=first.id))
+    assert not second.needs_approval
+    now_protected = service(spec={**SPEC, "protected": True})
+    started = folded(second.id, start_next(now_protected, first.id, second, "job-00-n"), second)
+    assert started.needs_approval and started.spec["protected"] is True
+
+
+def test_a_service_definition_holding_a_credential_is_refused() -> None:
+    leaky = {**SPEC, "verify": {"http": {"url": "http://admin:hunter22@127.0.0.1:9/health"}}}
+    with pytest.raises(ValidationFailed):
+        parse_service(leaky, SETTINGS)
+
+
+def test_a_plan_whose_diff_holds_redacted_text_waits_for_a_person() -> None:
+    run, svc = planned()
+    hiding = job("job-00-a", "succeeded", stages=[{"stage": "execute", "attempt": 0,
+                                                   "detail": {"redacted": True}}])  # fmt: skip
+    after = folded(run.id, decide_on_job(run, svc, hiding, [], apply_job_id="job-00-x",
+                                         now=NOW).decision, run)  # fmt: skip
+    assert after.redacted and after.state == "awaiting_approval"
