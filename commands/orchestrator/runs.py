@@ -132,20 +132,23 @@ async def cancel_run_alone(store: EventStore, run_id: str, *, actor: str
     return result, read[0]
 
 
-async def _with_line(store: EventStore, run_id: str) -> tuple[Run, Service, Run | None, str]:
-    """A run, its service, the run next in line should this one end, and an id for that one's
-    plan job."""
+async def _with_line(store: EventStore, run_id: str) -> tuple[Run, Service, list[Run], str]:
+    """A run, its service, the runs waiting for it should this one end (in order), and an id
+    for the plan job of the one that starts then."""
     run = await load_run(store, run_id)
     service = (await load_services(store, [run.service_id]))[run.service_id]
-    following = next_in_line(service, run.id)
-    waiting = (await load_runs(store, [following])).get(following) if following else None
-    return run, service, waiting, new_job_id(store)
+    return run, service, await _line(store, service, run.id), new_job_id(store)
 
 
-def _versions(run: Run, service: Service, waiting: Run | None, job_id: str) -> dict[str, int]:
+async def _line(store: EventStore, service: Service, ended: str) -> list[Run]:
+    ids = next_in_line(service, ended)
+    found = await load_runs(store, ids)
+    return [found[i] for i in ids if i in found]
+
+
+def _versions(run: Run, service: Service, waiting: list[Run], job_id: str) -> dict[str, int]:
     found = {run.id: run.version, service.id: service.version, job_id: 0}
-    if waiting is not None:
-        found[waiting.id] = waiting.version
+    found.update({w.id: w.version for w in waiting})
     return found
 
 
@@ -167,13 +170,12 @@ async def run_writes(store: EventStore, job: Job, events: Sequence[JobEvent], af
     decision: Decision = followed.decision
     versions = {run.id: run.version, service.id: service.version, apply_id: 0}
     if followed.ended:
-        following = next_in_line(service, run.id)
-        waiting = (await load_runs(store, [following])).get(following) if following else None
-        if waiting is not None:
+        waiting = await _line(store, service, run.id)
+        if waiting:
             next_job = new_job_id(store)
             released = _released(service, decision)
             decision = merge(decision, start_next(released, run.id, waiting, next_job))
-            versions.update({waiting.id: waiting.version, next_job: 0})
+            versions.update({**{w.id: w.version for w in waiting}, next_job: 0})
     return writes(decision, versions)
 
 

@@ -11,6 +11,7 @@ the next run in line starts in the append that ends the last."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -611,21 +612,28 @@ def _release(run: Run, service: Service) -> Decision:
     return {service.id: [ServiceReleased(run_id=run.id)]}
 
 
-def start_next(service: Service, ended: str, waiting: Run | None, plan_job_id: str
-               ) -> Decision:  # fmt: skip
-    """When `ended` lets go of the service, the first run in line (`waiting`) takes it."""
-    if waiting is None or service.holder not in (None, ended):
+def start_next(service: Service, ended: str, line: Sequence[Run] | Run | None,
+               plan_job_id: str) -> Decision:  # fmt: skip
+    """When `ended` lets go of the service, the first run in `line` (the waiting runs, in
+    order) that can start takes it; one that cannot (the service's definition changed under
+    it) fails, and the next is tried."""
+    waiting = [line] if isinstance(line, Run) else list(line or [])
+    if not waiting or service.holder not in (None, ended):
         return {}
-    try:
-        return _start(waiting, service, plan_job_id)
-    except ValidationFailed as e:  # the service's definition changed under it: it cannot start
-        failed = RunFinished(state="failed", reason=f"it could not start: {e.message}")
-        return {waiting.id: [failed], service.id: [ServiceReleased(run_id=waiting.id)]}
+    decision: Decision = {}
+    for run in waiting:
+        try:
+            return _merge(decision, _start(run, service, plan_job_id))
+        except ValidationFailed as e:
+            failed = RunFinished(state="failed", reason=f"it could not start: {e.message}")
+            decision = _merge(decision, {run.id: [failed],
+                                         service.id: [ServiceReleased(run_id=run.id)]})  # fmt: skip
+    return decision
 
 
-def next_in_line(service: Service, ended: str) -> str | None:
-    line = [r for r in service.waiting if r != ended]
-    return line[0] if line else None
+def next_in_line(service: Service, ended: str) -> list[str]:
+    """The runs waiting for the service, in order, but `ended`."""
+    return [r for r in service.waiting if r != ended]
 
 
 def _merge(*decisions: Decision) -> Decision:

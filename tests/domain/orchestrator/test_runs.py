@@ -87,7 +87,7 @@ def test_a_second_run_waits_in_line_and_starts_when_the_first_ends() -> None:
     assert second.waiting_behind == first.id
     assert [e.TYPE for e in decision["svc-00-b"]] == ["service.queued"]
     queued = service(holder=first.id, waiting=[second.id])
-    assert next_in_line(queued, first.id) == second.id
+    assert next_in_line(queued, first.id) == [second.id]
     ended = decide_on_job(first, queued, job("job-00-a", "cancelled"), [],
                           apply_job_id="job-00-x", now=NOW)  # fmt: skip
     assert ended.ended
@@ -258,3 +258,14 @@ def test_a_plan_whose_diff_holds_redacted_text_waits_for_a_person() -> None:
     after = folded(run.id, decide_on_job(run, svc, hiding, [], apply_job_id="job-00-x",
                                          now=NOW).decision, run)  # fmt: skip
     assert after.redacted and after.state == "awaiting_approval"
+
+
+def test_a_run_that_cannot_start_fails_and_the_next_in_line_starts() -> None:
+    first, _ = new_run()
+    bad, _ = new_run("orun-00-b", service(holder=first.id))
+    good, _ = new_run("orun-00-c", service(holder=first.id, waiting=[bad.id]))
+    leaky = msgspec.structs.replace(bad, instruction="see http://admin:hunter22@10.0.0.1/")
+    decision = start_next(service(waiting=[bad.id, good.id]), first.id, [leaky, good], "job-00-n")
+    assert folded(bad.id, decision, bad).state == "failed"
+    assert folded(good.id, decision, good).plan_job == "job-00-n"
+    assert [e.TYPE for e in decision["svc-00-b"]] == ["service.released", "service.claimed"]
