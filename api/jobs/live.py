@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from cairn.api.context import actor, context, json_response, path_id, read_body
 from cairn.api.jobs.queue import _job_or_404, _Wire
-from cairn.api.roles import ADMIN, OPERATOR, allows
+from cairn.api.roles import ADMIN, OPERATOR, VIEWER, allows
 from cairn.commands.jobs.job import load_job
 from cairn.commands.jobs.live import close_session, hand_back, open_session
 from cairn.domain.errors import InvalidTransition, NotAllowed, NotFound
@@ -69,6 +69,27 @@ async def post_live_session(request: Request) -> Response:
     ticket = await _ticket(request, job_id, sid, who, body.mode)
     return json_response({**ticket, "expiresAt": opened["expires_at"], "ttlS": opened["ttl_s"]},
                          201)  # fmt: skip
+
+
+def session_view(found: dict[str, Any], job_id: str) -> dict[str, Any]:
+    recording = found.get("recording") or None
+    return {
+        "sessionId": found["session_id"], "mode": found["mode"], "actor": found["actor"],
+        "openedAt": found.get("opened_at"), "expiresAt": found.get("expires_at"),
+        "endedAt": found.get("ended_at"), "why": found.get("why"), "note": found.get("note"),
+        "durationS": found.get("duration_s"),
+        "recording": {**recording, "ref": f"/api/queue/jobs/{job_id}/artifacts/"
+                      f"{recording['path']}"} if recording else None,
+    }  # fmt: skip
+
+
+async def list_live_sessions(request: Request) -> Response:
+    """The job's live sessions: those open (who watches, who has it, until when) and those
+    ended (why, how long, their recordings)."""
+    job_id = path_id(request, "job")
+    job = await load_job(context(request).store, job_id)
+    return json_response({"open": [session_view(s, job_id) for s in job.live_sessions],
+                          "ended": [session_view(s, job_id) for s in job.live_ended]})  # fmt: skip
 
 
 async def post_ticket(request: Request) -> Response:
@@ -193,8 +214,10 @@ async def _from_terminal(ws: WebSocket, channels: LiveChannels, job_id: str, sid
         now = asyncio.get_running_loop().time()
         if now - looked > LOOK_S:
             looked = now
-            if session_of(await load_job(store, job_id), sid) is None:
-                await ws.send_text("\r\n[cairn: the session ended]\r\n")
+            job = await load_job(store, job_id)
+            if session_of(job, sid) is None:
+                why = next((s.get("why") for s in job.live_ended if s["session_id"] == sid), "")
+                await ws.send_text(f"\r\n[cairn: the session ended: {why or 'closed'}]\r\n")
                 return
 
 
@@ -221,6 +244,7 @@ async def _to_terminal(ws: WebSocket, channels: LiveChannels, job_id: str, sid: 
 SESSION = "/api/queue/jobs/{job_id}/live-sessions/{sid}"
 ROUTES = [
     Route("/api/queue/jobs/{job_id}/live-sessions", post_live_session, methods=["POST"]),
+    Route("/api/queue/jobs/{job_id}/live-sessions", list_live_sessions, methods=["GET"]),
     Route(SESSION, delete_live_session, methods=["DELETE"]),
     Route(SESSION + "/hand-back", post_hand_back, methods=["POST"]),
     Route(SESSION + "/tickets", post_ticket, methods=["POST"]),
@@ -228,11 +252,12 @@ ROUTES = [
 ]
 ROLES: dict[str, str] = {
     "post_live_session": OPERATOR, "delete_live_session": OPERATOR, "post_hand_back": OPERATOR,
-    "post_ticket": OPERATOR,
+    "post_ticket": OPERATOR, "list_live_sessions": VIEWER,
 }  # fmt: skip
 BODIES: dict[str, type[BaseModel]] = {"post_live_session": OpenBody, "post_hand_back": HandBackBody}
 RESPONSES: dict[str, dict[str, Any]] = {
     "post_live_session": {"201": {"type": "object"}}, "post_ticket": {"201": {"type": "object"}},
     "delete_live_session": {"204": {"description": "ended"}},
     "post_hand_back": {"200": {"type": "object"}},
+    "list_live_sessions": {"200": {"type": "object"}},
 }  # fmt: skip
