@@ -98,9 +98,12 @@ class SessionServer:
     async def follow(self, job: Job) -> None:
         """Open what the job's events opened, end what they ended, and end on TTL or silence."""
         open_ids = {s["session_id"] for s in job.live_sessions}
-        for sid in [s for s in self.sessions if s not in open_ids]:
+        closed = [s for s in self.sessions if s not in open_ids]
+        for sid in closed:
             ended = next((e for e in job.live_ended if e["session_id"] == sid), {})
             await self._close(sid, ended)
+        if closed:  # their recordings' events, now rather than with the step's next write
+            await self.run.held.write(lambda job: [])
         for found in job.live_sessions:
             if found["session_id"] not in self.sessions:
                 await self._open(found)

@@ -225,3 +225,125 @@ async def test_watch_take_over_and_hand_back(
     recording = (live_engine.tmp / "data" / "artifacts" / job_id)
     texts = "".join(p.read_text() for p in recording.rglob("*.cast"))
     assert "took-42" in texts and "touch FIXED" in texts and SECRET not in texts
+
+
+@pytest.fixture
+def quick_engine(engine: Engine) -> Engine:
+    """A worker whose takeovers end after 3 s with nobody typing."""
+    claude = engine.tmp / "bin" / "claude"
+    claude.write_text(AGENT.format(secret=SECRET))
+    claude.chmod(0o755)
+    engine.env.update({"CAIRN_GIT_AUTHOR_NAME": "Cairn Test",
+                       "CAIRN_GIT_AUTHOR_EMAIL": "cairn@test", "MY_SERVICE_TOKEN": SECRET})
+    engine.projector()
+    engine.scheduler()
+    engine.worker("w1", "claude,git", CAIRN_LIVE_SESSIONS="true", CAIRN_LIVE_SESSION_IDLE_S="3")
+    return engine
+
+
+async def test_ttl_and_silence_end_a_takeover_and_the_agent_goes_on(
+    quick_engine: Engine, api: tuple[httpx.AsyncClient, int], store: EventStore,
+    settings: Settings, remote: Seeded,
+) -> None:  # fmt: skip
+    http, port = api
+    job_id = await running_job(store, settings, remote)
+    watch = (await open_session(http, job_id, "ann", "watch")).json()
+    async with Terminal(port, watch) as one:
+        await one.shows("line ", timeout=5)
+        for why in ("idle", "ttl"):
+            taken = (await open_session(http, job_id, "root", "takeover", ttl_s=10)).json()
+            async with Terminal(port, taken) as shell:
+                if why == "ttl":  # typing keeps it from going idle, not past its time
+                    for _ in range(6):
+                        await shell.type("\n")
+                        await asyncio.sleep(2)
+                await shell.shows(f"the session ended: {why}", timeout=20)
+            printed = one.seen.count("line ")
+            await one.shows(f"line {_last_line(one.seen) + 1}", timeout=5)  # it goes on
+            assert one.seen.count("line ") > printed
+    job = await load_job(store, job_id)
+    whys = [s["why"] for s in job.live_ended if s["mode"] == "takeover"]
+    assert whys == ["idle", "ttl"]
+    told = " ".join(m["text"] for m in job.operator_messages)
+    assert "the takeover ended (idle)" in told and "They changed no file." in told
+    await http.post(f"/api/queue/jobs/{job_id}/cancel", headers=by("root"), json={})
+
+
+async def test_a_worker_killed_during_a_takeover_ends_the_session_and_the_lease_recovers_the_job(
+    quick_engine: Engine, api: tuple[httpx.AsyncClient, int], store: EventStore,
+    settings: Settings, remote: Seeded,
+) -> None:  # fmt: skip
+    http, port = api
+    job_id = await running_job(store, settings, remote)
+    taken = (await open_session(http, job_id, "root", "takeover", ttl_s=600)).json()
+    async with Terminal(port, taken) as shell:
+        await shell.type("echo here-$((1+1))\n")
+        await shell.shows("here-2")
+        quick_engine.processes["w1"].kill()
+        quick_engine.processes["w1"].wait(10)
+        await shell.shows("the session ended: worker_lost", timeout=30)
+    quick_engine.worker("w2", "claude,git", CAIRN_LIVE_SESSIONS="true")
+
+    async def again() -> bool:
+        job = await load_job(store, job_id)
+        return job.attempt >= 2 and job.status == "running"
+
+    await wait_for(again, timeout=60, what="the job taken again by the lease")
+    job = await load_job(store, job_id)
+    assert job.live_sessions == []
+    assert [s["why"] for s in job.live_ended] == ["worker_lost"]
+    await http.post(f"/api/queue/jobs/{job_id}/cancel", headers=by("root"), json={})
+
+
+def _last_line(seen: str) -> int:
+    return int(seen.rsplit("line ", 1)[1].split()[0])
+
+
+def _rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+
+
+async def test_fifty_watchers_one_never_reading_and_a_recording_that_replays(
+    quick_engine: Engine, api: tuple[httpx.AsyncClient, int], store: EventStore,
+    settings: Settings, remote: Seeded,
+) -> None:  # fmt: skip
+    http, port = api
+    job_id = await running_job(store, settings, remote)
+    opened = [(await open_session(http, job_id, "ann", "watch")).json() for _ in range(50)]
+    worker = quick_engine.processes["w1"].pid
+    before = _rss_kb(worker)
+    stuck = await websockets.connect(f"ws://127.0.0.1:{port}{opened[0]['ws']}",
+                                     max_queue=1)  # never read  # fmt: skip
+    readers = [Terminal(port, o) for o in opened[1:]]
+    for reader in readers:
+        await reader.__aenter__()
+    try:
+        await readers[0].shows("line ", timeout=10)
+        target = _last_line(readers[0].seen) + 4
+        began = time.monotonic()
+        for reader in readers:
+            await reader.shows(f"line {target}", timeout=15)
+        assert time.monotonic() - began < 15
+        assert _rss_kb(worker) - before < 40_000, (before, _rss_kb(worker))
+    finally:
+        for reader in readers:
+            await reader.__aexit__(None, None, None)
+        await stuck.close()
+    await http.delete(f"/api/queue/jobs/{job_id}/live-sessions/{opened[1]['sessionId']}",
+                      headers=by("ann"))  # fmt: skip
+
+    async def recorded() -> bool:
+        job = await load_job(store, job_id)
+        return any(str(a["path"]).endswith(f"{opened[1]['sessionId']}.cast") for a in job.artifacts)
+
+    await wait_for(recorded, timeout=15, what="the closed session's recording")
+    cast = next((quick_engine.tmp / "data" / "artifacts" / job_id).rglob(
+        f"{opened[1]['sessionId']}.cast"))  # fmt: skip
+    header, *frames = [json.loads(line) for line in cast.read_text().splitlines()]
+    assert header["version"] == 2 and header["width"] > 0
+    times = [f[0] for f in frames]
+    assert times == sorted(times) and {f[1] for f in frames} <= {"o", "i"}
+    replayed = "".join(f[2] for f in frames if f[1] == "o")
+    assert "line " in replayed and SECRET not in replayed
+    await http.post(f"/api/queue/jobs/{job_id}/cancel", headers=by("root"), json={})
