@@ -25,7 +25,7 @@ from typing import Any
 
 from cairn.domain.errors import CairnError
 from cairn.domain.jobs.events import JobEvent, JobOperatorMessage
-from cairn.domain.jobs.job import Job
+from cairn.domain.jobs.job import Job, decide_cancel
 from cairn.domain.jobs.live import decide_end, past_ttl
 from cairn.streams.live import LiveChannels
 from cairn.worker.attempt import Attempt
@@ -39,6 +39,13 @@ FRAME_CHARS = 16_384
 INPUT_PER_S = 200  # frames of input a takeover takes a second (a paste is one frame)
 INPUT_CHARS = 65_536  # ... and characters of one frame
 DIFF_MAX = 20_000  # of a takeover's diff, in the message to the agent
+CANCEL_STATUS = 86  # the takeover shell's exit status that ends the job (`cairn-cancel`)
+PROFILE = """# Cairn: a takeover of job {job}
+PS1='takeover$ '
+cairn-cancel() {{ echo "cairn: ending job {job} (cancelled, by {actor})"; exit 86; }}
+echo "Cairn: you have job {job}; the agent waits. Hand it back from the dashboard (or exit);"
+echo "cairn-cancel ends the job instead."
+"""
 
 
 @dataclass
@@ -110,11 +117,20 @@ class SessionServer:
         now = datetime.now(UTC)
         for found in past_ttl(job, now):
             await self.end(found["session_id"], "ttl")
-        if self.takeover is not None:
-            quiet = time.monotonic() - max(self.takeover.session.last_input,
-                                           self.takeover.session.opened)  # fmt: skip
+        taken = self.takeover
+        if taken is not None and taken.process is not None and taken.process.returncode is not None:
+            # The person left the shell: `cairn-cancel` ends the job (cancelled, naming them),
+            # anything else hands it back.
+            ending = taken.process.returncode == CANCEL_STATUS
+            sid, who = taken.session.session_id, taken.session.actor
+            await self.end(sid, "closed" if ending else "handed_back")
+            if ending:
+                reason = f"ended by {who} from a takeover"
+                await self.run.held.write(lambda job: decide_cancel(job, reason))
+        elif taken is not None:
+            quiet = time.monotonic() - max(taken.session.last_input, taken.session.opened)
             if quiet > self.idle_s:
-                await self.end(self.takeover.session.session_id, "idle")
+                await self.end(taken.session.session_id, "idle")
 
     async def end(self, session_id: str, why: str) -> None:
         """This worker ends a session (its TTL, silence, the job's end)."""
@@ -183,10 +199,12 @@ class Takeover:
         assert run.workspace is not None and run.git is not None
         ws = run.workspace
         self.base = await run.git.snapshot(ws.repo)
+        env = minimal_env(ws.home, extra={"TERM": "xterm-256color"})
+        profile = ws.home / ".bash_profile"
+        profile.write_text(PROFILE.format(job=run.job.id, actor=self.session.actor))
         sandbox = run.tools.sandbox
         argv = sandbox.command(["bash", "-l"], ws, read_only=run.tools.readable)
-        sandbox.hand_over(ws)
-        env = minimal_env(ws.home, extra={"TERM": "xterm-256color", "PS1": "takeover$ "})
+        sandbox.hand_over(ws)  # after the profile is written: the step's user reads it
         self.master, slave = open_pty()
         try:
             self.process = await asyncio.create_subprocess_exec(
@@ -217,7 +235,7 @@ class Takeover:
 
     async def _relay_input(self) -> None:
         """What the person types, from the store to the shell: at most INPUT_PER_S frames a
-        second; recorded, but not while the terminal's echo is off (a password)."""
+        second; recorded, but not what a password prompt reads."""
         import termios
 
         job_id, sid = self.server.run.job.id, self.session.session_id
@@ -243,9 +261,12 @@ class Takeover:
                     continue
                 data = frame.data[:INPUT_CHARS]
                 with contextlib.suppress(OSError):
-                    echo = bool(termios.tcgetattr(self.master)[3] & termios.ECHO)
+                    # A password prompt reads whole lines with the echo off (getpass, sudo,
+                    # `read -s`); a shell's line editor turns both off and echoes itself.
+                    flags = termios.tcgetattr(self.master)[3]
+                    hidden = bool(flags & termios.ICANON) and not flags & termios.ECHO
                     os.write(self.master, data.encode())
-                    self.session.record("i", data if echo else "")
+                    self.session.record("i", "" if hidden else data)
 
     def _resize(self, size: str) -> None:
         import fcntl
@@ -276,6 +297,9 @@ class Takeover:
         with contextlib.suppress(OSError, ValueError):
             asyncio.get_running_loop().remove_reader(self.master)
             os.close(self.master)
+        run = self.server.run
+        if run.workspace is not None:
+            (run.workspace.home / ".bash_profile").unlink(missing_ok=True)
         await self._tell_the_agent(ended)
 
     async def _tell_the_agent(self, ended: dict[str, Any]) -> None:

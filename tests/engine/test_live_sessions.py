@@ -347,3 +347,27 @@ async def test_fifty_watchers_one_never_reading_and_a_recording_that_replays(
     replayed = "".join(f[2] for f in frames if f[1] == "o")
     assert "line " in replayed and SECRET not in replayed
     await http.post(f"/api/queue/jobs/{job_id}/cancel", headers=by("root"), json={})
+
+
+async def test_a_password_typed_is_not_recorded_and_cairn_cancel_ends_the_job_naming_the_operator(
+    quick_engine: Engine, api: tuple[httpx.AsyncClient, int], store: EventStore,
+    settings: Settings, remote: Seeded,
+) -> None:  # fmt: skip
+    http, port = api
+    job_id = await running_job(store, settings, remote)
+    taken = (await open_session(http, job_id, "tess", "takeover", ttl_s=600)).json()
+    async with Terminal(port, taken) as shell:
+        await shell.shows("cairn-cancel ends the job")
+        await shell.type("read -s pw && echo got-${#pw}\n")
+        await asyncio.sleep(0.5)
+        await shell.type("hunter2-typed\n")
+        await shell.shows("got-13")
+        await shell.type("cairn-cancel\n")
+        await shell.shows("the session ended", timeout=15)
+    job = await finished(store, job_id, timeout=30)
+    assert job.status == "cancelled" and job.cancel_reason == "ended by tess from a takeover"
+    cast = next((quick_engine.tmp / "data" / "artifacts" / job_id).rglob(
+        f"{taken['sessionId']}.cast"))  # fmt: skip
+    typed = "".join(f[2] for f in map(json.loads, cast.read_text().splitlines()[1:])
+                    if f[1] == "i")  # fmt: skip
+    assert "read -s pw" in typed and "cairn-cancel" in typed and "hunter2-typed" not in typed
