@@ -131,7 +131,7 @@ def test_a_run_from_the_form_is_approved_by_another_operator_and_succeeds(
     expect(ann.locator("#run-state")).to_have_text("awaiting approval", timeout=SLOW)
     expect(ann.locator("#diff .add")).to_have_text(["+ok"])
     expect(ann.locator("#diff .del")).to_have_text(["-broken"])
-    expect(ann.locator("#plan")).to_contain_text("plan")  # plan.md (the stand-in's says none)
+    expect(ann.locator("#plan")).to_contain_text("Plan: set app/config.txt to ok")  # plan.md
     # Four eyes: the submitter gets no approve button, and a crafted approval is refused with
     # its reason on the page.
     expect(ann.locator("#approve")).to_have_count(0)
