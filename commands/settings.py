@@ -77,6 +77,7 @@ class ExecutionSettings:
     # and its agent steps run under a pseudo-terminal (CAIRN_LIVE_SESSIONS).
     live_sessions: bool = False
     live_idle_s: float = 600.0  # a takeover nobody typed in for this long ends
+    live_max: int = 100  # sessions this worker serves at once, over all its jobs
     # More variables an agent gets from the worker's environment, by name (CAIRN_AGENT_ENV).
     agent_env: tuple[str, ...] = ()
     # model -> {"in", "cached", "out"}: USD per million tokens (CAIRN_PRICES), for the CLIs
@@ -212,6 +213,7 @@ class Settings:
                 output_max_entries=int(number("CAIRN_OUTPUT_MAX_ENTRIES", 20_000, minimum=100)),
                 live_sessions=_flag(env.get("CAIRN_LIVE_SESSIONS")),
                 live_idle_s=float(number("CAIRN_LIVE_SESSION_IDLE_S", 600.0, float)),
+                live_max=int(number("CAIRN_LIVE_SESSIONS_MAX", 100)),
                 agent_env=_agent_env(env.get("CAIRN_AGENT_ENV") or "", errors),
                 prices=_prices(env.get("CAIRN_PRICES") or "", errors),
                 sandbox=_sandbox(env, errors),

@@ -39,6 +39,7 @@ FRAME_CHARS = 16_384
 INPUT_PER_S = 200  # frames of input a takeover takes a second (a paste is one frame)
 INPUT_CHARS = 65_536  # ... and characters of one frame
 DIFF_MAX = 20_000  # of a takeover's diff, in the message to the agent
+_served = 0  # sessions this worker serves now, over all its jobs (CAIRN_LIVE_SESSIONS_MAX)
 CANCEL_STATUS = 86  # the takeover shell's exit status that ends the job (`cairn-cancel`)
 PROFILE = """# Cairn: a takeover of job {job}
 PS1='takeover$ '
@@ -150,7 +151,14 @@ class SessionServer:
             await self.end(sid, why)
 
     async def _open(self, found: dict[str, Any]) -> None:
+        global _served
         assert self.run.workspace is not None
+        if _served >= self.run.execution.live_max:
+            sid = str(found["session_id"])
+            log.warning("job %s: live session %s refused: %d served", self.run.job.id, sid, _served)
+            await self.run.held.write(lambda job: decide_end(job, sid, "worker_busy"))
+            return
+        _served += 1
         folder = self.run.workspace.artifacts / "live"
         folder.mkdir(parents=True, exist_ok=True)
         sid = str(found["session_id"])
@@ -167,9 +175,11 @@ class SessionServer:
             await self.takeover.start()
 
     async def _close(self, session_id: str, ended: dict[str, Any]) -> dict[str, Any] | None:
+        global _served
         session = self.sessions.pop(session_id, None)
         if session is None:
             return None
+        _served -= 1
         if self.takeover is not None and self.takeover.session is session:
             taken, self.takeover = self.takeover, None
             await taken.stop(ended)

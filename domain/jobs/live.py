@@ -13,7 +13,7 @@ from cairn.domain.jobs.events import JobEvent, JobLiveSessionEnded, JobLiveSessi
 from cairn.domain.jobs.job import Job, JobStatus
 
 MODES = ("watch", "takeover")
-WHY = ("closed", "handed_back", "ttl", "idle", "job_ended", "worker_lost")
+WHY = ("closed", "handed_back", "ttl", "idle", "job_ended", "worker_lost", "worker_busy")
 TTL_MIN_S = 10
 SESSIONS_PER_JOB = 60  # open at once on one job
 NOTE_MAX = 4_000

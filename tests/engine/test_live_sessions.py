@@ -237,7 +237,8 @@ def quick_engine(engine: Engine) -> Engine:
                        "CAIRN_GIT_AUTHOR_EMAIL": "cairn@test", "MY_SERVICE_TOKEN": SECRET})
     engine.projector()
     engine.scheduler()
-    engine.worker("w1", "claude,git", CAIRN_LIVE_SESSIONS="true", CAIRN_LIVE_SESSION_IDLE_S="3")
+    engine.worker("w1", "claude,git", CAIRN_LIVE_SESSIONS="true", CAIRN_LIVE_SESSION_IDLE_S="3",
+                  CAIRN_LIVE_SESSIONS_MAX="52")
     return engine
 
 
@@ -371,3 +372,21 @@ async def test_a_password_typed_is_not_recorded_and_cairn_cancel_ends_the_job_na
     typed = "".join(f[2] for f in map(json.loads, cast.read_text().splitlines()[1:])
                     if f[1] == "i")  # fmt: skip
     assert "read -s pw" in typed and "cairn-cancel" in typed and "hunter2-typed" not in typed
+
+
+async def test_a_worker_serves_so_many_sessions_and_says_so_past_them(
+    quick_engine: Engine, api: tuple[httpx.AsyncClient, int], store: EventStore,
+    settings: Settings, remote: Seeded,
+) -> None:  # fmt: skip
+    http, _ = api
+    job_id = await running_job(store, settings, remote)
+    for _ in range(53):
+        assert (await open_session(http, job_id, "ann", "watch")).status_code == 201
+
+    async def refused() -> bool:
+        job = await load_job(store, job_id)
+        return [s["why"] for s in job.live_ended] == ["worker_busy"]
+
+    await wait_for(refused, timeout=15, what="the 53rd session refused by the worker")
+    assert len((await load_job(store, job_id)).live_sessions) == 52
+    await http.post(f"/api/queue/jobs/{job_id}/cancel", headers=by("root"), json={})
