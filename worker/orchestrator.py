@@ -37,6 +37,7 @@ from cairn.worker.workspace import make_workspace
 RUN_TRAILER = "Cairn-Run"
 ROLLBACK_TRAILER = "Cairn-Rollback"
 HTTP_TRY_S = 5.0  # one health check request at most
+LOGS_MAX = 64 * 1024  # of a service's logs, given to the analysis
 PLAN_MAX = 8_000  # the end of an analysis's output kept as its plan (no last message named)
 
 
@@ -46,6 +47,39 @@ def marker(run: Attempt) -> dict[str, Any] | None:
 
 
 # ---- the plan job's checks ------------------------------------------------------------------
+
+
+async def plan_begins(run: Attempt) -> None:
+    """Before `analyze`: the service's recent logs (its catalog's logs command, the operator's,
+    run outside the sandbox with the service's environment) where the agent reads them."""
+    found = marker(run)
+    if found is None or found.get("phase") != "plan" or not found.get("logs"):
+        return
+    assert run.workspace is not None
+    command = found["logs"]
+    log_path = run.workspace.artifacts / "service_logs.txt"
+    live = LiveOutput(run.tools.output, run.job.id, 0, log_path, run.redactor,
+                      min(run.execution.artifact_max_bytes, LOGS_MAX))  # fmt: skip
+    home = Path(os.environ.get("HOME") or "/")
+    env = {**minimal_env(home, passthrough=[str(n) for n in found.get("env") or []]),
+           "HOME": str(home)}  # fmt: skip
+    timeout_s = float(command.get("timeoutSeconds") or 60)
+    try:
+        result = await run_process(["bash", "-lc", str(command["run"])], cwd=run.workspace.repo,
+                                   env=env, on_output=live.feed,
+                                   limits=Limits(step_s=timeout_s, idle_s=timeout_s,
+                                                 deadline=None),
+                                   should_stop=run.held.cancel_requested)  # fmt: skip
+    finally:
+        await live.close()
+    if result.exit_status != 0:
+        ended = result.stopped or f"exit status {result.exit_status}"
+        with log_path.open("a") as f:
+            f.write(f"\n[cairn: the logs command ended with {ended}]\n")
+    folder = run.workspace.repo / ".cairn"
+    folder.mkdir(exist_ok=True)
+    (folder / "service_logs.txt").write_text(log_path.read_text(errors="replace"))
+    await run.add_file("service_logs.txt", log_path)
 
 
 async def plan_step_done(run: Attempt, index: int, before: str, after: str) -> None:

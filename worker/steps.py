@@ -32,7 +32,7 @@ from cairn.worker.failures import Cancelled, StageFailed
 from cairn.worker.followups import Continuation, continue_from, keep_session
 from cairn.worker.live import LiveOutput
 from cairn.worker.live_sessions import SessionServer
-from cairn.worker.orchestrator import plan_done, plan_step_done
+from cairn.worker.orchestrator import plan_begins, plan_done, plan_step_done
 from cairn.worker.process import LaunchFailed, Limits, ProcessResult, run_process
 from cairn.worker.special import run_container_job, run_manifest_job
 from cairn.worker.steering import Hold, Turn, add_step_usage, steering_prompt
@@ -102,6 +102,7 @@ class Steps:
             self.summary = f"the container {container.get('image')} exited 0"
             return detail
         previous = base
+        await plan_begins(self.run)
         try:
             for step in self.plan:
                 before, previous = previous, await self._step(step, previous)

@@ -346,11 +346,13 @@ def plan_job(run: Run, service: Service) -> NormalizedJob:
             if check else "No verify has run on this service through Cairn yet.")  # fmt: skip
     commands = "\n".join(f"- {name}: `{_command_text(spec.get(name))}`"
                          for name in ("build", "restart", "verify"))  # fmt: skip
+    logs = ("\nIts recent logs are in .cairn/service_logs.txt (from its logs command)."
+            if spec.get("logs") else "")
     context = (
         f"Service: {service.name} ({spec.get('description') or 'no description'})\n"
         f"Repository: {spec['repository']}, branch {spec['branch']}\n"
         f"Files a change may touch (globs): {', '.join(allowed)}\n"
-        f"After your change, the operator's commands run:\n{commands}\n\n{seen}"
+        f"After your change, the operator's commands run:\n{commands}\n\n{seen}{logs}"
     )
     analyze = (
         "Analyze only: find out what the instruction needs done to the service. Do NOT change, "
@@ -384,9 +386,9 @@ def plan_job(run: Run, service: Service) -> NormalizedJob:
     # The service's repository was checked (with the deployment's rules) when it was defined.
     job = normalize_job("task", payload, ContractSettings(allow_local_repositories=True,
                                                           default_runtime=run.runtime))
-    normalized = {**job.normalized, "orchestrator": {"run": run.id, "phase": "plan",
-                                                     "service": service.name,
-                                                     "allowedPaths": allowed}}  # fmt: skip
+    normalized = {**job.normalized, "orchestrator": {
+        "run": run.id, "phase": "plan", "service": service.name, "allowedPaths": allowed,
+        "logs": spec.get("logs"), "env": spec.get("env") or []}}  # fmt: skip
     needs = sorted({*job.required_capabilities, "orchestrator"})
     return NormalizedJob(job_type=job.job_type, submitted_type=job.submitted_type,
                          original=job.original, normalized=normalized,

@@ -90,6 +90,7 @@ class ServiceSpec(ContractModel):
     build: Command | None = None
     restart: Command | None = None
     verify: Verify | None = None
+    logs: Command | None = None  # its recent logs, for the analysis (e.g. journalctl -n 200)
     protected: bool = False
     rollback: Rollback = Rollback()
     compose: Compose | None = None
@@ -170,6 +171,8 @@ def compose_commands(compose: Compose, given: dict[str, Any]) -> dict[str, Any]:
         "restart": {"run": f"{base} up -d --no-deps {compose.service}", "timeoutSeconds": 600},
         "verify": {"run": f"{base} ps --status running --services | grep -qx "
                           f"{compose.service}", "timeoutSeconds": 120},
+        "logs": {"run": f"{base} logs --no-color --tail 200 {compose.service}",
+                 "timeoutSeconds": 60},
     }  # fmt: skip
     return {k: given.get(k) or v for k, v in derived.items()}
 

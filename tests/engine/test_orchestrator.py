@@ -108,7 +108,8 @@ async def test_runs_fix_roll_back_and_refuse_files_outside_the_allowed_paths(
     assert run["files"] == ["app/config.txt"]
     artifacts = (await api.get(f"/api/orchestrator/runs/{fixed}/artifacts")).json()["items"]
     names = {a["path"].split("/", 1)[-1] for a in artifacts}
-    assert {"plan.md", "changes.patch", "run_summary.json", "patches/apply.patch"} <= names
+    assert {"plan.md", "changes.patch", "run_summary.json", "patches/apply.patch",
+            "service_logs.txt"} <= names  # fmt: skip
     assert all(a["sha256"] for a in artifacts)
     diff = await api.get(f"/api/orchestrator/runs/{fixed}/diff")
     assert "+ok" in diff.text
