@@ -37,7 +37,7 @@ AGENT = """#!/bin/sh
 echo "the token is {secret}"
 i=0
 while [ ! -f FIXED ]; do
-  i=$((i+1)); echo "line $i"; sleep 1
+  i=$((i+1)); echo "line $i at $(date +%s.%N)"; sleep 1
   [ $i -gt 300 ] && exit 3
 done
 echo "saw FIXED"
@@ -100,6 +100,7 @@ class Terminal:
         self.url = f"ws://127.0.0.1:{port}{opened['ws']}"
         self.origin = origin if origin is not None else f"http://127.0.0.1:{port}"
         self.seen = ""
+        self.arrivals: list[tuple[float, str]] = []  # (when, what) of each message
         self.reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Terminal:
@@ -110,6 +111,7 @@ class Terminal:
     async def _read(self) -> None:
         try:
             async for message in self.ws:
+                self.arrivals.append((time.time(), str(message)))
                 self.seen += str(message)
         except ConnectionClosed:
             pass
@@ -172,9 +174,15 @@ async def test_watch_take_over_and_hand_back(
     async with Terminal(port, first) as one, Terminal(port, second) as two:
         began = time.monotonic()
         await one.shows("line ", timeout=5)
-        line = int(one.seen.rsplit("line ", 1)[1].split()[0])
-        await one.shows(f"line {line + 1}", timeout=3)
-        assert time.monotonic() - began < 5
+        line = _last_line(one.seen)
+        for later in (line + 1, line + 2, line + 3):
+            await one.shows(f"line {later} at", timeout=3)
+        assert time.monotonic() - began < 8
+        # Each line is on the terminal within a second of the agent printing it.
+        for n in (line + 1, line + 2, line + 3):
+            printed = float(one.seen.split(f"line {n} at ", 1)[1].split()[0])
+            arrived = next(t for t, text in one.arrivals if f"line {n} at" in text)
+            assert arrived - printed < 1.0, (n, arrived - printed)
         await two.shows(f"line {line + 1}", timeout=3)
         for seen in (one.seen, two.seen):
             assert "[REDACTED]" in seen and SECRET not in seen
