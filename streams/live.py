@@ -76,6 +76,16 @@ class LiveChannels:
             raise InfrastructureError(f"live session {session_id}: read failed: {e}") from e
         return text(found[0][0]) if found else "0-0"
 
+    async def expire(self, job_id: str, session_id: str, seconds: int) -> None:
+        """An ended session's streams go after `seconds` (its readers see its end first)."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for side in ("in", "out"):
+                    pipe.expire(self.key(job_id, session_id, side), seconds)
+                await pipe.execute()
+        except RedisError as e:
+            raise InfrastructureError(f"live session {session_id}: expiry failed: {e}") from e
+
     async def drop(self, job_id: str, session_id: str) -> None:
         try:
             await self.redis.delete(*(self.key(job_id, session_id, s) for s in ("in", "out")))

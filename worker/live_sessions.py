@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,13 +41,11 @@ INPUT_PER_S = 200  # frames of input a takeover takes a second (a paste is one f
 INPUT_CHARS = 65_536  # ... and characters of one frame
 DIFF_MAX = 20_000  # of a takeover's diff, in the message to the agent
 _served = 0  # sessions this worker serves now, over all its jobs (CAIRN_LIVE_SESSIONS_MAX)
+FRAMES_MAX = 500  # frames a session holds while the store is slow (older ones: dropped)
 CANCEL_STATUS = 86  # the takeover shell's exit status that ends the job (`cairn-cancel`)
-PROFILE = """# Cairn: a takeover of job {job}
-PS1='takeover$ '
-cairn-cancel() {{ echo "cairn: ending job {job} (cancelled, by {actor})"; exit 86; }}
-echo "Cairn: you have job {job}; the agent waits. Hand it back from the dashboard (or exit);"
-echo "cairn-cancel ends the job instead."
-"""
+ENDED_TTL_S = 300  # an ended session's streams are kept this long (the recording stays)
+BANNER = ("\r\n[cairn: you have job {job}; the agent waits. Hand it back from the dashboard "
+          "(or exit the shell); `cairn-cancel` ends the job instead]\r\n")
 
 
 @dataclass
@@ -66,13 +65,17 @@ class Session:
 
 
 class SessionServer:
-    """The live sessions of one attempt on this worker."""
+    """The live sessions of one attempt on this worker. `follow` runs one at a time (a look at
+    the job that was cancelled finishes before the next begins)."""
 
     def __init__(self, run: Attempt, channels: LiveChannels, *, idle_s: float) -> None:
         self.run, self.channels, self.idle_s = run, channels, idle_s
         self.sessions: dict[str, Session] = {}
         self.takeover: Takeover | None = None
+        self.hold_agent: Callable[[], None] | None = None  # set by the step running now
         self._flusher: asyncio.Task[None] | None = None
+        self._following = asyncio.Lock()
+        self._flushing = asyncio.Lock()
 
     @property
     def holding(self) -> bool:
@@ -87,6 +90,7 @@ class SessionServer:
             for start in range(0, len(text), FRAME_CHARS):
                 session.n += 1
                 session.frames.append(("o", text[start:start + FRAME_CHARS], session.n))
+            del session.frames[:-FRAMES_MAX]  # readers see the gap in the counts
             session.record("o", text)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_soon())
@@ -95,50 +99,60 @@ class SessionServer:
         await asyncio.sleep(FLUSH_S)
         await self.flush()
 
-    async def flush(self) -> None:
-        for session in list(self.sessions.values()):
-            frames, session.frames = session.frames, []
-            try:
-                await self.channels.put(self.run.job.id, session.session_id, "out", frames)
-            except CairnError as e:  # a watcher's loss is never the job's
-                log.warning("live session %s: %s", session.session_id, e.message)
+    async def flush(self, only: Session | None = None) -> None:
+        async with self._flushing:  # frames in order, the end frame last
+            for session in [only] if only else list(self.sessions.values()):
+                frames, session.frames = session.frames, []
+                try:
+                    await self.channels.put(self.run.job.id, session.session_id, "out", frames)
+                except CairnError as e:  # a watcher's loss is never the job's
+                    log.warning("live session %s: %s", session.session_id, e.message)
 
     async def follow(self, job: Job) -> None:
-        """Open what the job's events opened, end what they ended, and end on TTL or silence."""
-        open_ids = {s["session_id"] for s in job.live_sessions}
-        closed = [s for s in self.sessions if s not in open_ids]
-        for sid in closed:
-            ended = next((e for e in job.live_ended if e["session_id"] == sid), {})
-            await self._close(sid, ended)
-        if closed:  # their recordings' events, now rather than with the step's next write
-            await self.run.held.write(lambda job: [])
-        for found in job.live_sessions:
-            if found["session_id"] not in self.sessions:
-                await self._open(found)
-        now = datetime.now(UTC)
-        for found in past_ttl(job, now):
-            await self.end(found["session_id"], "ttl")
+        """Open what the job's events opened, end what they ended, and end on TTL or silence
+        (shielded: a look cancelled midway still finishes)."""
+        await asyncio.shield(self._follow_once(job))
+
+    async def _follow_once(self, job: Job) -> None:
+        async with self._following:
+            job = self.run.held.job if self.run.held.job.version > job.version else job
+            open_ids = {s["session_id"] for s in job.live_sessions}
+            closed = [s for s in self.sessions if s not in open_ids]
+            for sid in closed:
+                ended = next((e for e in job.live_ended if e["session_id"] == sid), {})
+                await self._close(sid, ended)
+            if closed:  # their recordings' events, now rather than with the step's next write
+                await self.run.held.write(lambda job: [])
+            for found in job.live_sessions:
+                if found["session_id"] not in self.sessions:
+                    await self._open(found)
+            for found in past_ttl(job, datetime.now(UTC)):
+                await self._end(found["session_id"], "ttl")
+            await self._shell_left_or_silent()
+
+    async def _shell_left_or_silent(self) -> None:
         taken = self.takeover
-        if taken is not None and taken.process is not None and taken.process.returncode is not None:
+        if taken is None:
+            return
+        if taken.process is not None and taken.process.returncode is not None:
             # The person left the shell: `cairn-cancel` ends the job (cancelled, naming them),
             # anything else hands it back.
             ending = taken.process.returncode == CANCEL_STATUS
-            sid, who = taken.session.session_id, taken.session.actor
-            await self.end(sid, "closed" if ending else "handed_back")
+            who = taken.session.actor
             if ending:
                 reason = f"ended by {who} from a takeover"
                 await self.run.held.write(lambda job: decide_cancel(job, reason))
-        elif taken is not None:
-            quiet = time.monotonic() - max(taken.session.last_input, taken.session.opened)
-            if quiet > self.idle_s:
-                await self.end(taken.session.session_id, "idle")
+            await self._end(taken.session.session_id, "closed" if ending else "handed_back")
+            return
+        quiet = time.monotonic() - max(taken.session.last_input, taken.session.opened)
+        if quiet > self.idle_s:
+            await self._end(taken.session.session_id, "idle")
 
-    async def end(self, session_id: str, why: str) -> None:
-        """This worker ends a session (its TTL, silence, the job's end)."""
+    async def _end(self, session_id: str, why: str) -> None:
+        """This worker ends a session (its TTL, silence, the shell left, the job's end)."""
         if session_id not in self.sessions:
             return
         recording = await self._close(session_id, {"why": why})
-
         took = recording.pop("duration_s", None) if recording else None
 
         def ended(job: Job) -> list[JobEvent]:
@@ -147,46 +161,79 @@ class SessionServer:
         await self.run.held.write(ended)
 
     async def close_all(self, why: str) -> None:
-        for sid in list(self.sessions):
-            await self.end(sid, why)
+        """Every session ends here (the job's agent work is over, or its lease is lost): each
+        closed on this worker whatever happens to the others, then their ends in one write."""
+        async with self._following:
+            ends: list[tuple[str, dict[str, Any] | None]] = []
+            for sid in list(self.sessions):
+                try:
+                    ends.append((sid, await self._close(sid, {"why": why})))
+                except Exception:  # closing one must not leave the others (or a shell) open
+                    log.exception("live session %s: closing it failed", sid)
+                    ends.append((sid, None))
+
+            def ended(job: Job) -> list[JobEvent]:
+                found: list[JobEvent] = []
+                for sid, recording in ends:
+                    took = recording.pop("duration_s", None) if recording else None
+                    found += decide_end(job, sid, why, recording=recording, duration_s=took)
+                return found
+
+            if ends:
+                await self.run.held.write(ended)
 
     async def _open(self, found: dict[str, Any]) -> None:
         global _served
         assert self.run.workspace is not None
+        sid = str(found["session_id"])
         if _served >= self.run.execution.live_max:
-            sid = str(found["session_id"])
-            log.warning("job %s: live session %s refused: %d served", self.run.job.id, sid, _served)
+            log.warning("job %s: live session %s refused: %d served", self.run.job.id, sid,
+                        _served)  # fmt: skip
             await self.run.held.write(lambda job: decide_end(job, sid, "worker_busy"))
             return
-        _served += 1
         folder = self.run.workspace.artifacts / "live"
-        folder.mkdir(parents=True, exist_ok=True)
-        sid = str(found["session_id"])
         session = Session(sid, str(found["mode"]), str(found["actor"]), time.monotonic(),
                           folder / f"{sid}.cast")  # fmt: skip
-        header = {"version": 2, "width": 120, "height": 32, "timestamp": int(time.time()),
-                  "title": f"{session.mode} of {self.run.job.id} by {session.actor}"}  # fmt: skip
-        session.cast.write_text(json.dumps(header) + "\n")
-        self.sessions[sid] = session
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            title = f"{session.mode} of {self.run.job.id} by {session.actor}"
+            header = {"version": 2, "width": 120, "height": 32, "timestamp": int(time.time()),
+                      "title": title}  # fmt: skip
+            session.cast.write_text(json.dumps(header) + "\n")
+            self.sessions[sid] = session
+            _served += 1
+            if session.mode == "takeover" and self.takeover is None:
+                if self.hold_agent is not None:
+                    self.hold_agent()  # at once, before anything else
+                self.takeover = Takeover(self, session)
+                await self.takeover.start()
+        except Exception:
+            log.exception("job %s: live session %s could not open", self.run.job.id, sid)
+            if sid in self.sessions:
+                await self._close(sid, {"why": "failed"})
+            await self.run.held.write(lambda job: decide_end(job, sid, "failed"))
+            return
         log.info("job %s: live session %s (%s by %s) opened", self.run.job.id, sid, session.mode,
                  session.actor)  # fmt: skip
-        if session.mode == "takeover" and self.takeover is None:
-            self.takeover = Takeover(self, session)
-            await self.takeover.start()
 
     async def _close(self, session_id: str, ended: dict[str, Any]) -> dict[str, Any] | None:
+        """The session ends on this worker: its shell (a takeover's), its end frame, its
+        streams' expiry, its recording stored."""
         global _served
-        session = self.sessions.pop(session_id, None)
+        session = self.sessions.get(session_id)
         if session is None:
             return None
-        _served -= 1
-        if self.takeover is not None and self.takeover.session is session:
-            taken, self.takeover = self.takeover, None
-            await taken.stop(ended)
-        session.frames.append(("e", str(ended.get("why") or "closed"), session.n))
-        self.sessions[session_id] = session  # for its last flush
-        await self.flush()
-        del self.sessions[session_id]
+        try:
+            if self.takeover is not None and self.takeover.session is session:
+                taken, self.takeover = self.takeover, None
+                await taken.stop(ended)
+        finally:
+            _served -= 1
+            session.frames.append(("e", str(ended.get("why") or "closed"), session.n))
+            await self.flush(session)
+            del self.sessions[session_id]
+            with contextlib.suppress(CairnError):
+                await self.channels.expire(self.run.job.id, session_id, ENDED_TTL_S)
         stored = await self.run.add_file(f"live/{session_id}.cast", session.cast)
         return {"path": stored.path, "sha256": stored.sha256, "size": stored.size,
                 "duration_s": round(time.monotonic() - session.opened, 3)}  # fmt: skip
@@ -202,24 +249,36 @@ class Takeover:
         self.base: str | None = None
         self.relay: asyncio.Task[None] | None = None
         self.redact: StreamRedactor = server.run.redactor.stream()
+        self.typed = ""  # the line being typed, recorded (redacted) once it ends
+        self.typed_hidden = False  # some of it went to a password prompt: not recorded
         self._quiet: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
+        """The shell: `bash` with no profile of the job's (HOME is the agent's to write), the
+        prompt and `cairn-cancel` given in its environment."""
         run = self.server.run
         assert run.workspace is not None and run.git is not None
         ws = run.workspace
         self.base = await run.git.snapshot(ws.repo)
-        env = minimal_env(ws.home, extra={"TERM": "xterm-256color"})
-        profile = ws.home / ".bash_profile"
-        profile.write_text(PROFILE.format(job=run.job.id, actor=self.session.actor))
+        env = minimal_env(ws.home, extra={
+            "TERM": "xterm-256color", "PS1": "takeover$ ",
+            "BASH_FUNC_cairn-cancel%%": f"() {{ echo 'cairn: ending job {run.job.id}'; "
+                                         f"exit {CANCEL_STATUS}; }}",
+        })  # fmt: skip
         sandbox = run.tools.sandbox
-        argv = sandbox.command(["bash", "-l"], ws, read_only=run.tools.readable)
-        sandbox.hand_over(ws)  # after the profile is written: the step's user reads it
+        argv = sandbox.command(["bash", "--noprofile", "--norc", "-i"], ws,
+                               read_only=run.tools.readable)  # fmt: skip
+        sandbox.hand_over(ws)
+        self.server.show(BANNER.format(job=run.job.id))
         self.master, slave = open_pty()
         try:
             self.process = await asyncio.create_subprocess_exec(
                 *argv, cwd=ws.repo, env=env, stdin=slave, stdout=slave, stderr=slave,
                 start_new_session=True)  # fmt: skip
+        except BaseException:
+            os.close(self.master)
+            self.master = -1
+            raise
         finally:
             os.close(slave)
         loop = asyncio.get_running_loop()
@@ -245,16 +304,14 @@ class Takeover:
 
     async def _relay_input(self) -> None:
         """What the person types, from the store to the shell: at most INPUT_PER_S frames a
-        second; recorded, but not what a password prompt reads."""
-        import termios
-
+        second; recorded a line at a time, redacted, and not what a password prompt reads."""
         job_id, sid = self.server.run.job.id, self.session.session_id
         channels, after = self.server.channels, "0-0"
         window, taken = time.monotonic(), 0
         while True:
             try:
                 frames = await channels.read(job_id, sid, "in", after, block_ms=500)
-            except Exception:  # the store away for a moment: try again
+            except CairnError:  # the store away for a moment: try again
                 await asyncio.sleep(0.5)
                 continue
             for frame in frames:
@@ -269,14 +326,25 @@ class Takeover:
                 if frame.kind == "r":
                     self._resize(frame.data)
                     continue
-                data = frame.data[:INPUT_CHARS]
-                with contextlib.suppress(OSError):
-                    # A password prompt reads whole lines with the echo off (getpass, sudo,
-                    # `read -s`); a shell's line editor turns both off and echoes itself.
-                    flags = termios.tcgetattr(self.master)[3]
-                    hidden = bool(flags & termios.ICANON) and not flags & termios.ECHO
-                    os.write(self.master, data.encode())
-                    self.session.record("i", "" if hidden else data)
+                self._type(frame.data[:INPUT_CHARS])
+
+    def _type(self, data: str) -> None:
+        import termios
+
+        with contextlib.suppress(OSError):
+            # A password prompt reads whole lines with the echo off (getpass, sudo, `read -s`);
+            # a shell's line editor turns both off and echoes itself.
+            flags = termios.tcgetattr(self.master)[3]
+            if flags & termios.ICANON and not flags & termios.ECHO:
+                self.typed_hidden = True
+            os.write(self.master, data.encode())
+        self.typed += data
+        while (cut := max(self.typed.find("\r"), self.typed.find("\n"))) >= 0:
+            line, self.typed = self.typed[: cut + 1], self.typed[cut + 1 :]
+            if not self.typed_hidden:
+                self.session.record("i", self.server.run.redactor.redact(line))
+            self.typed_hidden = False
+        self.typed = self.typed[-INPUT_CHARS:]
 
     def _resize(self, size: str) -> None:
         import fcntl
@@ -295,6 +363,8 @@ class Takeover:
             self.relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.relay
+        if self._quiet is not None:
+            self._quiet.cancel()
         if self.process is not None and self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGHUP)
@@ -304,13 +374,14 @@ class Takeover:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 await self.process.wait()
-        with contextlib.suppress(OSError, ValueError):
-            asyncio.get_running_loop().remove_reader(self.master)
-            os.close(self.master)
-        run = self.server.run
-        if run.workspace is not None:
-            (run.workspace.home / ".bash_profile").unlink(missing_ok=True)
-        await self._tell_the_agent(ended)
+        if self.master >= 0:
+            with contextlib.suppress(OSError, ValueError):
+                asyncio.get_running_loop().remove_reader(self.master)
+            with contextlib.suppress(OSError):
+                os.close(self.master)
+            self.master = -1
+        if self.base is not None:
+            await self._tell_the_agent(ended)
 
     async def _tell_the_agent(self, ended: dict[str, Any]) -> None:
         run = self.server.run

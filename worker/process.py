@@ -30,6 +30,9 @@ GONE_POLL_S = 0.05
 KILL_WAIT_S = 5.0  # after SIGKILL; only a process in uninterruptible sleep takes this long
 DRAIN_S = 1.0  # output still arriving once the group is gone (from a process that left it)
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+# Under a pseudo-terminal, programs page their output and wait for a key that never comes.
+NO_PAGER = {"PAGER": "cat", "GIT_PAGER": "cat", "MANPAGER": "cat", "SYSTEMD_PAGER": "",
+            "LESS": "FRX"}
 _Consumer = Callable[[str], Awaitable[None]]
 
 
@@ -102,7 +105,7 @@ async def run_process(
         process = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
-            env=dict(env),
+            env={**env, **NO_PAGER} if terminal else dict(env),
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=pty[1] if pty else asyncio.subprocess.PIPE,
             stderr=pty[1] if pty else asyncio.subprocess.STDOUT,
@@ -117,7 +120,7 @@ async def run_process(
         if pty is not None:
             os.close(pty[1])  # the child has it; the master sees its end when it is gone
     if pty is not None:
-        process.stdout = pty_reader(pty[0])
+        process.stdout = PtyReader(pty[0])
     assert process.stdout is not None
     if on_start is not None:
         on_start(process.pid)
@@ -135,6 +138,8 @@ async def run_process(
         # Also on an error or a cancel of this task: no process of the group may outlive it.
         await _end_group(process, grace_s, terminate=process.returncode is None)
         await output.finish()
+        if isinstance(process.stdout, PtyReader):
+            process.stdout.close()
         if not watched:
             output.deliverer.cancel()
     await output.delivered()
@@ -264,28 +269,59 @@ def open_pty(columns: int = 120, rows: int = 32) -> tuple[int, int]:
     return master, slave
 
 
-def pty_reader(master: int) -> asyncio.StreamReader:
-    """A stream of what a pseudo-terminal's master reads, ending (and closing it) when the last
-    holder of its slave is gone (Linux answers EIO then)."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=READ_BYTES * 4)
+class PtyReader(asyncio.StreamReader):
+    """What a pseudo-terminal's master reads, as a stream: reads pause while its buffer holds
+    READ_BYTES * 4 (as a pipe's transport would), and it ends (closing the master) when the last
+    holder of the slave is gone (Linux answers EIO then)."""
 
-    def readable() -> None:
+    def __init__(self, master: int) -> None:
+        super().__init__(limit=READ_BYTES * 4)
+        self.master, self.loop = master, asyncio.get_running_loop()
+        self.reading = False
+        self.closed = False
+        self.waiting = 0  # bytes read from the master that the consumer has not taken
+        self._resume()
+
+    def _resume(self) -> None:
+        if not self.reading and not self.closed:
+            self.loop.add_reader(self.master, self._readable)
+            self.reading = True
+
+    def _readable(self) -> None:
         try:
-            data = os.read(master, READ_BYTES)
+            data = os.read(self.master, READ_BYTES)
         except BlockingIOError:
             return
         except OSError:
             data = b""
-        if data:
-            reader.feed_data(data)
+        if not data:
+            self.close()
+            self.feed_eof()
             return
-        loop.remove_reader(master)
-        os.close(master)
-        reader.feed_eof()
+        self.feed_data(data)
+        self.waiting += len(data)
+        if self.waiting >= READ_BYTES * 4:  # the consumer is behind: wait for it
+            self.loop.remove_reader(self.master)
+            self.reading = False
 
-    loop.add_reader(master, readable)
-    return reader
+    async def read(self, n: int = -1) -> bytes:
+        data = await super().read(n)
+        self.waiting -= len(data)
+        if self.waiting < READ_BYTES:
+            self._resume()
+        return data
+
+    def close(self) -> None:
+        """Stop reading and close the master (also when a process that left the group still
+        holds the slave)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.reading:
+            self.loop.remove_reader(self.master)
+            self.reading = False
+        with suppress(OSError):
+            os.close(self.master)
 
 
 class _Output:

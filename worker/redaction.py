@@ -60,6 +60,11 @@ _TRIGGERS = {
 }
 
 
+def _starts_a_secret(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in _STARTS)
+
+
 # What a shape's match may start with, in a line begun: such a line waits for its end.
 _STARTS = tuple({t for words in _TRIGGERS.values() for t in words} | {"bearer", "token",
                                                                        "-----begin"})
@@ -188,22 +193,26 @@ class StreamRedactor:
         return out
 
     def release(self) -> str:
-        """On a pause in the output (a watcher waits for it): the complete lines held, and the
-        line begun too when nothing in it may start a secret (no run of MIN_SECRET_CHARS at its
-        end, no word a secret's shape starts with); the rest stays held."""
+        """On a pause in the output (a watcher waits for it), what can go without splitting a
+        secret: the complete lines held, and of the line begun all but its last run of
+        non-space characters (which may be a secret's start; it stays held and is read whole
+        with what comes next). A line that holds a word a secret's shape starts with (and the
+        line after it) stays held whole."""
         if self.in_key or not self.held:
             return ""
         text = self.held
-        end = max(text.rfind("\n"), text.rfind("\r")) + 1
+        end = max(text.rfind("\n"), text.rfind("\r")) + 1  # after the complete lines
         begun = text[end:]
-        run = _TRAILING_RUN.search(begun)
-        trailing = len(run.group()) if run else 0
-        lowered = begun.lower()
-        if begun and trailing < MIN_SECRET_CHARS and not any(w in lowered for w in _STARTS):
-            end = len(text)
-        if end == 0:
+        cut = end
+        if not _starts_a_secret(begun):
+            run = _TRAILING_RUN.search(begun)
+            cut = end + (run.start() if run else len(begun))
+        previous = max(text.rfind("\n", 0, max(end - 1, 0)), text.rfind("\r", 0, max(end - 1, 0)))
+        if _starts_a_secret(text[previous + 1:end]):  # a shape may run on into the next line
+            cut = min(cut, previous + 1)
+        if cut <= 0:
             return ""
-        head, self.held = text[:end], text[end:]
+        head, self.held = text[:cut], text[cut:]
         return self._redact_settled(head, final=True)[0]
 
     def _emit(self, final: bool) -> str:

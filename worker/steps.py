@@ -136,6 +136,9 @@ class Steps:
                                  "before_step": True})  # fmt: skip
             if self.live is not None:
                 await self.live.follow(job)
+                job = held.job  # what following it wrote (a hand-back's message, a cancel)
+                if job.status == "cancel_requested":
+                    continue
             if not job.paused and not (self.live is not None and self.live.holding):
                 break
             await asyncio.sleep(PAUSE_POLL_S)
@@ -191,6 +194,8 @@ class Steps:
                           terminal=self.live.show if self.live else None)  # fmt: skip
         execution = run.execution
         hold = Hold(guard)
+        if self.live is not None:
+            self.live.hold_agent = lambda: hold.follow(True)
         step_began = asyncio.get_running_loop().time()
         watch = Watch(mode)
         seen: list[Failure] = []  # a failure the output showed before the CLI gave up
@@ -214,6 +219,10 @@ class Steps:
                 return True
             if self.live is not None:
                 await self.live.follow(job)
+                job = held.job  # what following it wrote (a hand-back's message, a cancel)
+                if job.status == "cancel_requested":
+                    hold.release()
+                    return True
             taken = self.live is not None and self.live.holding
             hold.follow(job.paused or taken)
             # Steered once this turn's CLI named its session (so it has the last message), and
@@ -275,6 +284,8 @@ class Steps:
             await live.feed(f"{launch_error}\n")
         finally:
             hold.release()
+            if self.live is not None:
+                self.live.hold_agent = None  # the step's process is gone
             await guard.stop()
             await live.close()
         transcript.finish(result.exit_status if result else None)

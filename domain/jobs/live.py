@@ -13,7 +13,8 @@ from cairn.domain.jobs.events import JobEvent, JobLiveSessionEnded, JobLiveSessi
 from cairn.domain.jobs.job import Job, JobStatus
 
 MODES = ("watch", "takeover")
-WHY = ("closed", "handed_back", "ttl", "idle", "job_ended", "worker_lost", "worker_busy")
+WHY = ("closed", "handed_back", "ttl", "idle", "job_ended", "worker_lost", "worker_busy",
+       "failed")  # failed: the worker could not open it (its log says why)
 TTL_MIN_S = 10
 SESSIONS_PER_JOB = 60  # open at once on one job
 NOTE_MAX = 4_000

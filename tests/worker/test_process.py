@@ -255,3 +255,27 @@ def test_the_minimal_environment_reads_the_source_it_is_given(tmp_path: Path) ->
     env = minimal_env(tmp_path, passthrough=["TOKEN"], source=source)
     assert env == {"PATH": "/bin", "TERM": "dumb", "TOKEN": "t", "HOME": str(tmp_path),
                    "TMPDIR": str(tmp_path / "tmp")}  # fmt: skip
+
+
+async def test_under_a_pseudo_terminal_output_is_a_terminal_s_whole_and_no_pager_waits(
+    tmp_path: Path,
+) -> None:
+    got: list[str] = []
+
+    async def slow(text: str) -> None:  # a consumer behind the program: reads wait for it
+        got.append(text)
+        await asyncio.sleep(0.001)
+
+    async def never() -> bool:
+        return False
+
+    script = ("test -t 1 && echo on-a-tty; head -c 3000000 /dev/zero | tr '\\0' x; echo;"
+              "printf 'a\\nb\\n' | git --no-pager -c core.pager=less log 2>/dev/null; "
+              "echo \"pager=$PAGER git=$GIT_PAGER\"")
+    result = await run_process(["bash", "-c", script], cwd=tmp_path, env=minimal_env(tmp_path),
+                               on_output=slow, limits=Limits(step_s=30, idle_s=10, deadline=None),
+                               should_stop=never, terminal=True)  # fmt: skip
+    text = "".join(got)
+    assert result.exit_status == 0 and result.stopped is None
+    assert text.startswith("on-a-tty\r\n") and text.count("x") == 3_000_000
+    assert "pager=cat git=cat" in text

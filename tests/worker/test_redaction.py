@@ -183,3 +183,25 @@ def test_ten_megabytes_stream_through_quickly(redactor: Redactor) -> None:
     took = time.perf_counter() - began
     assert SECRET not in out and out.count(REDACTED) == "".join(chunks).count(SECRET)
     assert took < 3.0, f"10 MB took {took:.2f} s"
+
+
+def test_what_a_pause_lets_go_of_never_splits_a_secret() -> None:
+    """Output that pauses (a watcher waits for it) goes out a line, or a word, at a time; a
+    secret or a token printed slowly, in pieces, is still read whole."""
+    secret = "s3cr3t-Paced-0123456789"
+    token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    redactor = Redactor([secret], env={})
+
+    def paced(chunks: list[str]) -> str:
+        stream, out = redactor.stream(), ""
+        for chunk in chunks:
+            out += stream.feed(chunk) + stream.release()
+        return out + stream.flush()
+
+    for text in (secret, token, f"echo {secret}", f"password: {secret[:8]}x"):
+        for size in (1, 3, 5):
+            pieces = [text[i:i + size] for i in range(0, len(text), size)] + ["\r\n"]
+            shown = paced(pieces)
+            assert "[REDACTED]" in shown and secret not in shown and token not in shown, shown
+    stream = redactor.stream()
+    assert stream.feed("line 1\r\ntakeover$ ") == "" and stream.release() == "line 1\r\ntakeover$ "
