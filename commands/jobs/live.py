@@ -28,16 +28,17 @@ async def open_session(store: EventStore, job_id: str, *, session_id: str, mode:
     return await _write(store, job_id, actor, decide), read[0]
 
 
-async def close_session(store: EventStore, job_id: str, session_id: str, *, actor: str
-                        ) -> CommandResult:  # fmt: skip
-    return await _write(store, job_id, actor,
-                        lambda job: decide_end(job, session_id, "closed", actor=actor))
+async def close_session(store: EventStore, job_id: str, session_id: str, *, actor: str,
+                        admin: bool = False) -> CommandResult:  # fmt: skip
+    """A person closes their session (an admin, anyone's)."""
+    return await _write(store, job_id, actor, lambda job: decide_end(
+        job, session_id, "closed", actor=actor, admin=admin, now=datetime.now(UTC)))
 
 
-async def hand_back(store: EventStore, job_id: str, session_id: str, *, actor: str, note: str
-                    ) -> CommandResult:  # fmt: skip
-    return await _write(store, job_id, actor,
-                        lambda job: decide_hand_back(job, session_id, actor=actor, note=note))
+async def hand_back(store: EventStore, job_id: str, session_id: str, *, actor: str, note: str,
+                    admin: bool = False) -> CommandResult:  # fmt: skip
+    return await _write(store, job_id, actor, lambda job: decide_hand_back(
+        job, session_id, actor=actor, note=note, admin=admin, now=datetime.now(UTC)))
 
 
 async def _write(store: EventStore, job_id: str, actor: str,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from cairn.domain.errors import InvalidTransition, NotFound, ValidationFailed
+from cairn.domain.errors import InvalidTransition, NotAllowed, NotFound, ValidationFailed
 from cairn.domain.jobs.events import JobEvent, JobLiveSessionEnded, JobLiveSessionOpened
 from cairn.domain.jobs.job import Job, JobStatus
 
@@ -50,15 +50,23 @@ def decide_open(job: Job, *, session_id: str, mode: str, actor: str, ttl_s: int,
 
 
 def decide_end(job: Job, session_id: str, why: str, *, actor: str | None = None,
-               note: str | None = None, duration_s: float | None = None,
-               recording: dict[str, Any] | None = None) -> list[JobEvent]:  # fmt: skip
-    """End a session; one already ended: nothing (a close and a TTL may cross)."""
+               admin: bool = False, note: str | None = None, duration_s: float | None = None,
+               recording: dict[str, Any] | None = None, now: datetime | None = None
+               ) -> list[JobEvent]:  # fmt: skip
+    """End a session; one already ended: nothing (a close and a TTL may cross). A person
+    (`actor`) ends only their own session, unless an admin."""
     if why not in WHY:
         raise ValueError(f"not a reason a session ends: {why!r}")
-    if session_of(job, session_id) is None:
+    found = session_of(job, session_id)
+    if found is None:
         if any(s["session_id"] == session_id for s in job.live_ended):
             return []
         raise NotFound(f"job {job.id} has no live session {session_id}", session_id=session_id)
+    if actor is not None and actor != found["actor"] and not admin:
+        raise NotAllowed(f"session {session_id} is {found['actor']}'s: only they (or an admin) "
+                         "end it", session_id=session_id)  # fmt: skip
+    if duration_s is None and now is not None and found.get("opened_at"):
+        duration_s = round((now - _at(str(found["opened_at"]))).total_seconds(), 3)
     if note is not None and len(note) > NOTE_MAX:
         reason = f"at most {NOTE_MAX} characters"
         raise ValidationFailed(f"note: {reason}", [{"path": "note", "reason": reason}])
@@ -66,13 +74,15 @@ def decide_end(job: Job, session_id: str, why: str, *, actor: str | None = None,
                                 duration_s=duration_s, recording=recording)]  # fmt: skip
 
 
-def decide_hand_back(job: Job, session_id: str, *, actor: str, note: str) -> list[JobEvent]:
+def decide_hand_back(job: Job, session_id: str, *, actor: str, note: str, admin: bool = False,
+                     now: datetime | None = None) -> list[JobEvent]:  # fmt: skip
     """The person who took the job over gives it back (an admin may too)."""
     found = session_of(job, session_id)
     if found is not None and found["mode"] != "takeover":
         raise InvalidTransition(f"session {session_id} watches; only a takeover is handed back",
                                 session_id=session_id)  # fmt: skip
-    return decide_end(job, session_id, "handed_back", actor=actor, note=note.strip() or None)
+    return decide_end(job, session_id, "handed_back", actor=actor, admin=admin,
+                      note=note.strip() or None, now=now)  # fmt: skip
 
 
 def end_all(job: Job, why: str) -> list[JobEvent]:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cairn.domain.errors import InvalidTransition, NotFound, ValidationFailed
+from cairn.domain.errors import InvalidTransition, NotAllowed, NotFound, ValidationFailed
 from cairn.domain.jobs.job import Job
 from cairn.domain.jobs.live import (
     decide_end,
@@ -68,3 +68,15 @@ def test_sessions_past_their_time_and_all_of_them_at_the_job_s_end() -> None:
     assert [s["session_id"] for s in past_ttl(job, later)] == ["s1"]
     closed = apply(job, end_all(job, "job_ended"))
     assert closed.live_sessions == [] and {s["why"] for s in closed.live_ended} == {"job_ended"}
+
+
+def test_a_person_ends_only_their_own_session_unless_an_admin() -> None:
+    job = opened(running(), "s1", "takeover")
+    with pytest.raises(NotAllowed):
+        decide_hand_back(job, "s1", actor="bob", note="")
+    with pytest.raises(NotAllowed):
+        decide_end(job, "s1", "closed", actor="bob")
+    assert decide_end(job, "s1", "closed", actor="root", admin=True)
+    later = datetime(2026, 11, 21, 12, 2, tzinfo=UTC)  # the events' time is TS, noon
+    ended = apply(job, decide_end(job, "s1", "closed", actor="ann", now=later))
+    assert ended.live_ended[0]["duration_s"] == pytest.approx(120, abs=1)
