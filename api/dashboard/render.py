@@ -137,6 +137,8 @@ NOTICES = {
     "paused": "Paused: a running agent is held where it is; resume lets it go on.",
     "resumed": "Resumed.",
     "messaged": "Message sent: a running agent gets it now, a queued job before its first step.",
+    "handed_back": "Handed back: the agent goes on, told what changed and your note.",
+    "session_closed": "The live session ended.",
     "followed_up": "Follow-up queued: it goes on from the run it follows.",
     "changes_requested": "Sent back: a follow-up of its last run is queued.",
     "pause_set": "Worker pause mode changed.",
@@ -270,9 +272,10 @@ def action(
 
 
 def act_as(request: Request, session: Session) -> None:
-    """The session's token acts: its name is the actor, its role what an API handler checks."""
+    """The session's token acts: its name is the actor, its role (and grants) what an API
+    handler checks."""
     state = request.scope.setdefault("state", {})
-    state["actor"], state["role"] = session.name, session.role
+    state["actor"], state["role"], state["grants"] = session.name, session.role, session.grants
 
 
 def role_reason(session: Session, needed: str) -> str:
@@ -370,6 +373,12 @@ def iso(value: str | float | None) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def clock(value: str | float | None) -> str:
+    """A time within the day as people read it: `21:06 UTC` (the exact one in `iso`)."""
+    moment = as_epoch(value)
+    return datetime.fromtimestamp(moment, UTC).strftime("%H:%M UTC") if moment is not None else ""
+
+
 def short_id(value: str | None) -> str:
     """The tail of an id, enough to tell cards apart (the full id stays in links and titles)."""
     return (value or "")[-6:]
@@ -383,7 +392,12 @@ def duration(start: str | None, end: str | None) -> str:
     begin, finish = as_epoch(start), as_epoch(end) if end else time.time()
     if begin is None or finish is None:
         return ""
-    seconds = max(0.0, finish - begin)
+    return span(finish - begin)
+
+
+def span(seconds: float) -> str:
+    """A length of time as people read it: `4.2 s`, `3 min 5 s`, `2 h 10 min`."""
+    seconds = max(0.0, seconds)
     if seconds < 60:
         return f"{seconds:.1f} s"
     if seconds < 3600:
@@ -421,6 +435,6 @@ def filesize(n: int | None) -> str:
 
 
 templates.env.filters.update(
-    ago=ago, iso=iso, short_id=short_id, pretty_json=pretty_json, duration=duration,
+    ago=ago, iso=iso, clock=clock, short_id=short_id, pretty_json=pretty_json, duration=duration,
     usage=usage_text, filesize=filesize,
 )

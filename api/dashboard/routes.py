@@ -12,6 +12,7 @@ from cairn.api.dashboard import (
     audit,
     board,
     live,
+    live_sessions,
     login,
     orchestrator_pages,
     orchestrator_run,
@@ -34,6 +35,7 @@ async def home(request: Request) -> Response:
 
 TASK = "/tasks/{task_id:task_id}"
 JOB = "/queue/{job_id}"
+LIVE = JOB + "/live-sessions/{sid}"
 RUN = "/orchestrator/{run_id}"
 ROUTES: list[BaseRoute] = [
     Route("/", home, methods=["GET"]),
@@ -78,6 +80,11 @@ ROUTES: list[BaseRoute] = [
     Route(JOB + "/transcript/stream", run_page.transcript_stream, methods=["GET"]),
     Route(JOB + "/artifacts/{path:path}", run_page.artifact, methods=["GET"]),
     Route(JOB + "/log", run_page.full_log, methods=["GET"]),
+    Route(JOB + "/live-sessions", live_sessions.sessions, methods=["GET"]),
+    Route(JOB + "/live-sessions", live_sessions.open_live, methods=["POST"]),
+    Route(LIVE + "/tickets", live_sessions.ticket, methods=["POST"]),
+    Route(LIVE + "/hand-back", live_sessions.give_back, methods=["POST"]),
+    Route(LIVE + "/close", live_sessions.stop, methods=["POST"]),
     # Orchestrator runs and the service catalog
     Route("/orchestrator", orchestrator_pages.runs_page, methods=["GET"]),
     Route("/orchestrator/new", orchestrator_pages.new_run_page, methods=["GET"]),

@@ -17,6 +17,7 @@ from starlette.responses import Response, StreamingResponse
 
 from cairn.api.context import actor, context, event_view, path_id
 from cairn.api.dashboard.board import pr_summary
+from cairn.api.dashboard.live_sessions import panel
 from cairn.api.dashboard.render import (
     FieldErrors,
     Form,
@@ -27,6 +28,7 @@ from cairn.api.dashboard.render import (
     stream,
     wait_for_writes,
 )
+from cairn.api.dashboard.session import current_session
 from cairn.api.jobs import runs, transcripts
 from cairn.api.jobs.queue import live_capabilities
 from cairn.api.jobs.run_views import artifact_view, publish_view, step_view
@@ -140,6 +142,8 @@ def _when(job: Job, stage: str | None) -> str:
 
 async def run_view(request: Request, job: Job) -> dict[str, Any]:
     ctx = context(request)
+    session = await current_session(request)
+    assert session is not None  # every page's decorator signed it in
     missing = None
     if job.status == JobStatus.QUEUED:  # the registry is read only when it can matter
         missing = missing_capabilities(job.required_capabilities, await live_capabilities(request))
@@ -161,6 +165,7 @@ async def run_view(request: Request, job: Job) -> dict[str, Any]:
         "patch": _patch(request, job, artifacts),
         "conversation": await conversation(request, job),
         "followed_by": [_follow_up(f) for f in job.followed_by],
+        "live": await panel(request, job, session, events),
         "events": [event_view(e) for e in events[-EVENTS_SHOWN:]],
         "event_count": len(events),
         "can_cancel": job.status in (JobStatus.QUEUED, JobStatus.RUNNING),

@@ -42,6 +42,7 @@ class Session:
     name: str
     role: str
     csrf: str
+    grants: tuple[str, ...] = ()  # its token's rights beyond the role (a takeover)
 
 
 class Secrets:
@@ -127,7 +128,7 @@ async def current_session(request: Request) -> Session | None:
     if token is None:
         await ctx.client.delete(_session_key(ctx.keys, sid))
         return None
-    session = Session(sid, token.name, token.role, sign(secret, "csrf", sid))
+    session = Session(sid, token.name, token.role, sign(secret, "csrf", sid), token.grants)
     request.scope["cairn.session"] = session
     return session
 

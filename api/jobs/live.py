@@ -51,24 +51,34 @@ def _channels(request: Request | WebSocket) -> LiveChannels:
 
 async def post_live_session(request: Request) -> Response:
     """A live session on a running job (201): its id and a ticket for its WebSocket."""
-    job_id = path_id(request, "job")
     body: OpenBody = await read_body(request, OpenBody)
+    opened = await open_with_ticket(request, path_id(request, "job"), body.mode, body.ttl_s)
+    return json_response(opened, 201)
+
+
+def may_take_over(role: str | None, grants: tuple[str, ...]) -> bool:
+    """Whether a caller may take a job over: an admin, or an operator with the takeover grant."""
+    return role == ADMIN or (allows(role, OPERATOR) and "takeover" in grants)
+
+
+async def open_with_ticket(request: Request, job_id: str, mode: str, ttl_s: int
+                           ) -> dict[str, Any]:  # fmt: skip
+    """Open a session for the request's actor (the API's and the dashboard's): its ticket, the
+    WebSocket's path, and until when it is open."""
     state = request.scope.get("state", {})
-    role, grants = state.get("role"), tuple(state.get("grants") or ())
-    if body.mode == "takeover" and not (role == ADMIN or (allows(role, OPERATOR)
-                                                          and "takeover" in grants)):  # fmt: skip
+    if mode == "takeover" and not may_take_over(state.get("role"),
+                                                tuple(state.get("grants") or ())):  # fmt: skip
         raise NotAllowed("a takeover needs the admin role, or an operator's token with the "
                          "takeover grant (`cairn token create --grant takeover`)",
                          needed="takeover")  # fmt: skip
     job = await _job_or_404(request, job_id)
     await _served(request, job.worker_id)
     ctx, who, sid = context(request), actor(request), f"ls{new_ulid().lower()}"
-    await open_session(ctx.store, job_id, session_id=sid, mode=body.mode, actor=who,
-                       ttl_s=body.ttl_s, max_ttl_s=ctx.settings.live_session_max_ttl_s)
+    await open_session(ctx.store, job_id, session_id=sid, mode=mode, actor=who,
+                       ttl_s=ttl_s, max_ttl_s=ctx.settings.live_session_max_ttl_s)
     opened = await _open_of(request, job_id, sid)
-    ticket = await _ticket(request, job_id, sid, who, body.mode)
-    return json_response({**ticket, "expiresAt": opened["expires_at"], "ttlS": opened["ttl_s"]},
-                         201)  # fmt: skip
+    ticket = await _ticket(request, job_id, sid, who, mode)
+    return {**ticket, "expiresAt": opened["expires_at"], "ttlS": opened["ttl_s"]}
 
 
 def session_view(found: dict[str, Any], job_id: str) -> dict[str, Any]:
@@ -95,11 +105,16 @@ async def list_live_sessions(request: Request) -> Response:
 async def post_ticket(request: Request) -> Response:
     """A new ticket for an open session of the caller's (a reloaded page attaches again)."""
     job_id, sid = path_id(request, "job"), str(request.path_params["sid"])
+    return json_response(await renew_ticket(request, job_id, sid), 201)
+
+
+async def renew_ticket(request: Request, job_id: str, sid: str) -> dict[str, Any]:
+    """A new ticket for an open session: the caller's own (an admin's for anyone's)."""
     found = await _open_of(request, job_id, sid)
     who = actor(request)
     if found["actor"] != who and request.scope.get("state", {}).get("role") != ADMIN:
         raise NotAllowed(f"session {sid} is {found['actor']}'s", session_id=sid)
-    return json_response(await _ticket(request, job_id, sid, who, str(found["mode"])), 201)
+    return await _ticket(request, job_id, sid, who, str(found["mode"]))
 
 
 async def delete_live_session(request: Request) -> Response:
@@ -116,11 +131,16 @@ async def post_hand_back(request: Request) -> Response:
     return json_response({"sessionId": sid, "handedBack": True})
 
 
-async def _served(request: Request, worker_id: str | None) -> None:
+async def worker_serves(request: Request, worker_id: str | None) -> bool:
+    """Whether the worker (running the job) says it serves live sessions."""
     ctx = context(request)
     workers = {w["id"]: w for w in await Registry(ctx.client, ctx.keys).workers()}
     record = workers.get(worker_id or "")
-    if record is None or not record.get("live_sessions"):
+    return record is not None and bool(record.get("live_sessions"))
+
+
+async def _served(request: Request, worker_id: str | None) -> None:
+    if not await worker_serves(request, worker_id):
         raise InvalidTransition(
             f"the worker running this job ({worker_id or 'none yet'}) serves no live sessions: "
             "its operator turns them on with CAIRN_LIVE_SESSIONS=true", worker_id=worker_id)
