@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -266,7 +267,11 @@ class Takeover:
                                          f"exit {CANCEL_STATUS}; }}",
         })  # fmt: skip
         sandbox = run.tools.sandbox
-        argv = sandbox.command(["bash", "--noprofile", "--norc", "-i"], ws,
+        # setsid -c: the pseudo-terminal is the shell's controlling terminal (job control,
+        # Ctrl-C); -w: its exit status is the shell's (cairn-cancel's).
+        shell = ["bash", "--noprofile", "--norc", "-i"]
+        shell = ["setsid", "-c", "-w", *shell] if shutil.which("setsid") else shell
+        argv = sandbox.command(shell, ws,
                                read_only=run.tools.readable)  # fmt: skip
         sandbox.hand_over(ws)
         self.server.show(BANNER.format(job=run.job.id))

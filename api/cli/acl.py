@@ -70,8 +70,8 @@ def rules(kind: str, prefix: str) -> list[str]:
     # A partition's keys other than its log and its aggregates' lists.
     others = _partition(prefix, "rm:*", "lock:*", "cmd:*", "preview:*", "out:*", "live:*")
     base = [*CONNECTION, *FUNCTIONS, *TRANSACTIONS, *READS]
-    if kind == "api":
-        return [f"~{prefix}:*", *_plus(base + LOADING + WRITES)]
+    if kind == "api":  # getdel: a live session's ticket is redeemed once (streams/live.py)
+        return [f"~{prefix}:*", *_plus(base + LOADING + WRITES + ["getdel"])]
     if kind == "auditor":
         return [f"%R~{prefix}:{{p*}}:log", *_plus(AUDIT)]
     if kind == "archiver":

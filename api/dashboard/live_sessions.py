@@ -61,7 +61,7 @@ def view(found: dict[str, Any], job: Job, openers: dict[str, str] | None = None
          ) -> dict[str, Any]:  # fmt: skip
     """As the API shows a session, with who opened it, why it ended and how long it took said
     plainly, and its recording (the artifact `live/<id>.cast`) at the dashboard's route."""
-    shown = live.session_view(found, job.id)
+    shown = live.session_view(found, job)
     sid = shown["sessionId"]
     cast = next((artifact_view(a) for a in job.artifacts
                  if a.get("name") == f"live/{sid}.cast"), None)  # fmt: skip
@@ -70,7 +70,8 @@ def view(found: dict[str, Any], job: Job, openers: dict[str, str] | None = None
         ref = f"/queue/{job.id}/artifacts/{recorded['path']}"
         shown["recording"] = {"path": recorded["path"], "ref": ref}
     shown["openedBy"] = (openers or {}).get(sid) or shown["actor"]
-    shown["endedBy"] = shown["actor"] if shown["actor"] != shown["openedBy"] else None
+    if shown.get("endedBy") == shown["openedBy"]:
+        shown["endedBy"] = None  # "by whom" only when another ended it
     shown["whySaid"] = WHY.get(str(shown["why"] or ""), shown["why"])
     took = shown["durationS"]
     shown["durationSaid"] = (span(float(took)) if isinstance(took, int | float)

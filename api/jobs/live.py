@@ -23,6 +23,7 @@ from cairn.api.roles import ADMIN, OPERATOR, VIEWER, allows
 from cairn.commands.jobs.job import load_job
 from cairn.commands.jobs.live import close_session, hand_back, open_session
 from cairn.domain.errors import InvalidTransition, NotAllowed, NotFound
+from cairn.domain.jobs.job import Job
 from cairn.domain.jobs.live import NOTE_MAX, session_of
 from cairn.streams.keys import new_ulid
 from cairn.streams.live import Frame, LiveChannels
@@ -81,12 +82,19 @@ async def open_with_ticket(request: Request, job_id: str, mode: str, ttl_s: int
     return {**ticket, "expiresAt": opened["expires_at"], "ttlS": opened["ttl_s"]}
 
 
-def session_view(found: dict[str, Any], job_id: str) -> dict[str, Any]:
-    recording = found.get("recording") or None
+def session_view(found: dict[str, Any], job: Job) -> dict[str, Any]:
+    """A session as the API shows it; an ended one's recording is the artifact its worker
+    stored (named in the end event when the worker ended it)."""
+    job_id, sid = job.id, found["session_id"]
+    recording = found.get("recording") or next(
+        ({"path": a["path"], "sha256": a.get("sha256"), "size": a.get("size")}
+         for a in job.artifacts if str(a.get("path", "")).endswith(f"live/{sid}.cast")),
+        None) if found.get("ended_at") else None  # fmt: skip
     return {
-        "sessionId": found["session_id"], "mode": found["mode"], "actor": found["actor"],
+        "sessionId": sid, "mode": found["mode"], "actor": found["actor"],
         "openedAt": found.get("opened_at"), "expiresAt": found.get("expires_at"),
-        "endedAt": found.get("ended_at"), "why": found.get("why"), "note": found.get("note"),
+        "endedAt": found.get("ended_at"), "endedBy": found.get("ended_by"),
+        "why": found.get("why"), "note": found.get("note"),
         "durationS": found.get("duration_s"),
         "recording": {**recording, "ref": f"/api/queue/jobs/{job_id}/artifacts/"
                       f"{recording['path']}"} if recording else None,
@@ -98,8 +106,8 @@ async def list_live_sessions(request: Request) -> Response:
     ended (why, how long, their recordings)."""
     job_id = path_id(request, "job")
     job = await load_job(context(request).store, job_id)
-    return json_response({"open": [session_view(s, job_id) for s in job.live_sessions],
-                          "ended": [session_view(s, job_id) for s in job.live_ended]})  # fmt: skip
+    return json_response({"open": [session_view(s, job) for s in job.live_sessions],
+                          "ended": [session_view(s, job) for s in job.live_ended]})  # fmt: skip
 
 
 async def post_ticket(request: Request) -> Response:
@@ -119,7 +127,8 @@ async def renew_ticket(request: Request, job_id: str, sid: str) -> dict[str, Any
 
 async def delete_live_session(request: Request) -> Response:
     job_id, sid = path_id(request, "job"), str(request.path_params["sid"])
-    await close_session(context(request).store, job_id, sid, actor=actor(request))
+    await close_session(context(request).store, job_id, sid, actor=actor(request),
+                        admin=_is_admin(request))  # fmt: skip
     return Response(status_code=204)
 
 
@@ -127,8 +136,13 @@ async def post_hand_back(request: Request) -> Response:
     """A takeover given back with a note: the agent goes on, told what changed."""
     job_id, sid = path_id(request, "job"), str(request.path_params["sid"])
     body: HandBackBody = await read_body(request, HandBackBody)
-    await hand_back(context(request).store, job_id, sid, actor=actor(request), note=body.note)
+    await hand_back(context(request).store, job_id, sid, actor=actor(request), note=body.note,
+                    admin=_is_admin(request))  # fmt: skip
     return json_response({"sessionId": sid, "handedBack": True})
+
+
+def _is_admin(request: Request) -> bool:
+    return bool(request.scope.get("state", {}).get("role") == ADMIN)
 
 
 async def worker_serves(request: Request, worker_id: str | None) -> bool:
@@ -199,17 +213,18 @@ def _same_origin(ws: WebSocket) -> bool:
 
 async def _relay(ws: WebSocket, channels: LiveChannels, job_id: str, sid: str, typing: bool
                  ) -> None:  # fmt: skip
-    writer = asyncio.create_task(_to_terminal(ws, channels, job_id, sid)) if typing else None
+    """Both ways until either ends: the session (its end frame), or the browser (a closed tab
+    is noticed by reading from it, a watcher's too, whose messages are dropped)."""
+    reader = asyncio.create_task(_from_terminal(ws, channels, job_id, sid))
+    writer = asyncio.create_task(_to_terminal(ws, channels, job_id, sid, typing))
     try:
-        await _from_terminal(ws, channels, job_id, sid)
-    except WebSocketDisconnect:
-        pass
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-                await writer
-        with contextlib.suppress(RuntimeError):
+        for task in (reader, writer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await task
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # the browser went first
             await ws.close()
 
 
@@ -241,12 +256,16 @@ async def _from_terminal(ws: WebSocket, channels: LiveChannels, job_id: str, sid
                 return
 
 
-async def _to_terminal(ws: WebSocket, channels: LiveChannels, job_id: str, sid: str) -> None:
-    """What the person types (`{"i": text}`) and resizes (`{"r": "COLSxROWS"}`), rate-limited."""
+async def _to_terminal(ws: WebSocket, channels: LiveChannels, job_id: str, sid: str,
+                       typing: bool) -> None:  # fmt: skip
+    """What the person types (`{"i": text}`) and resizes (`{"r": "COLSxROWS"}`), rate-limited;
+    a watcher's messages are read (to notice its end) and dropped."""
     loop = asyncio.get_running_loop()
     window, taken = loop.time(), 0
     while True:
         message = await ws.receive_text()
+        if not typing:
+            continue
         now = loop.time()
         if now - window >= 1:
             window, taken = now, 0

@@ -249,7 +249,8 @@ def _apply(s: Job, e: JobEvent, ts: str) -> Job:
             found = next((x for x in s.live_sessions if x["session_id"] == sid), None)
             if found is None:
                 return s
-            ended = {**found, **_fact(e), "ended_at": ts}
+            closing = {k: v for k, v in _fact(e).items() if k != "actor"}
+            ended = {**found, **closing, "ended_by": e.actor, "ended_at": ts}
             return replace(s, live_sessions=[x for x in s.live_sessions if x is not found],
                            live_ended=[*s.live_ended, ended][-50:])  # fmt: skip
         case JobOperatorMessage(text=text):

@@ -9,7 +9,6 @@ Content-Security-Policy violation on the way (xterm.js draws with its canvas ren
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -17,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from cairn.streams.server import free_port
@@ -75,7 +73,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     cairn = start_cairn(home, free_port(), PATH=path, CAIRN_LIVE_SESSIONS="true",
                         CAIRN_LIVE_SESSION_IDLE_S="120")  # fmt: skip
     try:
-        allow_ticket_redeem(home)
         tokens = {name: cairn.new_token(name, role)
                   for name, role in (("ann", "operator"), ("vera", "viewer"))}  # fmt: skip
         made = cairn.cli("token", "create", "--name", "tess", "--role", "operator",
@@ -86,19 +83,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         yield Live(cairn, tokens)
     finally:
         stop_cairn(cairn)
-
-
-def allow_ticket_redeem(home: Path) -> None:
-    """A stopgap until `cairn up`'s store user for the API may GETDEL (api/cli/acl.py's rules
-    lack it, so redeeming a live session's ticket, streams/live.py, fails under `cairn up` and
-    the WebSocket answers 503): the API's user is given it, as the embedded server's admin."""
-    record = json.loads((home / ".cairn" / "up.json").read_text())
-    admin = redis.Redis.from_url(record["redis_url"], decode_responses=True)
-    try:
-        api = next(str(u) for u in admin.acl_users() if str(u).endswith("-api"))
-        admin.acl_setuser(api, enabled=True, commands=["+getdel"])  # with it already: a no-op
-    finally:
-        admin.close()
 
 
 @pytest.fixture
