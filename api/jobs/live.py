@@ -104,8 +104,7 @@ def session_view(found: dict[str, Any], job: Job) -> dict[str, Any]:
 async def list_live_sessions(request: Request) -> Response:
     """The job's live sessions: those open (who watches, who has it, until when) and those
     ended (why, how long, their recordings)."""
-    job_id = path_id(request, "job")
-    job = await load_job(context(request).store, job_id)
+    job = await _job_or_404(request, path_id(request, "job"))  # the read model, not the stream
     return json_response({"open": [session_view(s, job) for s in job.live_sessions],
                           "ended": [session_view(s, job) for s in job.live_ended]})  # fmt: skip
 
@@ -229,8 +228,9 @@ async def _relay(ws: WebSocket, channels: LiveChannels, job_id: str, sid: str, t
 
 
 async def _from_terminal(ws: WebSocket, channels: LiveChannels, job_id: str, sid: str) -> None:
-    """The session's frames to the browser, from the oldest kept; a gap says what was lost."""
-    store = ws.app.state.ctx.store
+    """The session's frames to the browser, from the oldest kept; a gap says what was lost.
+    Every LOOK_S the queue's read model says whether the session is still open."""
+    queue = ws.app.state.ctx.queue
     after, seen, looked = "0-0", 0, asyncio.get_running_loop().time()
     while True:
         frames: list[Frame] = await channels.read(job_id, sid, "out", after, block_ms=1000)
@@ -249,8 +249,8 @@ async def _from_terminal(ws: WebSocket, channels: LiveChannels, job_id: str, sid
         now = asyncio.get_running_loop().time()
         if now - looked > LOOK_S:
             looked = now
-            job = await load_job(store, job_id)
-            if session_of(job, sid) is None:
+            job = (await queue.get_jobs([job_id])).get(job_id)
+            if job is not None and session_of(job, sid) is None:
                 why = next((s.get("why") for s in job.live_ended if s["session_id"] == sid), "")
                 await ws.send_text(f"\r\n[cairn: the session ended: {why or 'closed'}]\r\n")
                 return

@@ -452,7 +452,7 @@ def decide_reject(run: Run, service: Service, actor: str, reason: str, *, expire
                            if not expired else said)  # fmt: skip
     decision: Decision = {run.id: [RunRejected(actor=actor, reason=said, expired=expired),
                                    finished]}  # fmt: skip
-    return _merge(decision, _release(run, service), next_start or {})
+    return merge(decision, _release(run, service), next_start or {})
 
 
 def _awaiting(run: Run, what: str) -> None:
@@ -492,7 +492,7 @@ def decide_cancel(run: Run, service: Service, actor: str, *,
     asked: Decision = {run.id: [RunCancelRequested(actor=actor)]}
     if run.state == "awaiting_approval" or run.plan_job is None:
         finished = RunFinished(state="cancelled", reason=f"cancelled by {actor}")
-        return _merge({run.id: [RunCancelRequested(actor=actor), finished]},
+        return merge({run.id: [RunCancelRequested(actor=actor), finished]},
                       _release(run, service), next_start or {})  # fmt: skip
     return asked
 
@@ -604,7 +604,7 @@ def _applied(run: Run, service: Service, job: Job) -> Followed:
 
 def _end(run: Run, service: Service, finished: RunFinished, first: list[RunEvent] | None = None
          ) -> Followed:  # fmt: skip
-    return Followed(_merge({run.id: [*(first or []), finished]}, _release(run, service)),
+    return Followed(merge({run.id: [*(first or []), finished]}, _release(run, service)),
                     ended=True)  # fmt: skip
 
 
@@ -625,10 +625,10 @@ def start_next(service: Service, ended: str, line: Sequence[Run] | Run | None,
     decision: Decision = {}
     for run in waiting:
         try:
-            return _merge(decision, _start(run, service, plan_job_id))
+            return merge(decision, _start(run, service, plan_job_id))
         except ValidationFailed as e:
             failed = RunFinished(state="failed", reason=f"it could not start: {e.message}")
-            decision = _merge(decision, {run.id: [failed],
+            decision = merge(decision, {run.id: [failed],
                                          service.id: [ServiceReleased(run_id=run.id)]})  # fmt: skip
     return decision
 
@@ -638,16 +638,12 @@ def next_in_line(service: Service, ended: str) -> list[str]:
     return [r for r in service.waiting if r != ended]
 
 
-def _merge(*decisions: Decision) -> Decision:
+def merge(*decisions: Decision) -> Decision:
     merged: Decision = {}
     for decision in decisions:
         for aggregate, events in decision.items():
             merged[aggregate] = [*merged.get(aggregate, []), *events]
     return merged
-
-
-def merge(*decisions: Decision) -> Decision:
-    return _merge(*decisions)
 
 
 def _text(reason: Any) -> str:
